@@ -1,0 +1,322 @@
+import Foundation
+import Yams
+
+/// A configuration that cannot be used, with every problem found.
+public struct ConfigError: Error, Sendable, CustomStringConvertible {
+    public var source: String
+    public var problems: [ConfigProblem]
+
+    public var description: String {
+        (["\(source): \(problems.count) problem\(problems.count == 1 ? "" : "s")"] + problems.map { "  - \($0)" })
+            .joined(separator: "\n")
+    }
+}
+
+/// Turns YAML into a ``GatewayConfig``, checking everything once: unknown keys, types, ranges,
+/// URLs, CIDRs, references between sections and that certificate files exist.
+public enum ConfigLoader {
+    public static func load(file path: String) throws(ConfigError) -> GatewayConfig {
+        let text: String
+        do {
+            text = try String(contentsOfFile: path, encoding: .utf8)
+        } catch {
+            throw ConfigError(source: path, problems: [ConfigProblem(path: "", message: "cannot read the file: \(error.localizedDescription)")])
+        }
+        return try load(yaml: text, source: path)
+    }
+
+    /// - Parameter fileExists: how certificate and key paths are checked (tests may substitute it).
+    public static func load(
+        yaml: String,
+        source: String = "<config>",
+        fileExists: @escaping (String) -> Bool = { FileManager.default.isReadableFile(atPath: $0) }
+    ) throws(ConfigError) -> GatewayConfig {
+        let root: Node
+        do {
+            guard let node = try Yams.compose(yaml: yaml) else {
+                throw ConfigError(source: source, problems: [ConfigProblem(path: "", message: "the file is empty")])
+            }
+            root = node
+        } catch let error as ConfigError {
+            throw error
+        } catch {
+            throw ConfigError(source: source, problems: [ConfigProblem(path: "", message: "not valid YAML: \(error)")])
+        }
+        let diagnostics = Diagnostics()
+        let reader = Reader(diagnostics: diagnostics, fileExists: fileExists)
+        let config = reader.gateway(YAMLValue(node: root, path: "", diagnostics: diagnostics))
+        guard diagnostics.problems.isEmpty, let config else {
+            throw ConfigError(source: source, problems: diagnostics.problems)
+        }
+        return config
+    }
+}
+
+private struct Reader {
+    let diagnostics: Diagnostics
+    let fileExists: (String) -> Bool
+
+    func gateway(_ value: YAMLValue) -> GatewayConfig? {
+        guard let root = value.object(allowedKeys: [
+            "listen", "tls", "trusted_proxies", "unknown_host", "sites", "smartlinks", "events", "limits", "timeouts", "log",
+        ]) else { return nil }
+
+        let listen = root["listen"].map(self.listen) ?? GatewayConfig.Listen(
+            https: HostPort(host: "0.0.0.0", port: 8443), http: nil, admin: HostPort(host: "127.0.0.1", port: 9090))
+        let tls = root.required("tls").flatMap(self.tls)
+        let trusted = root["trusted_proxies"]?.array()?.compactMap { $0.parsed(CIDR.parse) } ?? []
+        var unknownHost = GatewayConfig.UnknownHostPolicy.misdirected
+        if let v = root["unknown_host"], let text = v.string() {
+            if let policy = GatewayConfig.UnknownHostPolicy(rawValue: text) { unknownHost = policy } else {
+                v.report("expected 'misdirected' (answer 421) or 'default_site'")
+            }
+        }
+        let events = root["events"].flatMap(self.events) ?? GatewayConfig.Events()
+        let sitesValue = root.required("sites")
+        let sites = sitesValue?.array()?.compactMap { site($0, pixels: events.pixels) } ?? []
+        if let sitesValue, sites.isEmpty, diagnostics.problems.isEmpty { sitesValue.report("at least one site is required") }
+        checkSites(sites, at: sitesValue)
+        let smartlinks = root["smartlinks"]?.array()?.compactMap(smartlink) ?? []
+        let limits = root["limits"].flatMap(self.limits) ?? GatewayConfig.Limits()
+        let timeouts = root["timeouts"].flatMap(self.timeouts) ?? GatewayConfig.Timeouts()
+        let log = root["log"].flatMap(self.log) ?? GatewayConfig.Log()
+
+        if listen.https != nil, let tls, tls.certificates.isEmpty {
+            root.required("tls")?.report("listen.https needs at least one certificate in tls.certificates")
+        }
+        guard let tls else { return nil }
+        return GatewayConfig(
+            listen: listen, tls: tls, trustedProxies: trusted, unknownHost: unknownHost, sites: sites,
+            smartlinks: smartlinks, events: events, limits: limits, timeouts: timeouts, log: log)
+    }
+
+    func listen(_ value: YAMLValue) -> GatewayConfig.Listen {
+        let object = value.object(allowedKeys: ["https", "http", "admin"])
+        let https = object?["https"]?.parsed(HostPort.parse)
+        let http = object?["http"]?.parsed(HostPort.parse)
+        let admin = object?["admin"]?.parsed(HostPort.parse)
+        if let object, https == nil, http == nil, object["https"] == nil, object["http"] == nil {
+            value.report("needs https or http (or both)")
+        }
+        return GatewayConfig.Listen(https: https, http: http, admin: admin)
+    }
+
+    func tls(_ value: YAMLValue) -> GatewayConfig.TLS? {
+        guard let object = value.object(allowedKeys: ["certificates", "hsts_max_age"]) else { return nil }
+        let pairs = object["certificates"]?.array()?.compactMap { entry -> GatewayConfig.CertificatePair? in
+            guard let pair = entry.object(allowedKeys: ["cert", "key"]),
+                let cert = pair.required("cert"), let key = pair.required("key"),
+                let certPath = existingFile(cert), let keyPath = existingFile(key)
+            else { return nil }
+            return GatewayConfig.CertificatePair(certificatePath: certPath, keyPath: keyPath)
+        } ?? []
+        let hsts = object["hsts_max_age"]?.parsed(ValueParsers.duration)
+        return GatewayConfig.TLS(certificates: pairs, hstsMaxAge: hsts)
+    }
+
+    func existingFile(_ value: YAMLValue) -> String? {
+        guard let path = value.nonEmptyString() else { return nil }
+        guard fileExists(path) else {
+            value.report("file '\(path)' does not exist or is not readable (relative paths start at the working directory)")
+            return nil
+        }
+        return path
+    }
+
+    func site(_ value: YAMLValue, pixels: [String: GatewayConfig.Events.Pixel]) -> GatewayConfig.Site? {
+        guard let object = value.object(allowedKeys: [
+            "hosts", "upstream", "upstream_tls", "cookie_domain", "decorate_hosts", "pixel", "max_body_size", "default", "preserve_host",
+        ]) else { return nil }
+        var hosts: [String] = []
+        if let hostsValue = object.required("hosts"), let list = hostsValue.array() {
+            hosts = list.compactMap { hostName($0) }
+            if list.isEmpty { hostsValue.report("at least one host is required") }
+        }
+        guard var upstream = object.required("upstream")?.parsed(Self.upstream) else { return nil }
+        if let tlsValue = object["upstream_tls"], let tls = tlsValue.object(allowedKeys: ["verify", "ca"]) {
+            if upstream.scheme != .https { tlsValue.report("only applies to https:// upstreams") }
+            if let verify = tls["verify"]?.bool() { upstream.verifyCertificate = verify }
+            if let ca = tls["ca"] { upstream.caFile = existingFile(ca) }
+        }
+        let cookieDomain = object["cookie_domain"].flatMap { v -> String? in
+            guard let d = hostName(v) else { return nil }
+            let domain = d.hasPrefix(".") ? String(d.dropFirst()) : d
+            for host in hosts where !(host == domain || host.hasSuffix("." + domain)) {
+                v.report("'\(domain)' does not cover host '\(host)': browsers would refuse the cookie")
+            }
+            return domain
+        }
+        let decorate = object["decorate_hosts"]?.array()?.compactMap { hostName($0) } ?? []
+        let pixel = object["pixel"].flatMap { v -> String? in
+            guard let name = v.nonEmptyString() else { return nil }
+            if pixels[name] == nil {
+                v.report("no pixel named '\(name)' in events.pixels (known: \(pixels.keys.sorted().joined(separator: ", ")))")
+            }
+            return name
+        }
+        let maxBody = object["max_body_size"]?.parsed(ValueParsers.byteSize)
+        let isDefault = object["default"]?.bool() ?? false
+        let preserveHost = object["preserve_host"]?.bool() ?? true
+        return GatewayConfig.Site(
+            hosts: hosts, upstream: upstream, cookieDomain: cookieDomain, decorateHosts: decorate, pixel: pixel,
+            maxBodySize: maxBody, isDefault: isDefault, preserveHost: preserveHost)
+    }
+
+    func checkSites(_ sites: [GatewayConfig.Site], at value: YAMLValue?) {
+        guard let value else { return }
+        var seen: [String: Int] = [:]
+        for (i, site) in sites.enumerated() {
+            for host in site.hosts {
+                if let other = seen[host] {
+                    diagnostics.report("sites[\(i)].hosts", "host '\(host)' is already served by sites[\(other)]", value.node)
+                }
+                seen[host] = i
+            }
+        }
+        if sites.filter(\.isDefault).count > 1 {
+            value.report("only one site may be 'default: true'")
+        }
+    }
+
+    func hostName(_ value: YAMLValue) -> String? {
+        guard let raw = value.nonEmptyString() else { return nil }
+        let host = raw.lowercased()
+        let allowed = Set("abcdefghijklmnopqrstuvwxyz0123456789-.*:[]_")
+        guard host.allSatisfy({ allowed.contains($0) }), !host.contains("..") else {
+            value.report("'\(raw)' is not a host name (use the punycode form for international names)")
+            return nil
+        }
+        return host
+    }
+
+    static func upstream(_ text: String) -> Result<GatewayConfig.Upstream, ValueError> {
+        if text == "builtin:demo" { return .success(.builtinDemo) }
+        guard let components = URLComponents(string: text), let scheme = components.scheme?.lowercased(),
+            let host = components.host, !host.isEmpty
+        else {
+            return .failure(.init("'\(text)' is not a URL like http://127.0.0.1:3000 or https://origin.example.com"))
+        }
+        guard let kind = GatewayConfig.Upstream.Scheme(rawValue: scheme), kind != .builtinDemo else {
+            return .failure(.init("scheme '\(scheme)' is not supported: use http or https"))
+        }
+        guard components.path.isEmpty || components.path == "/", components.query == nil, components.fragment == nil else {
+            return .failure(.init("an upstream is an origin only (no path, query or fragment): '\(text)'"))
+        }
+        guard components.user == nil else { return .failure(.init("credentials in the upstream URL are not supported")) }
+        let port = components.port ?? (kind == .https ? 443 : 80)
+        guard (1...65535).contains(port) else { return .failure(.init("port \(port) is out of range")) }
+        let bareHost = host.hasPrefix("[") ? String(host.dropFirst().dropLast()) : host
+        return .success(GatewayConfig.Upstream(scheme: kind, host: bareHost, port: port))
+    }
+
+    func smartlink(_ value: YAMLValue) -> GatewayConfig.Smartlink? {
+        guard let object = value.object(allowedKeys: ["path", "host", "status", "targets"]),
+            let pathValue = object.required("path"), let path = pathValue.nonEmptyString()
+        else { return nil }
+        if !path.hasPrefix("/") { pathValue.report("must start with '/'") }
+        let host = object["host"].flatMap { hostName($0) }
+        let status = object["status"]?.int(in: 300...399) ?? 302
+        if ![301, 302, 303, 307, 308].contains(status) {
+            object["status"]?.report("must be one of 301, 302, 303, 307, 308")
+        }
+        let targetsValue = object.required("targets")
+        let targets = targetsValue?.array()?.compactMap { t -> GatewayConfig.Smartlink.Target? in
+            guard let target = t.object(allowedKeys: ["url", "weight"]), let urlValue = target.required("url"),
+                let url = urlValue.nonEmptyString()
+            else { return nil }
+            guard let c = URLComponents(string: url), ["http", "https"].contains(c.scheme?.lowercased() ?? ""), c.host?.isEmpty == false else {
+                urlValue.report("'\(url)' is not an absolute http(s) URL")
+                return nil
+            }
+            let weight = target["weight"]?.int(in: 0...1_000_000) ?? 1
+            return GatewayConfig.Smartlink.Target(url: url, weight: weight)
+        } ?? []
+        if let targetsValue, !targets.isEmpty, targets.allSatisfy({ $0.weight == 0 }) {
+            targetsValue.report("at least one target needs a weight above 0")
+        }
+        if let targetsValue, targets.isEmpty, targetsValue.array()?.isEmpty == true {
+            targetsValue.report("at least one target is required")
+        }
+        return GatewayConfig.Smartlink(path: path, host: host, status: status, targets: targets)
+    }
+
+    func events(_ value: YAMLValue) -> GatewayConfig.Events? {
+        guard let object = value.object(allowedKeys: ["path", "store", "endpoint", "pixels"]) else { return nil }
+        var events = GatewayConfig.Events()
+        if let v = object["path"], let path = v.nonEmptyString() {
+            if path.hasPrefix("/") { events.path = path } else { v.report("must start with '/'") }
+        }
+        if let v = object["store"], let store = v.nonEmptyString() {
+            if store.hasPrefix("sqlite:") || store.hasPrefix("postgres://") || store.hasPrefix("postgresql://") {
+                events.store = store
+            } else {
+                v.report("expected sqlite:PATH or postgres://USER@HOST/DB")
+            }
+        }
+        if let v = object["endpoint"], let endpoint = v.nonEmptyString() {
+            if let c = URLComponents(string: endpoint), ["http", "https"].contains(c.scheme ?? ""), c.host?.isEmpty == false {
+                events.endpoint = endpoint
+            } else {
+                v.report("'\(endpoint)' is not an absolute http(s) URL")
+            }
+        }
+        for (name, entry) in object["pixels"]?.namedEntries() ?? [] {
+            guard let pixel = entry.object(allowedKeys: ["pixel_code", "access_token_env", "access_token_file", "test_event_code"]),
+                let code = pixel.required("pixel_code")?.nonEmptyString()
+            else { continue }
+            events.pixels[name] = GatewayConfig.Events.Pixel(
+                pixelCode: code,
+                accessTokenEnv: pixel["access_token_env"]?.nonEmptyString(),
+                accessTokenFile: pixel["access_token_file"]?.nonEmptyString(),
+                testEventCode: pixel["test_event_code"]?.nonEmptyString())
+        }
+        return events
+    }
+
+    func limits(_ value: YAMLValue) -> GatewayConfig.Limits? {
+        guard let object = value.object(allowedKeys: [
+            "max_header_bytes", "max_header_count", "max_body_size", "h2_max_concurrent_streams", "upstream_idle_connections",
+        ]) else { return nil }
+        var limits = GatewayConfig.Limits()
+        if let v = object["max_header_bytes"]?.parsed(ValueParsers.byteSize) { limits.maxHeaderBytes = v }
+        if let v = object["max_header_count"]?.int(in: 1...10_000) { limits.maxHeaderCount = v }
+        if let v = object["max_body_size"]?.parsed(ValueParsers.byteSize) { limits.maxBodySize = v }
+        if let v = object["h2_max_concurrent_streams"]?.int(in: 1...10_000) { limits.h2MaxConcurrentStreams = v }
+        if let v = object["upstream_idle_connections"]?.int(in: 0...100_000) { limits.upstreamIdleConnections = v }
+        if let v = object["max_header_bytes"], limits.maxHeaderBytes < 1024 { v.report("must be at least 1KiB") }
+        return limits
+    }
+
+    func timeouts(_ value: YAMLValue) -> GatewayConfig.Timeouts? {
+        let keys: [(String, WritableKeyPath<GatewayConfig.Timeouts, Duration>)] = [
+            ("handshake", \.handshake), ("header", \.header), ("idle", \.idle), ("body", \.body),
+            ("upstream_connect", \.upstreamConnect), ("upstream_response_header", \.upstreamResponseHeader),
+            ("upstream_idle", \.upstreamIdle), ("upstream_keepalive", \.upstreamKeepalive), ("shutdown_grace", \.shutdownGrace),
+        ]
+        guard let object = value.object(allowedKeys: Set(keys.map(\.0))) else { return nil }
+        var timeouts = GatewayConfig.Timeouts()
+        for (key, path) in keys {
+            guard let v = object[key], let d = v.parsed(ValueParsers.duration) else { continue }
+            if d <= .zero { v.report("must be greater than zero") } else { timeouts[keyPath: path] = d }
+        }
+        return timeouts
+    }
+
+    func log(_ value: YAMLValue) -> GatewayConfig.Log? {
+        guard let object = value.object(allowedKeys: ["access", "level"]) else { return nil }
+        var log = GatewayConfig.Log()
+        if let text = object["access"]?.nonEmptyString() {
+            switch text {
+            case "stdout": log.access = .stdout
+            case "stderr": log.access = .stderr
+            case "off": log.access = .off
+            default: log.access = .file(text)
+            }
+        }
+        if let v = object["level"], let level = v.nonEmptyString() {
+            let levels = ["trace", "debug", "info", "notice", "warning", "error", "critical"]
+            if levels.contains(level) { log.level = level } else { v.report("expected one of \(levels.joined(separator: ", "))") }
+        }
+        return log
+    }
+}

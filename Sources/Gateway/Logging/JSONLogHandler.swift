@@ -1,0 +1,89 @@
+import Foundation
+import Logging
+import NIOConcurrencyHelpers
+
+/// Where log lines go: a file descriptor shared by every logger that writes there.
+public final class LogSink: Sendable {
+    private let lock = NIOLock()
+    private let handle: FileHandle
+
+    public static let stdout = LogSink(handle: .standardOutput)
+    public static let stderr = LogSink(handle: .standardError)
+
+    public init(handle: FileHandle) {
+        self.handle = handle
+    }
+
+    /// Appends to `path`, creating it when needed.
+    public convenience init(appendingTo path: String) throws {
+        if !FileManager.default.fileExists(atPath: path) {
+            FileManager.default.createFile(atPath: path, contents: nil)
+        }
+        let handle = try FileHandle(forWritingTo: URL(fileURLWithPath: path))
+        handle.seekToEndOfFile()
+        self.init(handle: handle)
+    }
+
+    func write(_ line: String) {
+        let data = Data((line + "\n").utf8)
+        lock.withLock { handle.write(data) }
+    }
+}
+
+/// One JSON object per line: `time`, `level`, `logger`, `message`, then the metadata fields.
+/// Machines read it; `jq` makes it readable for people.
+public struct JSONLogHandler: LogHandler {
+    public var logLevel: Logger.Level
+    public var metadata: Logger.Metadata = [:]
+    private let label: String
+    private let sink: LogSink
+
+    public init(label: String, sink: LogSink, level: Logger.Level = .info) {
+        self.label = label
+        self.sink = sink
+        self.logLevel = level
+    }
+
+    public subscript(metadataKey key: String) -> Logger.Metadata.Value? {
+        get { metadata[key] }
+        set { metadata[key] = newValue }
+    }
+
+    public func log(
+        level: Logger.Level, message: Logger.Message, metadata explicit: Logger.Metadata?,
+        source: String, file: String, function: String, line: UInt
+    ) {
+        var object: [String: String] = [:]
+        for (key, value) in metadata { object[key] = "\(value)" }
+        for (key, value) in explicit ?? [:] { object[key] = "\(value)" }
+        var text = "{\"time\":\(Self.quoted(Self.timestamp())),\"level\":\(Self.quoted(level.rawValue)),"
+        text += "\"logger\":\(Self.quoted(label)),\"message\":\(Self.quoted(message.description))"
+        for key in object.keys.sorted() {
+            text += ",\(Self.quoted(key)):\(Self.quoted(object[key]!))"
+        }
+        sink.write(text + "}")
+    }
+
+    static func timestamp() -> String {
+        Date().formatted(.iso8601.year().month().day().dateSeparator(.dash).time(includingFractionalSeconds: true).timeSeparator(.colon))
+    }
+
+    /// A JSON string literal; control characters are escaped so a line can never be split.
+    static func quoted(_ text: String) -> String {
+        var out = "\""
+        out.reserveCapacity(text.utf8.count + 2)
+        for scalar in text.unicodeScalars {
+            switch scalar {
+            case "\"": out += "\\\""
+            case "\\": out += "\\\\"
+            case "\n": out += "\\n"
+            case "\r": out += "\\r"
+            case "\t": out += "\\t"
+            case _ where scalar.value < 0x20 || scalar.value == 0x7f || scalar.value == 0x2028 || scalar.value == 0x2029:
+                out += String(format: "\\u%04x", scalar.value)
+            default: out.unicodeScalars.append(scalar)
+            }
+        }
+        return out + "\""
+    }
+}

@@ -1,0 +1,59 @@
+import NIOCore
+import NIOHTTP1
+
+/// One request/response pair in flight on a downstream channel.
+final class Exchange {
+    enum Mode {
+        /// Request body goes upstream.
+        case proxying
+        /// Request body is collected for a local service.
+        case collecting(any LocalService)
+        /// A local answer was given; the rest of the request body is read and dropped.
+        case discarding
+    }
+
+    var context: RequestContext
+    let requestHead: HTTPRequestHead
+    let startedAt = NIODeadline.now()
+    var mode: Mode = .proxying
+    var site: SiteRoute?
+
+    var upstreamHead: HTTPRequestHead?
+    var upstreamKey: UpstreamKey?
+    var upstream: UpstreamConnection?
+    /// Request parts that arrived before the upstream connection was ready.
+    var pending: [HTTPClientRequestPart] = []
+    var collected = ByteBuffer()
+    var upstreamNeedsFlush = false
+    var reusedConnection = false
+    var retried = false
+    var connectedAt: NIODeadline?
+    var responseHeadAt: NIODeadline?
+
+    var requestEnded = false
+    var requestBodyBytes = 0
+    var responseHeadSent = false
+    var responseEnded = false
+    var responseBodyBytes = 0
+    var status: HTTPResponseStatus?
+    var keepAlive: Bool
+    var downstreamNeedsFlush = false
+    var error: String?
+
+    var responseHeaderTimer: Scheduled<Void>?
+    var upstreamStall: StallTimer?
+    var bodyStall: StallTimer?
+
+    init(context: RequestContext, head: HTTPRequestHead) {
+        self.context = context
+        self.requestHead = head
+        self.keepAlive = head.isKeepAlive
+    }
+
+    func cancelTimers() {
+        responseHeaderTimer?.cancel()
+        responseHeaderTimer = nil
+        upstreamStall?.disarm()
+        bodyStall?.disarm()
+    }
+}

@@ -1,0 +1,63 @@
+import Config
+import NIOHTTP1
+
+/// Header rules every proxied message goes through, in both directions.
+enum HeaderRules {
+    /// RFC 9110 §7.6.1 connection-specific fields, plus any field the `Connection` header names.
+    static func removeHopByHop(_ headers: inout HTTPHeaders) {
+        var named: [String] = []
+        for value in headers["connection"] {
+            for token in value.split(separator: ",") {
+                let name = token.trimmingCharacters(in: .whitespaces).lowercased()
+                if !name.isEmpty { named.append(name) }
+            }
+        }
+        for name in ["connection", "keep-alive", "te", "trailer", "transfer-encoding", "upgrade"] + named {
+            headers.remove(name: name)
+        }
+        if headers.contains(where: { $0.name.utf8.count > 6 && $0.name.lowercased().hasPrefix("proxy-") }) {
+            let proxyNames = Set(headers.map { $0.name.lowercased() }.filter { $0.hasPrefix("proxy-") })
+            for name in proxyNames { headers.remove(name: name) }
+        }
+    }
+
+    /// Sets X-Forwarded-For/-Proto/-Host and `Forwarded`. Client-sent values survive only when the
+    /// peer is a trusted proxy; returns the client address those rules arrive at.
+    static func applyForwarding(
+        _ headers: inout HTTPHeaders, peer: String, scheme: String, host: String, trusted: [CIDR]
+    ) -> String {
+        let peerTrusted = trusted.contains { $0.contains(peer) }
+        var client = peer
+        if peerTrusted {
+            let chain = headers["x-forwarded-for"].flatMap { $0.split(separator: ",") }
+                .map { $0.trimmingCharacters(in: .whitespaces) }.filter { !$0.isEmpty }
+            // The right-most address that is not one of ours is the client.
+            client = chain.reversed().first(where: { hop in !trusted.contains { $0.contains(hop) } }) ?? chain.first ?? peer
+            headers.replaceOrAdd(name: "x-forwarded-for", value: (chain + [peer]).joined(separator: ", "))
+            if !headers.contains(name: "x-forwarded-proto") { headers.add(name: "x-forwarded-proto", value: scheme) }
+            if !headers.contains(name: "x-forwarded-host") { headers.add(name: "x-forwarded-host", value: host) }
+            let element = forwardedElement(for: peer, scheme: scheme, host: host)
+            let previous = headers["forwarded"].joined(separator: ", ")
+            headers.replaceOrAdd(name: "forwarded", value: previous.isEmpty ? element : "\(previous), \(element)")
+        } else {
+            headers.replaceOrAdd(name: "x-forwarded-for", value: peer)
+            headers.replaceOrAdd(name: "x-forwarded-proto", value: scheme)
+            headers.replaceOrAdd(name: "x-forwarded-host", value: host)
+            headers.replaceOrAdd(name: "forwarded", value: forwardedElement(for: peer, scheme: scheme, host: host))
+        }
+        return IPAddressBytes.parse(client) != nil ? client : peer
+    }
+
+    /// RFC 7239: IPv6 nodes are quoted and bracketed.
+    static func forwardedElement(for address: String, scheme: String, host: String) -> String {
+        let node = address.contains(":") ? "\"[\(address)]\"" : address
+        return "for=\(node);proto=\(scheme);host=\"\(host)\""
+    }
+
+    /// RFC 9113 §8.2.3: cookie crumbs from HTTP/2 are joined into one field for HTTP/1.1.
+    static func joinCookieCrumbs(_ headers: inout HTTPHeaders) {
+        let cookies = headers["cookie"]
+        guard cookies.count > 1 else { return }
+        headers.replaceOrAdd(name: "cookie", value: cookies.joined(separator: "; "))
+    }
+}

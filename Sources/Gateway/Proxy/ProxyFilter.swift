@@ -1,0 +1,104 @@
+import Config
+import NIOCore
+import NIOHTTP1
+
+/// A filter hooks the named phases of every request, in the order the engine runs them:
+///
+/// 1. ``request(_:context:)``: may answer directly (smartlinks, event ingest).
+/// 2. ``upstreamRequest(_:context:)``: the head that goes to the origin.
+/// 3. ``upstreamResponse(_:context:)``: the origin's head, as received (after hop-by-hop removal).
+/// 4. ``response(_:context:)``: the head that goes to the client (also for local answers).
+/// 5. ``logging(_:context:)``: fields for the access log line.
+///
+/// The engine knows nothing about click ids: those filters live beside the feature that needs them.
+public protocol ProxyFilter: Sendable {
+    func request(_ head: HTTPRequestHead, context: inout RequestContext) -> RequestDecision
+    func upstreamRequest(_ head: inout HTTPRequestHead, context: inout RequestContext)
+    func upstreamResponse(_ head: inout HTTPResponseHead, context: inout RequestContext)
+    func response(_ head: inout HTTPResponseHead, context: inout RequestContext)
+    func logging(_ fields: inout [String: String], context: RequestContext)
+}
+
+extension ProxyFilter {
+    public func request(_ head: HTTPRequestHead, context: inout RequestContext) -> RequestDecision { .proxy }
+    public func upstreamRequest(_ head: inout HTTPRequestHead, context: inout RequestContext) {}
+    public func upstreamResponse(_ head: inout HTTPResponseHead, context: inout RequestContext) {}
+    public func response(_ head: inout HTTPResponseHead, context: inout RequestContext) {}
+    public func logging(_ fields: inout [String: String], context: RequestContext) {}
+}
+
+/// What the request phase decided.
+public enum RequestDecision: Sendable {
+    /// Continue to the site's upstream.
+    case proxy
+    /// Answer now without a body read (the rest of the request body is discarded).
+    case respond(LocalResponse)
+    /// Read the whole request body (bounded by the site's limit), then let `service` answer.
+    case serve(any LocalService)
+}
+
+/// A response the gateway writes itself.
+public struct LocalResponse: Sendable {
+    public var status: HTTPResponseStatus
+    public var headers: HTTPHeaders
+    public var body: ByteBuffer
+
+    public init(status: HTTPResponseStatus, headers: HTTPHeaders = [:], body: ByteBuffer = ByteBuffer()) {
+        self.status = status
+        self.headers = headers
+        self.body = body
+    }
+
+    public init(status: HTTPResponseStatus, contentType: String, body: String) {
+        self.init(status: status, headers: ["content-type": contentType], body: ByteBuffer(string: body))
+    }
+}
+
+/// Answers a request from its complete body; runs off the event loop.
+public protocol LocalService: Sendable {
+    func handle(head: HTTPRequestHead, body: ByteBuffer, context: RequestContext) async -> LocalResponse
+}
+
+/// What the gateway knows about one request; filters read it and add their own values.
+public struct RequestContext: Sendable {
+    public let requestID: String
+    /// The address the TCP connection came from.
+    public let peerAddress: String
+    /// The client, after `trusted_proxies` rules were applied to X-Forwarded-For.
+    public internal(set) var clientAddress: String
+    /// `https` or `http`, as the client reached the gateway.
+    public let scheme: String
+    /// `h1` or `h2`.
+    public let httpVersion: String
+    /// The request's host, lower-cased, without port.
+    public internal(set) var host: String
+    public internal(set) var site: SiteRoute?
+    /// Filter-owned values, keyed by type.
+    public var values = ContextValues()
+
+    init(requestID: String, peerAddress: String, scheme: String, httpVersion: String, host: String) {
+        self.requestID = requestID
+        self.peerAddress = peerAddress
+        self.clientAddress = peerAddress
+        self.scheme = scheme
+        self.httpVersion = httpVersion
+        self.host = host
+    }
+}
+
+/// A key for a filter's own value in ``ContextValues``.
+public protocol ContextKey {
+    associatedtype Value: Sendable
+}
+
+/// Typed storage so filters can share per-request state without the engine knowing its shape.
+public struct ContextValues: Sendable {
+    private var storage: [ObjectIdentifier: any Sendable] = [:]
+
+    public init() {}
+
+    public subscript<Key: ContextKey>(key: Key.Type) -> Key.Value? {
+        get { storage[ObjectIdentifier(key)] as? Key.Value }
+        set { storage[ObjectIdentifier(key)] = newValue }
+    }
+}

@@ -1,0 +1,505 @@
+import Config
+import Logging
+import NIOCore
+import NIOHTTP1
+
+/// The end of every downstream pipeline (an HTTP/1.1 connection or an HTTP/2 stream): runs the
+/// filter phases, leases an upstream connection and streams both bodies with back-pressure.
+///
+/// Both channels live on the same event loop, so the handler drives its upstream connection by
+/// direct calls; neither side ever buffers more than one read while its partner is not writable.
+final class ProxyHandler: ChannelDuplexHandler, UpstreamSink {
+    typealias InboundIn = HTTPServerRequestPart
+    typealias OutboundIn = HTTPServerResponsePart
+    typealias OutboundOut = HTTPServerResponsePart
+
+    private let engine: ProxyEngine
+    private let downstream: DownstreamInfo
+    private var context: ChannelHandlerContext?
+    private var gate = ReadGate()
+    private var exchange: Exchange?
+    /// Set once the connection is to close: nothing that arrives after may start.
+    private var closing = false
+
+    init(engine: ProxyEngine, downstream: DownstreamInfo) {
+        self.engine = engine
+        self.downstream = downstream
+    }
+
+    func handlerAdded(context: ChannelHandlerContext) {
+        self.context = context
+    }
+
+    func handlerRemoved(context: ChannelHandlerContext) {
+        abortExchange(reason: "connection closed")
+        self.context = nil
+    }
+
+    // MARK: Downstream events
+
+    func channelRead(context: ChannelHandlerContext, data: NIOAny) {
+        guard !closing else { return }
+        switch unwrapInboundIn(data) {
+        case .head(let head): begin(head, context: context)
+        case .body(let body): requestBody(body, context: context)
+        case .end: requestEnd(context: context)
+        }
+    }
+
+    func channelReadComplete(context: ChannelHandlerContext) {
+        if let exchange {
+            if exchange.upstreamNeedsFlush, let upstream = exchange.upstream {
+                exchange.upstreamNeedsFlush = false
+                upstream.flush()
+            }
+            // Armed lazily: a bodiless request ends in the same read and never pays for a timer.
+            if !exchange.requestEnded {
+                if exchange.bodyStall == nil {
+                    exchange.bodyStall = StallTimer(timeout: TimeAmount(engine.config.timeouts.body)) { [weak self, weak exchange] in
+                        guard let self, let exchange, self.exchange === exchange else { return }
+                        self.requestBodyStalled(exchange)
+                    }
+                }
+                exchange.bodyStall?.arm(on: context.eventLoop)
+            }
+        }
+        context.fireChannelReadComplete()
+    }
+
+    func channelWritabilityChanged(context: ChannelHandlerContext) {
+        if let exchange, let upstream = exchange.upstream {
+            if context.channel.isWritable {
+                upstream.resumeReads()
+                exchange.upstreamStall?.arm(on: context.eventLoop)
+            } else {
+                upstream.pauseReads()
+                exchange.upstreamStall?.disarm()
+            }
+        }
+        context.fireChannelWritabilityChanged()
+    }
+
+    func channelInactive(context: ChannelHandlerContext) {
+        abortExchange(reason: "client closed the connection")
+        context.fireChannelInactive()
+    }
+
+    func errorCaught(context: ChannelHandlerContext, error: any Error) {
+        engine.logger.debug("downstream error", metadata: ["error": "\(error)", "peer": "\(downstream.peerAddress)"])
+        context.close(promise: nil)
+    }
+
+    func read(context: ChannelHandlerContext) {
+        if gate.admitRead() { context.read() }
+    }
+
+    private func resumeReads(_ reason: ReadGate.Reason) {
+        if gate.resume(reason) { context?.read() }
+    }
+
+    // MARK: Request phase
+
+    private func begin(_ head: HTTPRequestHead, context: ChannelHandlerContext) {
+        let hostHeaders = head.headers["host"]
+        let requestContext = RequestContext(
+            requestID: RequestID.make(), peerAddress: downstream.peerAddress, scheme: downstream.scheme,
+            httpVersion: downstream.httpVersion, host: SiteTable.normalizedHost(hostHeaders.first ?? "") ?? "")
+        let exchange = Exchange(context: requestContext, head: head)
+        self.exchange = exchange
+
+        guard hostHeaders.count == 1, !exchange.context.host.isEmpty else {
+            return respondError(.badRequest, detail: "The request has no valid Host.", close: true)
+        }
+        let limits = engine.config.limits
+        if head.headers.count > limits.maxHeaderCount
+            || head.headers.reduce(0, { $0 + $1.name.utf8.count + $1.value.utf8.count }) > limits.maxHeaderBytes
+        {
+            return respondError(.requestHeaderFieldsTooLarge, detail: "The request headers are too large.", close: true)
+        }
+        if let problem = Self.framingProblem(head) {
+            return respondError(.badRequest, detail: problem, close: true)
+        }
+        guard let site = engine.sites.route(host: exchange.context.host) else {
+            return respondError(.misdirectedRequest, detail: "This gateway serves no site for that host.", close: false)
+        }
+        exchange.site = site
+        exchange.context.site = site
+        if let length = head.headers.first(name: "content-length").flatMap(Int.init), length > site.maxBodySize {
+            return respondError(.payloadTooLarge, detail: "The request body is larger than this site accepts.", close: true)
+        }
+
+        var upstreamHead = head
+        HeaderRules.removeHopByHop(&upstreamHead.headers)
+        if downstream.httpVersion == "h2" { HeaderRules.joinCookieCrumbs(&upstreamHead.headers) }
+        exchange.context.clientAddress = HeaderRules.applyForwarding(
+            &upstreamHead.headers, peer: downstream.peerAddress, scheme: downstream.scheme,
+            host: hostHeaders[0], trusted: engine.config.trustedProxies)
+
+        for filter in engine.filters {
+            switch filter.request(head, context: &exchange.context) {
+            case .proxy: continue
+            case .respond(let response): return respondLocal(response, close: false)
+            case .serve(let service):
+                exchange.mode = .collecting(service)
+                if exchange.requestEnded { runService(service, exchange) }
+                return
+            }
+        }
+
+        if upstreamHead.headers.first(name: "expect")?.lowercased() == "100-continue" {
+            upstreamHead.headers.remove(name: "expect")
+            context.writeAndFlush(wrapOutboundOut(.head(HTTPResponseHead(version: head.version, status: .continue))), promise: nil)
+        }
+        upstreamHead.version = .http1_1
+        upstreamHead.headers.replaceOrAdd(name: "x-request-id", value: exchange.context.requestID)
+        if !site.config.preserveHost, site.config.upstream.scheme != .builtinDemo {
+            let upstream = site.config.upstream
+            let defaultPort = upstream.scheme == .https ? 443 : 80
+            let authority = upstream.port == defaultPort ? upstream.host : HostPort(host: upstream.host, port: upstream.port).description
+            upstreamHead.headers.replaceOrAdd(name: "host", value: authority)
+        }
+        for filter in engine.filters { filter.upstreamRequest(&upstreamHead, context: &exchange.context) }
+        exchange.upstreamHead = upstreamHead
+        exchange.upstreamKey = UpstreamKey(site.config.upstream)
+        connectUpstream(exchange, context: context)
+    }
+
+    /// Smuggling defence beyond the HTTP/1 parser: a request must be framed one unambiguous way.
+    static func framingProblem(_ head: HTTPRequestHead) -> String? {
+        let lengths = head.headers["content-length"]
+        let encodings = head.headers["transfer-encoding"]
+        if !lengths.isEmpty && !encodings.isEmpty { return "Content-Length and Transfer-Encoding together are refused." }
+        if lengths.count > 1 { return "More than one Content-Length is refused." }
+        if let length = lengths.first, length.isEmpty || !length.utf8.allSatisfy({ $0 >= 48 && $0 <= 57 }) || length.utf8.count > 18 {
+            return "Content-Length must be digits only."
+        }
+        if !encodings.isEmpty, encodings.joined(separator: ",").lowercased().trimmingCharacters(in: .whitespaces) != "chunked" {
+            return "Only Transfer-Encoding: chunked is accepted."
+        }
+        return nil
+    }
+
+    private func requestBody(_ body: ByteBuffer, context: ChannelHandlerContext) {
+        guard let exchange else { return }
+        exchange.bodyStall?.touch()
+        exchange.requestBodyBytes += body.readableBytes
+        if let site = exchange.site, exchange.requestBodyBytes > site.maxBodySize {
+            exchange.upstream?.abandon()
+            exchange.upstream = nil
+            if exchange.responseHeadSent { return closeConnection(exchange, error: "request body too large") }
+            return respondError(.payloadTooLarge, detail: "The request body is larger than this site accepts.", close: true)
+        }
+        switch exchange.mode {
+        case .discarding:
+            return
+        case .collecting:
+            var body = body
+            exchange.collected.writeBuffer(&body)
+        case .proxying:
+            if let upstream = exchange.upstream {
+                upstream.write(.body(.byteBuffer(body)))
+                exchange.upstreamNeedsFlush = true
+            } else {
+                exchange.pending.append(.body(.byteBuffer(body)))
+            }
+        }
+    }
+
+    private func requestEnd(context: ChannelHandlerContext) {
+        guard let exchange else { return }
+        exchange.requestEnded = true
+        exchange.bodyStall?.disarm()
+        switch exchange.mode {
+        case .discarding:
+            if exchange.responseEnded { finish(exchange, writingEnd: false) }
+        case .collecting(let service):
+            runService(service, exchange)
+        case .proxying:
+            guard let upstream = exchange.upstream else {
+                exchange.pending.append(.end(nil))
+                return
+            }
+            exchange.upstreamNeedsFlush = false
+            upstream.write(.end(nil))
+            upstream.flush()
+            startResponseHeaderTimer(exchange)
+        }
+    }
+
+    private func requestBodyStalled(_ exchange: Exchange) {
+        exchange.upstream?.abandon()
+        exchange.upstream = nil
+        if exchange.responseHeadSent { return closeConnection(exchange, error: "request body stalled") }
+        respondError(.requestTimeout, detail: "The request body stopped arriving.", close: true)
+    }
+
+    private func runService(_ service: any LocalService, _ exchange: Exchange) {
+        guard let context else { return }
+        let head = exchange.requestHead
+        let body = exchange.collected
+        let requestContext = exchange.context
+        let promise = context.eventLoop.makePromise(of: LocalResponse.self)
+        promise.completeWithTask { await service.handle(head: head, body: body, context: requestContext) }
+        promise.futureResult.assumeIsolated().whenSuccess { [self] response in
+            guard self.exchange === exchange else { return }
+            respondLocal(response, close: false)
+        }
+    }
+
+    // MARK: Upstream
+
+    private func connectUpstream(_ exchange: Exchange, context: ChannelHandlerContext) {
+        guard let site = exchange.site, let key = exchange.upstreamKey else { return }
+        gate.pause(.connecting)
+        let pool = engine.pools.pool(for: context.eventLoop)
+        pool.acquire(key, address: engine.address(of: site.config.upstream)).assumeIsolated().whenComplete { [self] result in
+            guard self.exchange === exchange, self.context != nil else {
+                if case .success(let connection) = result { pool.release(connection) }
+                return
+            }
+            switch result {
+            case .success(let connection): attach(connection, to: exchange)
+            case .failure(let error): upstreamFailed(error, exchange: exchange)
+            }
+        }
+    }
+
+    private func attach(_ upstream: UpstreamConnection, to exchange: Exchange) {
+        guard let context, let head = exchange.upstreamHead else { return }
+        exchange.upstream = upstream
+        exchange.connectedAt = .now()
+        upstream.sink = self
+        upstream.requestCount += 1
+        exchange.reusedConnection = upstream.requestCount > 1
+        upstream.write(.head(head))
+        for part in exchange.pending { upstream.write(part) }
+        exchange.pending.removeAll()
+        upstream.flush()
+        if exchange.requestEnded { startResponseHeaderTimer(exchange) }
+        if !upstream.isWritable { gate.pause(.partnerBusy) }
+        if context.channel.isWritable { upstream.resumeReads() } else { upstream.pauseReads() }
+        resumeReads(.connecting)
+    }
+
+    private func startResponseHeaderTimer(_ exchange: Exchange) {
+        guard let context, !exchange.responseHeadSent, exchange.responseHeaderTimer == nil else { return }
+        exchange.responseHeaderTimer = context.eventLoop.assumeIsolated().scheduleTask(
+            in: TimeAmount(engine.config.timeouts.upstreamResponseHeader)
+        ) { [weak self, weak exchange] in
+            guard let self, let exchange, self.exchange === exchange else { return }
+            exchange.responseHeaderTimer = nil
+            exchange.upstream?.abandon()
+            exchange.upstream = nil
+            self.upstreamFailed(UpstreamError.responseHeaderTimeout, exchange: exchange)
+        }
+    }
+
+    func upstreamResponseHead(_ head: HTTPResponseHead) {
+        guard let exchange, let context else { return }
+        exchange.responseHeaderTimer?.cancel()
+        exchange.responseHeaderTimer = nil
+        exchange.responseHeadAt = .now()
+        var head = head
+        HeaderRules.removeHopByHop(&head.headers)
+        for filter in engine.filters { filter.upstreamResponse(&head, context: &exchange.context) }
+        if exchange.upstreamStall == nil {
+            exchange.upstreamStall = StallTimer(timeout: TimeAmount(engine.config.timeouts.upstreamIdle)) { [weak self, weak exchange] in
+                guard let self, let exchange, self.exchange === exchange else { return }
+                exchange.upstream?.abandon()
+                exchange.upstream = nil
+                self.upstreamFailed(UpstreamError.stalled, exchange: exchange)
+            }
+        }
+        if context.channel.isWritable { exchange.upstreamStall?.arm(on: context.eventLoop) }
+        sendResponseHead(head, exchange: exchange, context: context)
+    }
+
+    func upstreamResponseBody(_ body: ByteBuffer) {
+        guard let exchange, let context else { return }
+        exchange.upstreamStall?.touch()
+        exchange.responseBodyBytes += body.readableBytes
+        exchange.downstreamNeedsFlush = true
+        context.write(wrapOutboundOut(.body(.byteBuffer(body))), promise: nil)
+    }
+
+    func upstreamReadComplete() {
+        guard let exchange, exchange.downstreamNeedsFlush, let context else { return }
+        exchange.downstreamNeedsFlush = false
+        context.flush()
+    }
+
+    func upstreamResponseEnd() {
+        guard let exchange, let context, let upstream = exchange.upstream else { return }
+        exchange.cancelTimers()
+        exchange.upstream = nil
+        if exchange.requestEnded {
+            engine.pools.pool(for: context.eventLoop).release(upstream)
+        } else {
+            // The origin answered before reading the whole request: the connection is out of step.
+            upstream.abandon()
+            exchange.keepAlive = false
+        }
+        resumeReads(.partnerBusy)
+        exchange.responseEnded = true
+        exchange.downstreamNeedsFlush = false
+        finish(exchange, writingEnd: true)
+    }
+
+    func upstreamFailed(_ error: any Error) {
+        guard let exchange else { return }
+        exchange.upstream = nil
+        upstreamFailed(error, exchange: exchange)
+    }
+
+    private func upstreamFailed(_ error: any Error, exchange: Exchange) {
+        guard let context, self.exchange === exchange, !exchange.responseEnded else { return }
+        exchange.cancelTimers()
+        resumeReads(.partnerBusy)
+        if exchange.responseHeadSent {
+            // The client has part of a response; all it can be told is that the stream ended early.
+            return closeConnection(exchange, error: "upstream failed mid-response: \(error)")
+        }
+        // A kept-alive connection the origin had just closed: try once more on a fresh one.
+        if exchange.reusedConnection, !exchange.retried, exchange.requestBodyBytes == 0 {
+            exchange.retried = true
+            exchange.reusedConnection = false
+            if exchange.requestEnded { exchange.pending = [.end(nil)] }
+            return connectUpstream(exchange, context: context)
+        }
+        resumeReads(.connecting)
+        switch error {
+        case UpstreamError.connectTimeout:
+            exchange.error = "upstream connect timeout"
+            respondError(.gatewayTimeout, detail: "The site's server did not accept a connection in time.", close: false)
+        case UpstreamError.responseHeaderTimeout:
+            exchange.error = "upstream response timeout"
+            respondError(.gatewayTimeout, detail: "The site's server did not answer in time.", close: !exchange.requestEnded)
+        case UpstreamError.connectFailed(let cause):
+            exchange.error = "upstream connect failed: \(cause)"
+            respondError(.badGateway, detail: "The site's server refused the connection.", close: !exchange.requestEnded)
+        default:
+            exchange.error = "upstream failed: \(error)"
+            respondError(.badGateway, detail: "The site's server closed the connection without an answer.", close: !exchange.requestEnded)
+        }
+    }
+
+    func upstreamWritabilityChanged(isWritable: Bool) {
+        if isWritable { resumeReads(.partnerBusy) } else { gate.pause(.partnerBusy) }
+    }
+
+    // MARK: Response phase
+
+    private func sendResponseHead(_ head: HTTPResponseHead, exchange: Exchange, context: ChannelHandlerContext) {
+        var head = head
+        head.version = .http1_1
+        for filter in engine.filters { filter.response(&head, context: &exchange.context) }
+        if downstream.scheme == "https", let hsts = engine.config.tls.hstsMaxAge {
+            head.headers.replaceOrAdd(name: "strict-transport-security", value: "max-age=\(hsts.components.seconds)")
+        }
+        if downstream.httpVersion == "h1" {
+            // An HTTP/1.0 client cannot read chunked framing: end the body by closing instead.
+            if exchange.requestHead.version.minor == 0, !head.headers.contains(name: "content-length") { exchange.keepAlive = false }
+            if !exchange.keepAlive { head.headers.replaceOrAdd(name: "connection", value: "close") }
+        }
+        exchange.status = head.status
+        exchange.responseHeadSent = true
+        context.write(wrapOutboundOut(.head(head)), promise: nil)
+    }
+
+    private func respondError(_ status: HTTPResponseStatus, detail: String, close: Bool) {
+        guard let exchange else { return }
+        if exchange.error == nil { exchange.error = detail }
+        var response = ErrorPage.response(status, requestID: exchange.context.requestID, detail: detail)
+        response.headers.add(name: "x-request-id", value: exchange.context.requestID)
+        respondLocal(response, close: close)
+    }
+
+    private func respondLocal(_ response: LocalResponse, close: Bool) {
+        guard let exchange, let context, !exchange.responseHeadSent else { return }
+        exchange.cancelTimers()
+        exchange.mode = .discarding
+        if close { exchange.keepAlive = false }
+        var head = HTTPResponseHead(version: .http1_1, status: response.status, headers: response.headers)
+        head.headers.replaceOrAdd(name: "content-length", value: String(response.body.readableBytes))
+        sendResponseHead(head, exchange: exchange, context: context)
+        if response.body.readableBytes > 0, exchange.requestHead.method != .HEAD {
+            exchange.responseBodyBytes = response.body.readableBytes
+            context.write(wrapOutboundOut(.body(.byteBuffer(response.body))), promise: nil)
+        }
+        exchange.responseEnded = true
+        resumeReads(.connecting)
+        resumeReads(.partnerBusy)
+        if exchange.requestEnded || !exchange.keepAlive {
+            finish(exchange, writingEnd: true)
+        } else {
+            // The rest of the request body is read and dropped; the exchange ends with it.
+            context.writeAndFlush(wrapOutboundOut(.end(nil)), promise: nil)
+        }
+    }
+
+    /// Logs the exchange and readies the handler for the next request (or closes, when it must).
+    ///
+    /// The exchange is complete before the response's end is written: on HTTP/2 that write can
+    /// close the stream channel synchronously, and its `channelInactive` must find nothing to abort.
+    private func finish(_ exchange: Exchange, writingEnd: Bool) {
+        guard self.exchange === exchange, let context else { return }
+        exchange.cancelTimers()
+        self.exchange = nil
+        log(exchange, status: exchange.status.map { Int($0.code) } ?? 0)
+        let mustClose = !exchange.keepAlive || !exchange.requestEnded
+        // Before the end is written: that write may hand us the next pipelined request at once.
+        if mustClose { closing = true }
+        if writingEnd {
+            context.writeAndFlush(wrapOutboundOut(.end(nil)), promise: nil)
+        }
+        if mustClose { context.close(promise: nil) }
+    }
+
+    private func closeConnection(_ exchange: Exchange, error: String) {
+        exchange.error = error
+        exchange.keepAlive = false
+        finish(exchange, writingEnd: false)
+    }
+
+    private func abortExchange(reason: String) {
+        guard let exchange else { return }
+        exchange.cancelTimers()
+        exchange.upstream?.abandon()
+        exchange.upstream = nil
+        self.exchange = nil
+        if exchange.error == nil { exchange.error = reason }
+        // 499, as nginx logs it: the client went away before the response was complete.
+        log(exchange, status: exchange.responseEnded ? Int(exchange.status?.code ?? 0) : 499)
+    }
+
+    // MARK: Logging phase
+
+    private func log(_ exchange: Exchange, status: Int) {
+        let now = NIODeadline.now()
+        func milliseconds(_ from: NIODeadline, _ to: NIODeadline) -> String {
+            String(Double((to - from).nanoseconds) / 1_000_000)
+        }
+        let head = exchange.requestHead
+        let path = head.uri.split(separator: "?", maxSplits: 1).first.map(String.init) ?? head.uri
+        var fields: [String: String] = [
+            "request_id": exchange.context.requestID,
+            "client": exchange.context.clientAddress,
+            "method": head.method.rawValue,
+            "host": exchange.context.host,
+            "path": path,
+            "proto": downstream.httpVersion,
+            "status": String(status),
+            "bytes_in": String(exchange.requestBodyBytes),
+            "bytes_out": String(exchange.responseBodyBytes),
+            "duration_ms": milliseconds(exchange.startedAt, now),
+        ]
+        if let site = exchange.site, case .proxying = exchange.mode, exchange.upstreamHead != nil {
+            fields["upstream"] = site.config.upstream.description
+        }
+        if let connected = exchange.connectedAt { fields["upstream_connect_ms"] = milliseconds(exchange.startedAt, connected) }
+        if let headAt = exchange.responseHeadAt { fields["upstream_header_ms"] = milliseconds(exchange.startedAt, headAt) }
+        if let error = exchange.error { fields["error"] = error }
+        for filter in engine.filters { filter.logging(&fields, context: exchange.context) }
+        engine.accessLog.info("access", metadata: fields.mapValues { .string($0) })
+    }
+}

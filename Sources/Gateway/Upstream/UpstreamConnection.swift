@@ -1,0 +1,117 @@
+import NIOCore
+import NIOHTTP1
+
+/// Receives what one upstream connection produces while it is leased for a request.
+protocol UpstreamSink: AnyObject {
+    func upstreamResponseHead(_ head: HTTPResponseHead)
+    func upstreamResponseBody(_ body: ByteBuffer)
+    func upstreamResponseEnd()
+    func upstreamReadComplete()
+    func upstreamFailed(_ error: any Error)
+    func upstreamWritabilityChanged(isWritable: Bool)
+}
+
+/// The last handler of an upstream channel: forwards response parts to the leased sink, writes
+/// request parts, and holds reads while the client cannot take more.
+final class UpstreamConnection: ChannelDuplexHandler {
+    typealias InboundIn = HTTPClientResponsePart
+    typealias OutboundIn = HTTPClientRequestPart
+    typealias OutboundOut = HTTPClientRequestPart
+
+    let key: UpstreamKey
+    weak var sink: (any UpstreamSink)?
+    private var context: ChannelHandlerContext?
+    private var gate = ReadGate()
+    /// False once the origin said `Connection: close` or the exchange ended abnormally.
+    private(set) var reusable = true
+    private(set) var isActive = false
+    /// How many requests this connection has carried.
+    var requestCount = 0
+    /// The pool's idle expiry while parked.
+    var idleExpiry: Scheduled<Void>?
+    var onClose: ((UpstreamConnection) -> Void)?
+
+    init(key: UpstreamKey) {
+        self.key = key
+    }
+
+    var isWritable: Bool { context?.channel.isWritable ?? false }
+
+    func handlerAdded(context: ChannelHandlerContext) {
+        self.context = context
+        isActive = context.channel.isActive
+    }
+
+    func channelActive(context: ChannelHandlerContext) {
+        isActive = true
+        context.fireChannelActive()
+    }
+
+    func channelRead(context: ChannelHandlerContext, data: NIOAny) {
+        guard let sink else {
+            // A response while nobody asked for one: this connection is out of step for good.
+            reusable = false
+            context.close(promise: nil)
+            return
+        }
+        switch unwrapInboundIn(data) {
+        case .head(let head):
+            if !head.isKeepAlive { reusable = false }
+            sink.upstreamResponseHead(head)
+        case .body(let body):
+            sink.upstreamResponseBody(body)
+        case .end:
+            sink.upstreamResponseEnd()
+        }
+    }
+
+    func channelReadComplete(context: ChannelHandlerContext) {
+        sink?.upstreamReadComplete()
+    }
+
+    func channelWritabilityChanged(context: ChannelHandlerContext) {
+        sink?.upstreamWritabilityChanged(isWritable: context.channel.isWritable)
+    }
+
+    func channelInactive(context: ChannelHandlerContext) {
+        isActive = false
+        reusable = false
+        sink?.upstreamFailed(ChannelError.eof)
+        sink = nil
+        onClose?(self)
+        onClose = nil
+    }
+
+    func errorCaught(context: ChannelHandlerContext, error: any Error) {
+        reusable = false
+        sink?.upstreamFailed(error)
+        sink = nil
+        context.close(promise: nil)
+    }
+
+    func read(context: ChannelHandlerContext) {
+        if gate.admitRead() { context.read() }
+    }
+
+    // MARK: Driven by the leasing proxy handler
+
+    func write(_ part: HTTPClientRequestPart) {
+        context?.write(wrapOutboundOut(part), promise: nil)
+    }
+
+    func flush() {
+        context?.flush()
+    }
+
+    func pauseReads() { gate.pause(.partnerBusy) }
+    func resumeReads() {
+        if gate.resume(.partnerBusy) { context?.read() }
+    }
+
+    /// Ends the lease without returning the connection to a pool.
+    func abandon() {
+        reusable = false
+        sink = nil
+        context?.close(promise: nil)
+    }
+}

@@ -1,0 +1,112 @@
+import ArgumentParser
+import Config
+import Foundation
+import Gateway
+import Logging
+import ServiceLifecycle
+
+@main
+struct ClickGateCommand: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "clickgate",
+        abstract: "An edge gateway that keeps paid-social click ids (TikTok's ttclid first) alive.",
+        subcommands: [Serve.self, CheckConfig.self, Certs.self],
+        defaultSubcommand: Serve.self)
+}
+
+/// Exit code 2: the configuration cannot be used (nothing was started).
+let configErrorExit = ExitCode(2)
+
+struct Serve: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "Run the gateway.",
+        discussion: """
+            Without --config, runs the embedded default: HTTPS on :8443 and HTTP on :8080 in front of a
+            built-in demo site, with a development certificate made in certs/ on first start.
+            Example: clickgate serve --config conf/clickgate.yaml
+            """)
+
+    @Option(name: .long, help: "The YAML configuration file.")
+    var config: String?
+
+    @Option(name: .long, help: "Where the development CA and certificate live (embedded default only).")
+    var certsDir = "certs"
+
+    func run() async throws {
+        let loaded: GatewayConfig
+        if let path = config {
+            do { loaded = try ConfigLoader.load(file: path) } catch {
+                FileHandle.standardError.write(Data("\(error)\n".utf8))
+                throw configErrorExit
+            }
+        } else {
+            if try DevCertificates.ensure(in: certsDir) {
+                FileHandle.standardError.write(Data("made a development CA and certificate in \(certsDir)/ (trust \(certsDir)/clickgate-dev-ca.pem to skip browser warnings)\n".utf8))
+            }
+            loaded = GatewayConfig.embeddedDefault(certificate: DevCertificates.Paths(directory: certsDir).pair)
+        }
+        let level = Logger.Level(rawValue: loaded.log.level) ?? .info
+        let logger = Logger(label: "clickgate") { JSONLogHandler(label: $0, sink: .stderr, level: level) }
+        let accessSink: LogSink?
+        switch loaded.log.access {
+        case .stdout: accessSink = .stdout
+        case .stderr: accessSink = .stderr
+        case .off: accessSink = nil
+        case .file(let path): accessSink = try LogSink(appendingTo: path)
+        }
+        let accessLog = Logger(label: "clickgate.access") { label in
+            guard let accessSink else { return SwiftLogNoOpLogHandler() }
+            return JSONLogHandler(label: label, sink: accessSink)
+        }
+        let server = GatewayServer(config: loaded, logger: logger, accessLog: accessLog)
+        let group = ServiceGroup(
+            configuration: .init(
+                services: [.init(service: server)], gracefulShutdownSignals: [.sigterm, .sigint], logger: logger))
+        try await group.run()
+    }
+}
+
+struct CheckConfig: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "check-config",
+        abstract: "Validate a configuration file: prints every problem with its key path, or \"ok\".")
+
+    @Option(name: .long, help: "The YAML configuration file.")
+    var config = "conf/clickgate.yaml"
+
+    func run() throws {
+        do {
+            _ = try ConfigLoader.load(file: config)
+            print("ok")
+        } catch {
+            print(error)
+            throw configErrorExit
+        }
+    }
+}
+
+struct Certs: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "Certificate tools.", subcommands: [Dev.self])
+
+    struct Dev: ParsableCommand {
+        static let configuration = CommandConfiguration(
+            abstract: "Make a development CA and a localhost certificate signed by it.",
+            discussion: "Keeps an existing CA unless --force. Trust DIR/clickgate-dev-ca.pem in your browser or OS.")
+
+        @Option(name: .long, help: "Directory for the files.")
+        var dir = "certs"
+
+        @Flag(help: "Replace the CA and certificate even when they exist.")
+        var force = false
+
+        func run() throws {
+            let paths = DevCertificates.Paths(directory: dir)
+            if try DevCertificates.ensure(in: dir, force: force) {
+                print("wrote \(paths.caCertificate), \(paths.certificate) and their keys")
+            } else {
+                print("already present: \(paths.caCertificate) and \(paths.certificate) (use --force to replace)")
+            }
+        }
+    }
+}

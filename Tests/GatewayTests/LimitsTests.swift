@@ -1,0 +1,122 @@
+import Foundation
+import Testing
+
+/// Limits and request-smuggling defences, driven with raw bytes on the plain-HTTP listener
+/// (the same pipeline as HTTPS, minus TLS).
+@Suite struct LimitsTests {
+    @Test func slowHeadersGet408() async throws {
+        try await withGateway(timeouts: "header: 2s") { gateway, origin in
+            let started = ContinuousClock.now
+            let trickle = ["GET /echo HTTP/1.1\r\n", "Host: localhost\r\n"] + (0..<20).map { "X-Slow-\($0): 1\r\n" }
+            let (response, closed) = try await RawHTTP.exchange(port: gateway.httpPort, trickle, gap: .milliseconds(500), timeout: .seconds(15))
+            #expect(response.hasPrefix("HTTP/1.1 408"), "\(response)")
+            #expect(closed)
+            // Well before the trickle (10 s) would have finished.
+            #expect(ContinuousClock.now - started < .seconds(8))
+            #expect(origin.connectionCount == 0)
+        }
+    }
+
+    @Test func idleKeepAliveConnectionsAreClosedQuietly() async throws {
+        try await withGateway(timeouts: "header: 10s, idle: 2s") { gateway, _ in
+            let started = ContinuousClock.now
+            let (response, closed) = try await RawHTTP.exchange(
+                port: gateway.httpPort, ["GET /echo HTTP/1.1\r\nHost: localhost\r\n\r\n"], timeout: .seconds(9))
+            #expect(closed)
+            #expect(ContinuousClock.now - started < .seconds(8))
+            #expect(response.hasPrefix("HTTP/1.1 200"))
+            #expect(!response.contains("408"), "an idle connection is closed without a second response")
+        }
+    }
+
+    @Test func oversizedOrTooManyHeadersGet431() async throws {
+        try await withGateway(limits: "max_header_bytes: 4KiB, max_header_count: 20") { gateway, _ in
+            let big = "X-Big: " + String(repeating: "a", count: 5000) + "\r\n"
+            let (r1, c1) = try await RawHTTP.exchange(port: gateway.httpPort, ["GET /echo HTTP/1.1\r\nHost: localhost\r\n" + big + "\r\n"])
+            #expect(r1.hasPrefix("HTTP/1.1 431"), "\(r1)")
+            #expect(c1)
+            let many = (0..<30).map { "X-H\($0): v\r\n" }.joined()
+            let (r2, _) = try await RawHTTP.exchange(port: gateway.httpPort, ["GET /echo HTTP/1.1\r\nHost: localhost\r\n" + many + "\r\n"])
+            #expect(r2.hasPrefix("HTTP/1.1 431"), "\(r2)")
+            // The same over HTTP/2, where HPACK carries the headers.
+            let h2 = try curl(["--http2", "-H", "X-Big: " + String(repeating: "b", count: 5000), "-o", "/dev/null", "-w", "%{http_code}", "https://localhost:\(gateway.httpsPort)/echo"])
+            #expect(h2.stdout == "431" || h2.status != 0, "\(h2)")
+        }
+    }
+
+    @Test func bodiesOverTheSiteLimitGet413() async throws {
+        try await withGateway(site: "max_body_size: 1KiB") { gateway, origin in
+            let declared = try curl(["--http1.1", "--data-binary", String(repeating: "x", count: 2000), "-w", "%{http_code}", "-o", "/dev/null", "https://localhost:\(gateway.httpsPort)/upload"])
+            #expect(declared.stdout == "413")
+            let chunked = try await RawHTTP.exchange(port: gateway.httpPort, [
+                "POST /upload HTTP/1.1\r\nHost: localhost\r\nTransfer-Encoding: chunked\r\n\r\n",
+                "400\r\n" + String(repeating: "y", count: 1024) + "\r\n", "400\r\n" + String(repeating: "y", count: 1024) + "\r\n0\r\n\r\n",
+            ], gap: .milliseconds(50))
+            #expect(chunked.response.hasPrefix("HTTP/1.1 413"), "\(chunked.response)")
+            #expect(chunked.closedByServer)
+            let h2 = try curl(["--http2", "--data-binary", String(repeating: "x", count: 2000), "-w", "%{http_code}", "-o", "/dev/null", "https://localhost:\(gateway.httpsPort)/upload"])
+            #expect(h2.stdout == "413")
+            let small = try curl(["--data-binary", "small", "https://localhost:\(gateway.httpsPort)/upload"])
+            #expect(small.stdout == "5")
+            _ = origin
+        }
+    }
+
+    @Test(arguments: [
+        ("CL.TE", "POST /echo HTTP/1.1\r\nHost: localhost\r\nContent-Length: 6\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\nG"),
+        ("TE.CL", "POST /echo HTTP/1.1\r\nHost: localhost\r\nTransfer-Encoding: chunked\r\nContent-Length: 3\r\n\r\n8\r\nSMUGGLED\r\n0\r\n\r\n"),
+        ("duplicate CL", "POST /echo HTTP/1.1\r\nHost: localhost\r\nContent-Length: 5\r\nContent-Length: 5\r\n\r\nhello"),
+        ("conflicting CL", "POST /echo HTTP/1.1\r\nHost: localhost\r\nContent-Length: 5\r\nContent-Length: 6\r\n\r\nhello!"),
+        ("signed CL", "POST /echo HTTP/1.1\r\nHost: localhost\r\nContent-Length: +5\r\n\r\nhello"),
+        ("obfuscated TE", "POST /echo HTTP/1.1\r\nHost: localhost\r\nTransfer-Encoding: xchunked\r\n\r\n0\r\n\r\n"),
+        ("TE list", "POST /echo HTTP/1.1\r\nHost: localhost\r\nTransfer-Encoding: gzip, chunked\r\n\r\n0\r\n\r\n"),
+        ("space before colon", "GET /echo HTTP/1.1\r\nHost: localhost\r\nTransfer-Encoding : chunked\r\n\r\n0\r\n\r\n"),
+        ("two hosts", "GET /echo HTTP/1.1\r\nHost: localhost\r\nHost: evil.example\r\n\r\n"),
+        ("no host", "GET /echo HTTP/1.1\r\n\r\n"),
+        ("bare LF", "GET /echo HTTP/1.1\nHost: localhost\n\n"),
+    ])
+    func smugglingAttemptsGet400AndAClose(name: String, request: String) async throws {
+        try await withGateway { gateway, origin in
+            let (response, closed) = try await RawHTTP.exchange(port: gateway.httpPort, [request + "GET /echo HTTP/1.1\r\nHost: localhost\r\n\r\n"])
+            #expect(response.hasPrefix("HTTP/1.1 400"), "\(name): \(response)")
+            #expect(closed, "\(name): connection left open")
+            #expect(response.components(separatedBy: "HTTP/1.1 ").count == 2, "\(name): a second response means a smuggled request ran")
+            #expect(origin.connectionCount == 0, "\(name) reached the origin")
+        }
+    }
+
+    /// The head is valid, so the request is already on its way upstream when the body turns bad:
+    /// the client gets 400, the upstream connection is dropped, and nothing after it runs.
+    @Test func badChunkingMidBodyGets400AndNothingElseRuns() async throws {
+        try await withGateway { gateway, _ in
+            let (response, closed) = try await RawHTTP.exchange(port: gateway.httpPort, [
+                "POST /upload HTTP/1.1\r\nHost: localhost\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\nhello\r\n0\r\n\r\n"
+                    + "GET /echo HTTP/1.1\r\nHost: localhost\r\n\r\n"
+            ])
+            #expect(response.hasPrefix("HTTP/1.1 400"), "\(response)")
+            #expect(closed)
+            #expect(response.components(separatedBy: "HTTP/1.1 ").count == 2)
+        }
+    }
+
+    @Test func aStalledRequestBodyGets408() async throws {
+        try await withGateway(timeouts: "body: 2s") { gateway, _ in
+            let (response, closed) = try await RawHTTP.exchange(
+                port: gateway.httpPort, ["POST /upload HTTP/1.1\r\nHost: localhost\r\nContent-Length: 100\r\n\r\nonly-a-little"], timeout: .seconds(9))
+            #expect(response.hasPrefix("HTTP/1.1 408"), "\(response)")
+            #expect(closed)
+        }
+    }
+
+    @Test func pipelinedRequestsAreAnsweredInOrder() async throws {
+        try await withGateway { gateway, _ in
+            let one = "GET /slow/200 HTTP/1.1\r\nHost: localhost\r\n\r\n"
+            let two = "GET /slow/1 HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n"
+            let (response, closed) = try await RawHTTP.exchange(port: gateway.httpPort, [one + two])
+            let first = try #require(response.range(of: "slow 200"))
+            let second = try #require(response.range(of: "slow 1"))
+            #expect(first.lowerBound < second.lowerBound)
+            #expect(closed)
+        }
+    }
+}

@@ -1,0 +1,166 @@
+import AsyncHTTPClient
+import Foundation
+import NIOCore
+import NIOHTTP1
+import Testing
+
+/// The origin's `/echo` answer.
+struct Echo: Decodable {
+    let method: String
+    let uri: String
+    let headers: [[String]]
+    let body_length: Int
+
+    func values(_ name: String) -> [String] {
+        headers.filter { $0[0].lowercased() == name }.map { $0[1] }
+    }
+}
+
+func echo(_ client: HTTPClient, _ url: String, headers: [(String, String)] = [], method: HTTPMethod = .GET, body: String? = nil) async throws
+    -> (HTTPClientResponse, Echo)
+{
+    var request = HTTPClientRequest(url: url)
+    request.method = method
+    for (name, value) in headers { request.headers.add(name: name, value: value) }
+    if let body { request.body = .bytes(ByteBuffer(string: body)) }
+    let response = try await client.execute(request, timeout: .seconds(10))
+    let text = try await response.bodyText()
+    return (response, try JSONDecoder().decode(Echo.self, from: Data(text.utf8)))
+}
+
+@Suite struct ProxyTests {
+    @Test(arguments: [true, false])
+    func requestHeadersAreForwardedAndHopByHopRemoved(http2: Bool) async throws {
+        try await withGateway { gateway, _ in
+            let client = TestClients.make(http2: http2)
+            defer { Task { try await client.shutdown() } }
+            var headers = [
+                ("x-custom", "kept"), ("x-forwarded-for", "6.6.6.6"), ("forwarded", "for=6.6.6.6"),
+                ("x-forwarded-host", "evil.example"), ("x-forwarded-proto", "gopher"), ("proxy-authorization", "Basic c2VjcmV0"),
+            ]
+            if !http2 { headers += [("connection", "x-drop-me"), ("x-drop-me", "1"), ("keep-alive", "timeout=5"), ("te", "trailers")] }
+            let (response, seen) = try await echo(client, "https://localhost:\(gateway.httpsPort)/echo?a=1&b=%20", headers: headers, method: .POST, body: "hello")
+            #expect(response.status == .ok)
+            #expect(seen.method == "POST")
+            #expect(seen.uri == "/echo?a=1&b=%20")
+            #expect(seen.body_length == 5)
+            #expect(seen.values("x-custom") == ["kept"])
+            #expect(seen.values("host") == ["localhost:\(gateway.httpsPort)"])
+            // Not a trusted proxy: whatever the client claimed is replaced.
+            #expect(seen.values("x-forwarded-for") == ["127.0.0.1"])
+            #expect(seen.values("x-forwarded-proto") == ["https"])
+            #expect(seen.values("x-forwarded-host") == ["localhost:\(gateway.httpsPort)"])
+            #expect(seen.values("forwarded") == ["for=127.0.0.1;proto=https;host=\"localhost:\(gateway.httpsPort)\""])
+            #expect(seen.values("x-request-id").first?.count == 16)
+            for name in ["proxy-authorization", "x-drop-me", "keep-alive", "te", "upgrade", "transfer-encoding"] {
+                #expect(seen.values(name).isEmpty, "\(name) reached the origin")
+            }
+        }
+    }
+
+    @Test func trustedProxiesKeepTheChainAndTheClientIsFoundInIt() async throws {
+        try await withGateway(top: "trusted_proxies: [\"127.0.0.0/8\", \"10.0.0.0/8\"]") { gateway, _ in
+            let client = TestClients.make(http2: false)
+            defer { Task { try await client.shutdown() } }
+            let (_, seen) = try await echo(
+                client, "https://localhost:\(gateway.httpsPort)/echo",
+                headers: [("x-forwarded-for", "203.0.113.9, 10.1.1.1"), ("x-forwarded-proto", "https"), ("forwarded", "for=203.0.113.9")])
+            #expect(seen.values("x-forwarded-for") == ["203.0.113.9, 10.1.1.1, 127.0.0.1"])
+            #expect(seen.values("forwarded") == ["for=203.0.113.9, for=127.0.0.1;proto=https;host=\"localhost:\(gateway.httpsPort)\""])
+            let line = await gateway.awaitAccessLine { $0["path"] == "/echo" }
+            #expect(line?["client"] == "203.0.113.9")
+        }
+    }
+
+    @Test func responseHopByHopHeadersNeverReachTheClient() async throws {
+        try await withGateway { gateway, _ in
+            let result = try curl(["--http1.1", "-D", "-", "-o", "/dev/null", "https://localhost:\(gateway.httpsPort)/hop"])
+            let head = result.stdout.lowercased()
+            #expect(head.contains("x-kept: yes"))
+            for name in ["x-secret:", "keep-alive:", "proxy-authenticate:", "upgrade:"] {
+                #expect(!head.contains(name), "\(name) leaked: \(head)")
+            }
+            #expect(!head.contains("connection: x-secret"))
+        }
+    }
+
+    @Test func http2CookieCrumbsAreJoinedForTheOrigin() async throws {
+        try await withGateway { gateway, _ in
+            let client = TestClients.make(http2: true)
+            defer { Task { try await client.shutdown() } }
+            let (response, seen) = try await echo(
+                client, "https://localhost:\(gateway.httpsPort)/echo", headers: [("cookie", "a=1"), ("cookie", "b=2")])
+            #expect(response.version == .http2)
+            #expect(seen.values("cookie") == ["a=1; b=2"])
+        }
+    }
+
+    @Test func upstreamConnectionsAreKeptAlive() async throws {
+        try await withGateway { gateway, origin in
+            for _ in 0..<20 {
+                let result = try curl(["--http1.1", "-o", "/dev/null", "-w", "%{http_code}", "https://localhost:\(gateway.httpsPort)/echo"])
+                #expect(result.stdout == "200")
+            }
+            // Twenty client connections, yet the origin saw at most one per gateway event loop.
+            #expect(origin.connectionCount <= 2)
+        }
+    }
+
+    /// Regression: a connection released while the last client was slow kept its reads paused,
+    /// and the next request on it never got its response.
+    @Test func aConnectionReleasedUnderBackPressureServesTheNextRequest() async throws {
+        try await withGateway(timeouts: "upstream_response_header: 3s") { gateway, origin in
+            let download = try curl(["--http2", "-o", "/dev/null", "-w", "%{http_code}", "https://localhost:\(gateway.httpsPort)/bytes/\(256 << 20)"])
+            #expect(download.stdout == "200")
+            for _ in 0..<4 {
+                let next = try curl(["--http1.1", "-o", "/dev/null", "-w", "%{http_code}", "https://localhost:\(gateway.httpsPort)/echo"])
+                #expect(next.stdout == "200")
+            }
+            #expect(origin.connectionCount <= 2)
+        }
+    }
+
+    @Test func redirectsAreNeitherFollowedNorChanged() async throws {
+        try await withGateway { gateway, _ in
+            let result = try curl(["-D", "-", "-o", "/dev/null", "https://localhost:\(gateway.httpsPort)/redirect"])
+            #expect(result.stdout.hasPrefix("HTTP/2 302"))
+            #expect(result.stdout.lowercased().contains("location: /landing"))
+        }
+    }
+
+    @Test func unknownHostsAreMisdirected() async throws {
+        try await withGateway { gateway, origin in
+            let result = try curl(["-H", "Host: elsewhere.example", "-w", "%{http_code}", "-o", "/dev/null", "http://127.0.0.1:\(gateway.httpPort)/echo"])
+            #expect(result.stdout == "421")
+            #expect(origin.connectionCount == 0)
+        }
+        try await withGateway(top: "unknown_host: default_site") { gateway, _ in
+            let result = try curl(["-H", "Host: elsewhere.example", "-w", "%{http_code}", "-o", "/dev/null", "http://127.0.0.1:\(gateway.httpPort)/echo"])
+            #expect(result.stdout == "200")
+        }
+    }
+
+    @Test func accessLogHasOneJSONLinePerRequestWithoutTheQuery() async throws {
+        try await withGateway { gateway, _ in
+            _ = try curl(["-o", "/dev/null", "https://localhost:\(gateway.httpsPort)/echo?email=a%40b.c&ttclid=x"])
+            let line = try #require(await gateway.awaitAccessLine { $0["path"] == "/echo" })
+            #expect(line["status"] == "200")
+            #expect(line["method"] == "GET")
+            #expect(line["host"] == "localhost")
+            #expect(line["proto"] == "h2")
+            #expect(line["upstream"]?.hasPrefix("http://127.0.0.1:") == true)
+            #expect(Double(line["duration_ms"] ?? "") != nil)
+            #expect(Double(line["upstream_header_ms"] ?? "") != nil)
+            #expect(line["time"] != nil && line["request_id"]?.count == 16)
+            let raw = try String(contentsOfFile: gateway.accessLogPath, encoding: .utf8)
+            #expect(!raw.contains("a%40b.c"), "the query (and any PII in it) is not logged")
+        }
+    }
+
+    @Test func adminListenerAnswersHealthChecks() async throws {
+        try await withGateway { gateway, _ in
+            let result = try curl(["-w", " %{http_code}", "http://127.0.0.1:\(gateway.adminPort)/healthz"])
+            #expect(result.stdout == "ok\n 200")
+        }
+    }
+}

@@ -1,0 +1,175 @@
+import Foundation
+import NIOConcurrencyHelpers
+import NIOCore
+import NIOPosix
+
+/// Output of a finished child process.
+struct ProcessResult {
+    var status: Int32
+    var stdout: String
+    var stderr: String
+}
+
+/// Runs a program to completion; stdout and stderr are read concurrently so neither pipe fills.
+func runProcess(_ executable: String, _ arguments: [String], environment: [String: String]? = nil) throws -> ProcessResult {
+    let process = Process()
+    process.executableURL = URL(fileURLWithPath: executable)
+    process.arguments = arguments
+    if let environment { process.environment = environment }
+    let out = Pipe()
+    let err = Pipe()
+    process.standardOutput = out
+    process.standardError = err
+    try process.run()
+    let errData = NIOLockedValueBox(Data())
+    let reader = Thread { errData.withLockedValue { $0 = readAll(err.fileHandleForReading.fileDescriptor) } }
+    reader.start()
+    let outData = readAll(out.fileHandleForReading.fileDescriptor)
+    process.waitUntilExit()
+    while !reader.isFinished { usleep(1000) }
+    return ProcessResult(
+        status: process.terminationStatus, stdout: String(decoding: outData, as: UTF8.self),
+        stderr: String(decoding: errData.withLockedValue { $0 }, as: UTF8.self))
+}
+
+/// Reads a descriptor to its end, retrying reads a signal interrupted.
+private func readAll(_ fd: Int32) -> Data {
+    var data = Data()
+    var buffer = [UInt8](repeating: 0, count: 65536)
+    while true {
+        let n = buffer.withUnsafeMutableBytes { read(fd, $0.baseAddress, $0.count) }
+        if n > 0 {
+            data.append(contentsOf: buffer[0..<n])
+        } else if n < 0, errno == EINTR {
+            continue
+        } else {
+            return data
+        }
+    }
+}
+
+/// curl from Debian: the reference HTTP/1.1 and HTTP/2 client.
+func curl(_ arguments: [String]) throws -> ProcessResult {
+    try runProcess("/usr/bin/curl", ["-sS", "--max-time", "120", "--cacert", TestFiles.caFile] + arguments)
+}
+
+/// Where `swift build` put the `clickgate` executable (beside this test bundle).
+let clickgateBinary: String = {
+    let bundleDir = URL(fileURLWithPath: CommandLine.arguments[0]).deletingLastPathComponent()
+    let candidates = [bundleDir.appendingPathComponent("clickgate").path, ".build/debug/clickgate"]
+    return candidates.first(where: FileManager.default.isExecutableFile(atPath:)) ?? candidates[0]
+}()
+
+/// The gateway as its own process, as an operator runs it.
+final class GatewayProcess: @unchecked Sendable {
+    let process: Process
+    let stderrPath: String
+    let httpsPort: Int
+    let httpPort: Int
+
+    private init(process: Process, stderrPath: String, httpsPort: Int, httpPort: Int) {
+        self.process = process
+        self.stderrPath = stderrPath
+        self.httpsPort = httpsPort
+        self.httpPort = httpPort
+    }
+
+    static func start(yaml: String) async throws -> GatewayProcess {
+        let scratch = TestFiles.makeScratch("process")
+        let configPath = scratch + "/clickgate.yaml"
+        // Access and debug lines go to stderr, which the test keeps.
+        try (yaml + "\nlog: { access: stderr, level: debug }\n").write(toFile: configPath, atomically: true, encoding: .utf8)
+        let stderrPath = scratch + "/stderr.log"
+        FileManager.default.createFile(atPath: stderrPath, contents: nil)
+        let process = Process()
+        process.executableURL = URL(fileURLWithPath: clickgateBinary)
+        process.arguments = ["serve", "--config", configPath]
+        process.standardOutput = FileHandle(forWritingAtPath: "/dev/null")
+        process.standardError = try FileHandle(forWritingTo: URL(fileURLWithPath: stderrPath))
+        try process.run()
+        for _ in 0..<300 {
+            let log = (try? String(contentsOfFile: stderrPath, encoding: .utf8)) ?? ""
+            if let line = log.split(separator: "\n").first(where: { $0.contains("\"listening\"") }),
+                let object = try? JSONSerialization.jsonObject(with: Data(line.utf8)) as? [String: String]
+            {
+                func port(_ key: String) -> Int { Int(object[key]?.split(separator: ":").last ?? "") ?? 0 }
+                return GatewayProcess(process: process, stderrPath: stderrPath, httpsPort: port("https"), httpPort: port("http"))
+            }
+            if !process.isRunning { break }
+            try await Task.sleep(for: .milliseconds(50))
+        }
+        process.terminate()
+        throw ProcessStartError(log: (try? String(contentsOfFile: stderrPath, encoding: .utf8)) ?? "")
+    }
+
+    /// Resident and peak resident memory, in bytes, from /proc.
+    func memory() -> (rss: Int, peak: Int) {
+        let status = (try? String(contentsOfFile: "/proc/\(process.processIdentifier)/status", encoding: .utf8)) ?? ""
+        func field(_ name: String) -> Int {
+            guard let line = status.split(separator: "\n").first(where: { $0.hasPrefix(name + ":") }) else { return 0 }
+            return (Int(line.split(separator: " ").dropFirst().first ?? "") ?? 0) * 1024
+        }
+        return (field("VmRSS"), field("VmHWM"))
+    }
+
+    func signal(_ signal: Int32) {
+        kill(process.processIdentifier, signal)
+    }
+
+    /// Waits for exit; returns the exit status, or nil if it did not exit in time (then kills it).
+    func waitForExit(timeout: Duration) async -> Int32? {
+        let deadline = ContinuousClock.now + timeout
+        while process.isRunning, ContinuousClock.now < deadline { try? await Task.sleep(for: .milliseconds(20)) }
+        if process.isRunning {
+            kill(process.processIdentifier, SIGKILL)
+            process.waitUntilExit()
+            return nil
+        }
+        return process.terminationStatus
+    }
+
+    var log: String { (try? String(contentsOfFile: stderrPath, encoding: .utf8)) ?? "" }
+}
+
+struct ProcessStartError: Error, CustomStringConvertible {
+    let log: String
+    var description: String { "the gateway did not start:\n\(log)" }
+}
+
+/// Raw bytes over a plain TCP connection: for requests no well-behaved client would send.
+enum RawHTTP {
+    /// Sends `request` (optionally in pieces, `gap` apart) and returns everything read until the
+    /// server closes or `timeout` passes.
+    static func exchange(
+        port: Int, _ pieces: [String], gap: Duration = .zero, timeout: Duration = .seconds(5)
+    ) async throws -> (response: String, closedByServer: Bool) {
+        let collector = ResponseCollector()
+        let channel = try await ClientBootstrap(group: MultiThreadedEventLoopGroup.singleton)
+            .channelInitializer { channel in
+                channel.eventLoop.makeCompletedFuture { try channel.pipeline.syncOperations.addHandler(collector) }
+            }
+            .connect(host: "127.0.0.1", port: port).get()
+        for (i, piece) in pieces.enumerated() {
+            if i > 0, gap > .zero { try await Task.sleep(for: gap) }
+            guard channel.isActive else { break }
+            try? await channel.writeAndFlush(ByteBuffer(string: piece))
+        }
+        let deadline = ContinuousClock.now + timeout
+        while channel.isActive, ContinuousClock.now < deadline { try await Task.sleep(for: .milliseconds(10)) }
+        let closedByServer = !channel.isActive
+        try? await channel.close()
+        return (collector.text, closedByServer)
+    }
+
+    private final class ResponseCollector: ChannelInboundHandler, Sendable {
+        typealias InboundIn = ByteBuffer
+        private let received = NIOLockedValueBox(ByteBuffer())
+
+        var text: String { String(buffer: received.withLockedValue { $0 }) }
+
+        func channelRead(context: ChannelHandlerContext, data: NIOAny) {
+            var buffer = unwrapInboundIn(data)
+            received.withLockedValue { $0.writeBuffer(&buffer) }
+        }
+    }
+}

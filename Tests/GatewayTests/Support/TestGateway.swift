@@ -1,0 +1,135 @@
+import AsyncHTTPClient
+import Config
+import Foundation
+import Gateway
+import Logging
+import NIOCore
+import NIOPosix
+import NIOSSL
+
+/// Files every test shares: a development CA and a `localhost` certificate made once per run.
+enum TestFiles {
+    static let directory: String = {
+        let dir = NSTemporaryDirectory() + "clickgate-tests-\(getpid())"
+        try! FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
+        try! DevCertificates.ensure(in: dir + "/certs")
+        return dir
+    }()
+
+    static var certs: String { directory + "/certs" }
+    static var caFile: String { certs + "/clickgate-dev-ca.pem" }
+
+    /// A fresh folder for one test's files.
+    static func makeScratch(_ name: String) -> String {
+        let dir = directory + "/\(name)-\(UUID().uuidString.prefix(8))"
+        try! FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
+        return dir
+    }
+
+    /// A configuration with one site in front of `upstream`, on ephemeral loopback ports.
+    static func yaml(upstream: String, site: String = "", top: String = "", timeouts: String = "", limits: String = "") -> String {
+        """
+        listen: { https: "127.0.0.1:0", http: "127.0.0.1:0", admin: "127.0.0.1:0" }
+        tls:
+          certificates:
+            - { cert: \(certs)/localhost.pem, key: \(certs)/localhost.key }
+        sites:
+          - hosts: [localhost, 127.0.0.1]
+            upstream: \(upstream)
+        \(site.split(separator: "\n").map { "    " + $0 }.joined(separator: "\n"))
+        \(top)
+        timeouts: { shutdown_grace: 5s\(timeouts.isEmpty ? "" : ", " + timeouts) }
+        \(limits.isEmpty ? "" : "limits: { \(limits) }")
+        """
+    }
+}
+
+/// A gateway running inside the test process, its access log captured in a file.
+final class TestGateway: Sendable {
+    let server: GatewayServer
+    let addresses: GatewayServer.Addresses
+    let accessLogPath: String
+
+    var httpsPort: Int { addresses.https!.port! }
+    var httpPort: Int { addresses.http!.port! }
+    var adminPort: Int { addresses.admin!.port! }
+
+    private init(server: GatewayServer, addresses: GatewayServer.Addresses, accessLogPath: String) {
+        self.server = server
+        self.addresses = addresses
+        self.accessLogPath = accessLogPath
+    }
+
+    static func start(_ yaml: String) async throws -> TestGateway {
+        let config = try ConfigLoader.load(yaml: yaml)
+        let scratch = TestFiles.makeScratch("gateway")
+        let accessLogPath = scratch + "/access.log"
+        let sink = try LogSink(appendingTo: accessLogPath)
+        let server = GatewayServer(
+            config: config,
+            logger: Logger(label: "clickgate") { JSONLogHandler(label: $0, sink: .stderr, level: .warning) },
+            accessLog: Logger(label: "clickgate.access") { JSONLogHandler(label: $0, sink: sink) },
+            threads: 2)
+        let addresses = try await server.start()
+        return TestGateway(server: server, addresses: addresses, accessLogPath: accessLogPath)
+    }
+
+    func stop() async {
+        await server.shutdown()
+    }
+
+    /// Access-log lines written so far, decoded.
+    func accessLog() -> [[String: String]] {
+        let text = (try? String(contentsOfFile: accessLogPath, encoding: .utf8)) ?? ""
+        return text.split(separator: "\n").compactMap {
+            try? JSONSerialization.jsonObject(with: Data($0.utf8)) as? [String: String]
+        }
+    }
+
+    /// Waits briefly for an access-log line matching `predicate` (lines are written after the response).
+    func awaitAccessLine(_ predicate: ([String: String]) -> Bool) async -> [String: String]? {
+        for _ in 0..<50 {
+            if let line = accessLog().first(where: predicate) { return line }
+            try? await Task.sleep(for: .milliseconds(20))
+        }
+        return nil
+    }
+}
+
+/// Runs `body` with an origin and a gateway in front of it, and stops both afterwards.
+func withGateway<T>(
+    site: String = "", top: String = "", timeouts: String = "", limits: String = "",
+    _ body: (TestGateway, TestOrigin) async throws -> T
+) async throws -> T {
+    let origin = try await TestOrigin.start()
+    let gateway = try await TestGateway.start(
+        TestFiles.yaml(upstream: origin.url, site: site, top: top, timeouts: timeouts, limits: limits))
+    do {
+        let result = try await body(gateway, origin)
+        await gateway.stop()
+        await origin.stop()
+        return result
+    } catch {
+        await gateway.stop()
+        await origin.stop()
+        throw error
+    }
+}
+
+enum TestClients {
+    /// An AsyncHTTPClient that trusts the test CA and never follows redirects or decompresses.
+    static func make(http2: Bool) -> HTTPClient {
+        var tls = TLSConfiguration.makeClientConfiguration()
+        tls.trustRoots = .file(TestFiles.caFile)
+        var configuration = HTTPClient.Configuration(tlsConfiguration: tls, redirectConfiguration: .disallow)
+        configuration.httpVersion = http2 ? .automatic : .http1Only
+        configuration.timeout = .init(connect: .seconds(5), read: .seconds(30))
+        return HTTPClient(eventLoopGroupProvider: .singleton, configuration: configuration)
+    }
+}
+
+extension HTTPClientResponse {
+    func bodyText(limit: Int = 1 << 24) async throws -> String {
+        String(buffer: try await body.collect(upTo: limit))
+    }
+}

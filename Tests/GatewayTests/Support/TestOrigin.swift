@@ -1,0 +1,152 @@
+import Foundation
+import NIOConcurrencyHelpers
+import NIOCore
+import NIOHTTP1
+import NIOPosix
+
+/// A real HTTP/1.1 origin for the proxy to talk to, with routes that misbehave on purpose.
+///
+/// - `/echo…`: JSON of the request as received (method, uri, headers, body length).
+/// - `/bytes/N`: N bytes, streamed as the connection can take them.
+/// - `/upload`: reads the whole body, answers its length.
+/// - `/slow/MS`: answers after MS milliseconds.  `/hang`: never answers.
+/// - `/reset`: promises 1,000,000 bytes, sends 10, closes.  `/garbage`: answers with non-HTTP.
+/// - `/hop`: answers with hop-by-hop headers that must not reach the client.
+/// - `/redirect`: 302 to `/landing`.
+final class TestOrigin: Sendable {
+    let channel: any Channel
+    private let accepted: NIOLockedValueBox<[any Channel]>
+
+    var port: Int { channel.localAddress!.port! }
+    var url: String { "http://127.0.0.1:\(port)" }
+    /// Connections the origin has accepted so far.
+    var connectionCount: Int { accepted.withLockedValue { $0.count } }
+
+    private init(channel: any Channel, accepted: NIOLockedValueBox<[any Channel]>) {
+        self.channel = channel
+        self.accepted = accepted
+    }
+
+    static func start() async throws -> TestOrigin {
+        let accepted = NIOLockedValueBox<[any Channel]>([])
+        let channel = try await ServerBootstrap(group: MultiThreadedEventLoopGroup.singleton)
+            .serverChannelOption(.socketOption(.so_reuseaddr), value: 1)
+            .childChannelInitializer { channel in
+                accepted.withLockedValue { $0.append(channel) }
+                return channel.eventLoop.makeCompletedFuture {
+                    try channel.pipeline.syncOperations.configureHTTPServerPipeline(withErrorHandling: true)
+                    try channel.pipeline.syncOperations.addHandler(OriginHandler())
+                }
+            }
+            .bind(host: "127.0.0.1", port: 0).get()
+        return TestOrigin(channel: channel, accepted: accepted)
+    }
+
+    /// Closes every accepted connection, as an origin restarting would.
+    func closeAllConnections() async {
+        for connection in accepted.withLockedValue({ $0 }) { try? await connection.close() }
+    }
+
+    func stop() async {
+        await closeAllConnections()
+        try? await channel.close()
+    }
+}
+
+private final class OriginHandler: ChannelDuplexHandler {
+    typealias InboundIn = HTTPServerRequestPart
+    typealias OutboundIn = HTTPServerResponsePart
+    typealias OutboundOut = HTTPServerResponsePart
+
+    private var head: HTTPRequestHead?
+    private var bodyLength = 0
+    private var streamRemaining = 0
+    private var context: ChannelHandlerContext?
+
+    func handlerAdded(context: ChannelHandlerContext) { self.context = context }
+
+    func channelRead(context: ChannelHandlerContext, data: NIOAny) {
+        switch unwrapInboundIn(data) {
+        case .head(let head):
+            self.head = head
+            bodyLength = 0
+        case .body(let body):
+            bodyLength += body.readableBytes
+        case .end:
+            guard let head else { return }
+            respond(to: head, context: context)
+        }
+    }
+
+    func channelWritabilityChanged(context: ChannelHandlerContext) {
+        if context.channel.isWritable { pump(context) }
+        context.fireChannelWritabilityChanged()
+    }
+
+    private func respond(to head: HTTPRequestHead, context: ChannelHandlerContext) {
+        let path = String(head.uri.split(separator: "?").first ?? "")
+        let parts = path.split(separator: "/").map(String.init)
+        switch parts.first ?? "" {
+        case "echo":
+            var headers: [[String]] = []
+            for (name, value) in head.headers { headers.append([name, value]) }
+            let object: [String: Any] = ["method": head.method.rawValue, "uri": head.uri, "headers": headers, "body_length": bodyLength]
+            let json = try! JSONSerialization.data(withJSONObject: object)
+            send(.ok, ["content-type": "application/json"], String(decoding: json, as: UTF8.self), context)
+        case "bytes":
+            streamRemaining = Int(parts.dropFirst().first ?? "0") ?? 0
+            context.write(wrapOutboundOut(.head(HTTPResponseHead(
+                version: .http1_1, status: .ok,
+                headers: ["content-length": String(streamRemaining), "content-type": "application/octet-stream"]))), promise: nil)
+            pump(context)
+        case "upload":
+            send(.ok, ["content-type": "text/plain"], String(bodyLength), context)
+        case "slow":
+            let ms = Int64(parts.dropFirst().first ?? "0") ?? 0
+            context.eventLoop.assumeIsolated().scheduleTask(in: .milliseconds(ms)) { [self] in
+                send(.ok, ["content-type": "text/plain"], "slow \(ms)", context)
+            }
+        case "hang":
+            return
+        case "reset":
+            context.write(wrapOutboundOut(.head(HTTPResponseHead(version: .http1_1, status: .ok, headers: ["content-length": "1000000"]))), promise: nil)
+            context.writeAndFlush(wrapOutboundOut(.body(.byteBuffer(ByteBuffer(string: "0123456789"))))).assumeIsolated().whenComplete { _ in
+                context.close(promise: nil)
+            }
+        case "garbage":
+            // Written below the HTTP encoder, straight onto the socket.
+            let encoder = try! context.pipeline.syncOperations.context(handlerType: HTTPResponseEncoder.self)
+            encoder.writeAndFlush(NIOAny(ByteBuffer(string: "SPDY/9 what\r\n\r\n"))).assumeIsolated().whenComplete { _ in
+                context.close(promise: nil)
+            }
+        case "hop":
+            send(.ok, [
+                "connection": "x-secret, keep-alive", "x-secret": "1", "keep-alive": "timeout=5", "proxy-authenticate": "Basic",
+                "upgrade": "h2c", "x-kept": "yes", "content-type": "text/plain",
+            ], "hop", context)
+        case "redirect":
+            send(.found, ["location": "/landing"], "", context)
+        default:
+            send(.notFound, ["content-type": "text/plain"], "no route \(path)", context)
+        }
+    }
+
+    private func pump(_ context: ChannelHandlerContext) {
+        let chunk = 64 * 1024
+        while streamRemaining > 0, context.channel.isWritable {
+            let n = min(chunk, streamRemaining)
+            streamRemaining -= n
+            context.write(wrapOutboundOut(.body(.byteBuffer(ByteBuffer(repeating: 0x61, count: n)))), promise: nil)
+            if streamRemaining == 0 { context.write(wrapOutboundOut(.end(nil)), promise: nil) }
+        }
+        context.flush()
+    }
+
+    private func send(_ status: HTTPResponseStatus, _ headers: HTTPHeaders, _ body: String, _ context: ChannelHandlerContext) {
+        var headers = headers
+        headers.replaceOrAdd(name: "content-length", value: String(body.utf8.count))
+        context.write(wrapOutboundOut(.head(HTTPResponseHead(version: .http1_1, status: status, headers: headers))), promise: nil)
+        if !body.isEmpty { context.write(wrapOutboundOut(.body(.byteBuffer(ByteBuffer(string: body)))), promise: nil) }
+        context.writeAndFlush(wrapOutboundOut(.end(nil)), promise: nil)
+    }
+}
