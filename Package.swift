@@ -22,8 +22,11 @@ let package = Package(
         .package(url: "https://github.com/apple/swift-argument-parser.git", from: "1.8.2"),
         .package(url: "https://github.com/jpsim/Yams.git", from: "6.2.2"),
         .package(url: "https://github.com/swift-server/async-http-client.git", from: "1.37.0"),
+        .package(url: "https://github.com/x-sheep/swift-property-based.git", from: "2.0.1"),
     ],
     targets: [
+        // Pure click-id logic: URLs, query strings, cookies, redirects. No NIO, no Foundation.
+        .target(name: "ClickID", swiftSettings: strict),
         // The one configuration type, loaded from YAML and validated once.
         .target(
             name: "Config",
@@ -34,7 +37,7 @@ let package = Package(
         .target(
             name: "Gateway",
             dependencies: [
-                "Config",
+                "Config", "ClickID",
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),
                 .product(name: "NIOHTTP1", package: "swift-nio"),
@@ -62,6 +65,10 @@ let package = Package(
             swiftSettings: strict
         ),
         .testTarget(name: "ConfigTests", dependencies: ["Config"], swiftSettings: strict),
+        .testTarget(
+            name: "ClickIDTests",
+            dependencies: ["ClickID", .product(name: "PropertyBased", package: "swift-property-based")],
+            swiftSettings: strict),
         .testTarget(
             name: "GatewayTests",
             dependencies: [

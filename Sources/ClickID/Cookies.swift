@@ -1,0 +1,104 @@
+/// Request cookies as a server reads them: `name=value` pairs split on `;`, malformed pieces skipped.
+public struct RequestCookies: Sendable {
+    public private(set) var pairs: [(name: String, value: String)] = []
+
+    /// - Parameter headers: every `Cookie` header value of the request (HTTP/2 may send several).
+    public init(headers: [String]) {
+        for header in headers {
+            for piece in header.split(separator: ";") {
+                guard let eq = piece.firstIndex(of: "=") else { continue }
+                let name = piece[..<eq].trimmingSpaces
+                var value = piece[piece.index(after: eq)...].trimmingSpaces
+                if value.count >= 2, value.hasPrefix("\""), value.hasSuffix("\"") { value = value.dropFirst().dropLast() }
+                guard !name.isEmpty else { continue }
+                pairs.append((String(name), String(value)))
+            }
+        }
+    }
+
+    public func first(_ name: String) -> String? {
+        pairs.first { $0.name == name }?.value
+    }
+}
+
+/// A `Set-Cookie` the gateway writes. Callers pass only validated values; the builder refuses
+/// anything that could split the header or add an attribute.
+public struct SetCookie: Sendable, Equatable {
+    public enum SameSite: String, Sendable { case lax = "Lax", strict = "Strict", none = "None" }
+
+    public var name: String
+    public var value: String
+    public var maxAge: Int
+    public var domain: String?
+    public var path = "/"
+    public var secure = true
+    public var httpOnly = false
+    public var sameSite = SameSite.lax
+
+    public init(name: String, value: String, maxAge: Int, domain: String? = nil, httpOnly: Bool = false, secure: Bool = true) {
+        self.name = name
+        self.value = value
+        self.maxAge = maxAge
+        self.domain = domain
+        self.httpOnly = httpOnly
+        self.secure = secure
+    }
+
+    /// Browsers cap cookie lifetime at 400 days.
+    public static let maxLifetime = 400 * 86_400
+
+    /// The header value; nil when a name or value has a byte a cookie may not carry.
+    public var headerValue: String? {
+        guard Self.isToken(name), value.utf8.allSatisfy(Self.isCookieOctet),
+            domain.map({ $0.utf8.allSatisfy { Query.isUnreserved($0) } }) ?? true
+        else { return nil }
+        var out = "\(name)=\(value); Max-Age=\(min(maxAge, Self.maxLifetime)); Path=\(path)"
+        if let domain { out += "; Domain=\(domain)" }
+        if secure { out += "; Secure" }
+        if httpOnly { out += "; HttpOnly" }
+        out += "; SameSite=\(sameSite.rawValue)"
+        return out
+    }
+
+    /// RFC 6265 cookie-octet: no controls, whitespace, `"`, `,`, `;` or `\`.
+    static func isCookieOctet(_ byte: UInt8) -> Bool {
+        byte == 0x21 || (byte >= 0x23 && byte <= 0x2b) || (byte >= 0x2d && byte <= 0x3a) || (byte >= 0x3c && byte <= 0x5b)
+            || (byte >= 0x5d && byte <= 0x7e)
+    }
+
+    static func isToken(_ text: String) -> Bool {
+        !text.isEmpty && text.utf8.allSatisfy { Query.isUnreserved($0) || "!#$%&'*+^`|".utf8.contains($0) }
+    }
+}
+
+/// Whether the visitor lets us set tracking cookies and persist the click.
+public struct ConsentPolicy: Sendable, Equatable {
+    /// Treat `Sec-GPC: 1` as an objection (the default).
+    public var respectGPC: Bool
+    /// A consent-manager cookie to read, and the values of it that mean "denied".
+    public var cookieName: String?
+    public var deniedValues: Set<String>
+
+    public init(respectGPC: Bool = true, cookieName: String? = nil, deniedValues: Set<String> = ["denied", "0", "false", "no"]) {
+        self.respectGPC = respectGPC
+        self.cookieName = cookieName
+        self.deniedValues = deniedValues
+    }
+
+    public func allowsTracking(globalPrivacyControl: String?, cookies: RequestCookies) -> Bool {
+        if respectGPC, globalPrivacyControl?.trimmingSpaces == "1" { return false }
+        if let cookieName, let value = cookies.first(cookieName), deniedValues.contains(value.lowercased()) { return false }
+        return true
+    }
+}
+
+extension StringProtocol {
+    /// Without leading and trailing characters from `set`.
+    func trimming(_ set: String) -> SubSequence {
+        let start = firstIndex { !set.contains($0) } ?? endIndex
+        let end = lastIndex { !set.contains($0) }.map { index(after: $0) } ?? start
+        return self[start..<Swift.max(start, end)]
+    }
+
+    var trimmingSpaces: SubSequence { trimming(" \t") }
+}

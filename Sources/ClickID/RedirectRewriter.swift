@@ -1,0 +1,107 @@
+/// Which hosts may receive click ids: the site itself, hosts under its cookie domain, and the
+/// hosts it decorates. Everyone else gets nothing.
+public struct HostAllowlist: Sendable, Equatable {
+    public var siteHosts: Set<String>
+    public var cookieDomain: String?
+    /// Exact names, or `*.example.com` for any one-or-more-label subdomain.
+    public var decorateHosts: [String]
+
+    public init(siteHosts: Set<String>, cookieDomain: String? = nil, decorateHosts: [String] = []) {
+        self.siteHosts = siteHosts
+        self.cookieDomain = cookieDomain
+        self.decorateHosts = decorateHosts
+    }
+
+    public func allows(_ host: String) -> Bool {
+        if siteHosts.contains(host) { return true }
+        if let domain = cookieDomain, host == domain || host.hasSuffix("." + domain) { return true }
+        for pattern in decorateHosts {
+            if pattern.hasPrefix("*.") {
+                if host.hasSuffix(pattern.dropFirst(1)) { return true }
+            } else if pattern == host {
+                return true
+            }
+        }
+        return false
+    }
+}
+
+/// Puts click ids back on redirects that dropped them.
+///
+/// Rules: the target is resolved against the request URL only to learn its host; the header keeps
+/// its own form (relative stays relative). Only missing parameters are appended, before the
+/// fragment; existing parameters, their order and their encoding are never touched. Hosts outside
+/// the allowlist are returned unchanged.
+public struct RedirectRewriter: Sendable {
+    public var requestURL: URLReference
+    /// Click ids to carry, `parameter` → value (validated, URL-safe).
+    public var clickIDs: [(parameter: String, value: String)]
+    /// Raw `name=value` pieces of the request URL that pass through (e.g. `utm_*`).
+    public var passThrough: [(name: String, piece: String)]
+    public var allowlist: HostAllowlist
+
+    public init(
+        requestURL: URLReference, clickIDs: [(parameter: String, value: String)], passThrough: [(name: String, piece: String)],
+        allowlist: HostAllowlist
+    ) {
+        self.requestURL = requestURL
+        self.clickIDs = clickIDs
+        self.passThrough = passThrough
+        self.allowlist = allowlist
+    }
+
+    /// Pieces of `query` whose decoded name matches a pattern (`utm_*` is a prefix, others exact).
+    public static func passThroughPieces(from query: String?, patterns: [String]) -> [(name: String, piece: String)] {
+        var out: [(String, String)] = []
+        var seen = Set<String>()
+        for item in Query.items(query) {
+            guard let name = Query.percentDecoded(item.name), !seen.contains(name) else { continue }
+            let matches = patterns.contains { $0.hasSuffix("*") ? name.hasPrefix($0.dropLast()) : name == $0 }
+            guard matches else { continue }
+            seen.insert(name)
+            let raw = item.value.map { "\(item.name)=\($0)" } ?? String(item.name)
+            out.append((name, Query.sanitizedPiece(Substring(raw))))
+        }
+        return out
+    }
+
+    /// A new `Location` value, or nil when nothing is to change.
+    public func rewriteLocation(_ location: String) -> String? {
+        guard var target = URLReference(location) else { return nil }
+        let absolute = target.resolved(against: requestURL)
+        guard let scheme = absolute.scheme, scheme == "http" || scheme == "https",
+            let host = absolute.host, allowlist.allows(host)
+        else { return nil }
+        let present = Query.decodedNames(target.query)
+        var additions: [String] = []
+        var adding = Set<String>()
+        for (parameter, value) in clickIDs where !present.contains(parameter) && !adding.contains(parameter) {
+            guard ClickIDValue.isAcceptable(value) else { continue }
+            additions.append("\(parameter)=\(value)")
+            adding.insert(parameter)
+        }
+        for (name, piece) in passThrough where !present.contains(name) && !adding.contains(name) {
+            additions.append(piece)
+            adding.insert(name)
+        }
+        guard !additions.isEmpty else { return nil }
+        target.query = Query.appending(additions, to: target.query)
+        return target.text
+    }
+
+    /// The `Refresh` header (`5; url=/next`): the URL part rewritten as a `Location` would be.
+    public func rewriteRefresh(_ refresh: String) -> String? {
+        guard let semicolon = refresh.firstIndex(of: ";") else { return nil }
+        let rest = refresh[refresh.index(after: semicolon)...]
+        guard let eq = rest.firstIndex(of: "="), rest[..<eq].trimmingSpaces.lowercased() == "url" else { return nil }
+        var value = rest[rest.index(after: eq)...].trimmingSpaces
+        var quote: Character?
+        if let first = value.first, first == "'" || first == "\"", value.count >= 2, value.last == first {
+            quote = first
+            value = value.dropFirst().dropLast()
+        }
+        guard let rewritten = rewriteLocation(String(value)) else { return nil }
+        let quoted = quote.map { "\($0)\(rewritten)\($0)" } ?? rewritten
+        return String(refresh[...semicolon]) + String(rest[...eq]) + quoted
+    }
+}

@@ -1,0 +1,108 @@
+import ClickID
+import Testing
+
+@Suite struct CaptureTests {
+    let registry = ClickIDRegistry.standard
+
+    @Test func ttclidFromTheURLWinsOverTheCookie() {
+        let cookies = RequestCookies(headers: ["ttclid=OLD; _fbc=fb.1.1700000000000.FBID"])
+        let capture = ClickCapture.scan(query: "a=1&ttclid=E.C.P.new-1_~x", cookies: cookies, registry: registry)
+        #expect(capture.fromURL.map(\.value) == ["E.C.P.new-1_~x"])
+        #expect(capture.value(for: "ttclid") == "E.C.P.new-1_~x")
+        #expect(capture.value(for: "fbclid") == "FBID")
+    }
+
+    @Test(arguments: [
+        ("ttclid=a%0D%0ASet-Cookie:x", ClickIDValue.Rejection.badCharacter), ("ttclid=a;b", .badCharacter), ("ttclid=a,b", .badCharacter),
+        ("ttclid=%22q%22", .badCharacter), ("ttclid=a+b", .badCharacter), ("ttclid=caf%C3%A9", .badCharacter), ("ttclid=", .empty),
+        ("ttclid=%ZZ", .badEncoding), ("ttclid=" + String(repeating: "a", count: 1025), .tooLong),
+    ])
+    func hostileValuesAreRejected(query: String, reason: ClickIDValue.Rejection) {
+        let capture = ClickCapture.scan(query: query, cookies: RequestCookies(headers: []), registry: registry)
+        #expect(capture.fromURL.isEmpty)
+        #expect(capture.rejected.first?.reason == reason)
+    }
+
+    @Test func cookieFormatsRoundTrip() {
+        for kind in registry.kinds {
+            let value = kind.cookieValue(for: "ID-1.x", unixMilliseconds: 1_700_000_000_123)
+            #expect(kind.id(fromCookieValue: value) == "ID-1.x", "\(kind.parameter)")
+        }
+        #expect(registry.kind(forParameter: "fbclid")?.cookieValue(for: "F", unixMilliseconds: 1_700_000_000_123) == "fb.1.1700000000123.F")
+        #expect(registry.kind(forParameter: "gclid")?.cookieValue(for: "G", unixMilliseconds: 1_700_000_000_123) == "GCL.1700000000.G")
+    }
+
+    @Test func setCookieAttributes() {
+        var cookie = SetCookie(name: "ttclid", value: "E.C.P.x", maxAge: 2_592_000, domain: "example.com")
+        #expect(cookie.headerValue == "ttclid=E.C.P.x; Max-Age=2592000; Path=/; Domain=example.com; Secure; SameSite=Lax")
+        cookie.httpOnly = true
+        cookie.maxAge = 999 * 86_400
+        cookie.domain = nil
+        #expect(cookie.headerValue == "ttclid=E.C.P.x; Max-Age=34560000; Path=/; Secure; HttpOnly; SameSite=Lax")
+        #expect(SetCookie(name: "a", value: "x;Domain=evil", maxAge: 1).headerValue == nil)
+        #expect(SetCookie(name: "a b", value: "x", maxAge: 1).headerValue == nil)
+    }
+
+    @Test func requestCookieParsingIsLenient() {
+        let cookies = RequestCookies(headers: ["a=1;b=\"2\"; ; =x; junk; _ttp=2abcDEF.tt.1", "c=3"])
+        #expect(cookies.first("a") == "1")
+        #expect(cookies.first("b") == "2")
+        #expect(cookies.first("_ttp") == "2abcDEF.tt.1")
+        #expect(cookies.first("c") == "3")
+        #expect(cookies.first("junk") == nil)
+    }
+
+    @Test func consent() {
+        let policy = ConsentPolicy(respectGPC: true, cookieName: "consent", deniedValues: ["denied"])
+        #expect(!policy.allowsTracking(globalPrivacyControl: "1", cookies: RequestCookies(headers: [])))
+        #expect(!policy.allowsTracking(globalPrivacyControl: nil, cookies: RequestCookies(headers: ["consent=DENIED"])))
+        #expect(policy.allowsTracking(globalPrivacyControl: "0", cookies: RequestCookies(headers: ["consent=granted"])))
+        #expect(ConsentPolicy(respectGPC: false).allowsTracking(globalPrivacyControl: "1", cookies: RequestCookies(headers: [])))
+    }
+
+    @Test func visitorIDs() {
+        var generator = SystemRandomNumberGenerator()
+        let a = VisitorID.make(using: &generator)
+        let b = VisitorID.make(using: &generator)
+        #expect(VisitorID.isWellFormed(a) && VisitorID.isWellFormed(b) && a != b)
+        #expect(!VisitorID.isWellFormed("0123"))
+    }
+}
+
+@Suite struct SmartlinkTests {
+    let targets = [
+        SmartlinkTarget(url: "https://a.example/x?src=sl", weight: 3),
+        SmartlinkTarget(url: "https://b.example/", weight: 1),
+        SmartlinkTarget(url: "https://m.example/", weight: 1, device: .mobile),
+        SmartlinkTarget(url: "https://de.example/", weight: 1, header: ("cf-ipcountry", "DE")),
+    ]
+
+    @Test func stickyWeightedChoice() {
+        var counts: [String: Int] = [:]
+        for i in 0..<4000 {
+            let key = "visitor-\(i)"
+            let first = Smartlinks.choose(targets, stickyKey: key, device: .desktop, header: { _ in nil })
+            let again = Smartlinks.choose(targets, stickyKey: key, device: .desktop, header: { _ in nil })
+            #expect(first == again)
+            counts[first!.url, default: 0] += 1
+        }
+        #expect(counts.keys.sorted() == ["https://a.example/x?src=sl", "https://b.example/"])
+        let share = Double(counts["https://a.example/x?src=sl"]!) / 4000
+        #expect(share > 0.7 && share < 0.8, "weight 3:1 gave \(share)")
+    }
+
+    @Test func rulesRoute() {
+        #expect(Smartlinks.choose(targets, stickyKey: "v", device: .mobile, header: { _ in nil })?.url == "https://m.example/")
+        #expect(Smartlinks.choose(targets, stickyKey: "v", device: .desktop, header: { $0 == "cf-ipcountry" ? "DE" : nil })?.url == "https://de.example/")
+        #expect(DeviceClass.classify(userAgent: "Mozilla/5.0 (iPhone; CPU iPhone OS 17_0 like Mac OS X) Mobile/15E148") == .mobile)
+        #expect(DeviceClass.classify(userAgent: "Mozilla/5.0 (Linux; Android 14; SM-X710) Safari/537.36") == .tablet)
+        #expect(DeviceClass.classify(userAgent: "Mozilla/5.0 (X11; Linux x86_64) Chrome/120") == .desktop)
+    }
+
+    @Test func everyIncomingParameterIsForwardedAndTheTargetWins() {
+        let url = Smartlinks.redirectURL(target: "https://a.example/x?src=sl#f", incomingQuery: "ttclid=E.C.P.1&src=evil&utm_source=tiktok&x=a%20b&x=2")
+        #expect(url == "https://a.example/x?src=sl&ttclid=E.C.P.1&utm_source=tiktok&x=a%20b#f")
+        #expect(Smartlinks.redirectURL(target: "https://b.example/", incomingQuery: nil) == "https://b.example/")
+        #expect(Smartlinks.redirectURL(target: "https://b.example/", incomingQuery: "a=\r\n") == "https://b.example/?a=%0D%0A")
+    }
+}

@@ -1,0 +1,102 @@
+import ClickID
+import Testing
+
+private let request = URLReference("https://lp.example.com/spring/landing?ttclid=E.C.P.abc123&utm_source=tiktok&utm_campaign=spring%20sale&q=1")!
+
+private func rewriter(
+    clickIDs: [(String, String)] = [("ttclid", "E.C.P.abc123")],
+    allow: HostAllowlist = HostAllowlist(siteHosts: ["lp.example.com"], cookieDomain: "example.com", decorateHosts: ["checkout.example-pay.com", "*.shop.test", "[::1]", "xn--bcher-kva.example"])
+) -> RedirectRewriter {
+    RedirectRewriter(
+        requestURL: request, clickIDs: clickIDs.map { ($0.0, $0.1) },
+        passThrough: RedirectRewriter.passThroughPieces(from: request.query, patterns: ["utm_*"]), allowlist: allow)
+}
+
+@Suite struct RedirectRewriterTests {
+    @Test(arguments: [
+        // relative forms keep their form; the ids and utm_* are appended
+        ("/offer", "/offer?ttclid=E.C.P.abc123&utm_source=tiktok&utm_campaign=spring%20sale"),
+        ("offer", "offer?ttclid=E.C.P.abc123&utm_source=tiktok&utm_campaign=spring%20sale"),
+        ("../up?x=1", "../up?x=1&ttclid=E.C.P.abc123&utm_source=tiktok&utm_campaign=spring%20sale"),
+        ("?page=2", "?page=2&ttclid=E.C.P.abc123&utm_source=tiktok&utm_campaign=spring%20sale"),
+        // absolute, same site, with a fragment: appended before it
+        ("https://lp.example.com/a?b=%2Fc#top", "https://lp.example.com/a?b=%2Fc&ttclid=E.C.P.abc123&utm_source=tiktok&utm_campaign=spring%20sale#top"),
+        // scheme-relative to a host under the cookie domain, with a port
+        ("//www.example.com:8443/x", "//www.example.com:8443/x?ttclid=E.C.P.abc123&utm_source=tiktok&utm_campaign=spring%20sale"),
+        // a decorate host, with a trailing '&' and a bare '?'
+        ("https://checkout.example-pay.com/pay?&", "https://checkout.example-pay.com/pay?&ttclid=E.C.P.abc123&utm_source=tiktok&utm_campaign=spring%20sale"),
+        ("https://checkout.example-pay.com/pay?", "https://checkout.example-pay.com/pay?ttclid=E.C.P.abc123&utm_source=tiktok&utm_campaign=spring%20sale"),
+        // wildcard decorate host, upper-case host and a trailing dot
+        ("https://EU.Shop.Test./cart", "https://EU.Shop.Test./cart?ttclid=E.C.P.abc123&utm_source=tiktok&utm_campaign=spring%20sale"),
+        // IPv6 and IDN (punycode) hosts from the allowlist
+        ("http://[::1]:8080/p", "http://[::1]:8080/p?ttclid=E.C.P.abc123&utm_source=tiktok&utm_campaign=spring%20sale"),
+        ("https://xn--bcher-kva.example/", "https://xn--bcher-kva.example/?ttclid=E.C.P.abc123&utm_source=tiktok&utm_campaign=spring%20sale"),
+        // existing (different) ttclid and an existing utm value are never replaced
+        ("/next?ttclid=OTHER&utm_source=mail", "/next?ttclid=OTHER&utm_source=mail&utm_campaign=spring%20sale"),
+        // an encoded parameter name counts as present
+        ("/next?tt%63lid=X&utm_source=a&utm_campaign=b", nil),
+        // repeated parameters stay exactly as they are
+        ("/r?a=1&a=2&a=1", "/r?a=1&a=2&a=1&ttclid=E.C.P.abc123&utm_source=tiktok&utm_campaign=spring%20sale"),
+        // an empty value is still "present"
+        ("/e?ttclid=&utm_source=&utm_campaign=", nil),
+    ] as [(String, String?)])
+    func rewritesTowardAllowedHosts(location: String, expected: String?) {
+        #expect(rewriter().rewriteLocation(location) == expected)
+    }
+
+    @Test(arguments: [
+        "https://evil.example/steal", "//evil.example/x", "https://example.com.evil.example/", "https://notexample.com/",
+        "https://checkout.example-pay.com.evil/", "http://[::2]/", "https://shop.test/", "mailto:a@example.com",
+        "javascript:alert(1)", "https://lp.example.com@evil.example/", "ftp://lp.example.com/",
+    ])
+    func neverTouchesOtherHosts(location: String) {
+        #expect(rewriter().rewriteLocation(location) == nil)
+    }
+
+    @Test func malformedTargetsAreLeftAlone() {
+        for location in ["/a b", "/a\tb", "1http://x", ""] {
+            #expect(rewriter().rewriteLocation(location) == nil || location.isEmpty)
+        }
+    }
+
+    @Test func invalidClickIDsAreNeverWritten() {
+        let r = rewriter(clickIDs: [("ttclid", "bad\r\nSet-Cookie: x=1"), ("fbclid", "ok-value")])
+        #expect(r.rewriteLocation("/n") == "/n?fbclid=ok-value&utm_source=tiktok&utm_campaign=spring%20sale")
+    }
+
+    @Test func passThroughPiecesAreMadeHeaderSafe() {
+        let pieces = RedirectRewriter.passThroughPieces(from: "utm_source=a;b&utm_term=\"x\"&other=1&utm_source=dup", patterns: ["utm_*"])
+        #expect(pieces.map(\.piece) == ["utm_source=a%3Bb", "utm_term=%22x%22"])
+    }
+
+    @Test(arguments: [
+        ("0; url=/offer", "0; url=/offer?ttclid=E.C.P.abc123&utm_source=tiktok&utm_campaign=spring%20sale"),
+        ("5;URL='https://checkout.example-pay.com/p'", "5;URL='https://checkout.example-pay.com/p?ttclid=E.C.P.abc123&utm_source=tiktok&utm_campaign=spring%20sale'"),
+        ("3; url=https://evil.example/", nil),
+        ("10", nil),
+    ] as [(String, String?)])
+    func refreshHeaders(value: String, expected: String?) {
+        #expect(rewriter().rewriteRefresh(value) == expected)
+    }
+}
+
+@Suite struct URLReferenceTests {
+    @Test(arguments: [
+        ("g", "http://a/b/c/g"), ("./g", "http://a/b/c/g"), ("g/", "http://a/b/c/g/"), ("/g", "http://a/g"), ("//g", "http://g"),
+        ("?y", "http://a/b/c/d;p?y"), ("g?y", "http://a/b/c/g?y"), ("#s", "http://a/b/c/d;p?q#s"), ("..", "http://a/b/"),
+        ("../g", "http://a/b/g"), ("../..", "http://a/"), ("../../g", "http://a/g"), ("../../../g", "http://a/g"),
+        ("/./g", "http://a/g"), ("g;x=1/../y", "http://a/b/c/y"), ("", "http://a/b/c/d;p?q"),
+    ])
+    func rfc3986ResolutionExamples(reference: String, expected: String) throws {
+        let base = try #require(URLReference("http://a/b/c/d;p?q"))
+        #expect(try #require(URLReference(reference)).resolved(against: base).text == expected)
+    }
+
+    @Test func partsRoundTripExactly() throws {
+        for text in ["https://u:p@H.example:81/a%2Fb/?q=%41&r#f%20", "//h/p", "/p?", "?#", "rel/ative", "mailto:x@y"] {
+            #expect(try #require(URLReference(text)).text == text)
+        }
+        #expect(URLReference("https://u@[2001:DB8::1]:443/")?.host == "[2001:db8::1]")
+        #expect(URLReference("https://Host.Example.:8/")?.host == "host.example")
+    }
+}
