@@ -59,6 +59,7 @@ private struct Reader {
     func gateway(_ value: YAMLValue) -> GatewayConfig? {
         guard let root = value.object(allowedKeys: [
             "listen", "tls", "trusted_proxies", "unknown_host", "sites", "smartlinks", "events", "limits", "timeouts", "log",
+            "tracking",
         ]) else { return nil }
 
         let listen = root["listen"].map(self.listen) ?? GatewayConfig.Listen(
@@ -80,6 +81,7 @@ private struct Reader {
         let limits = root["limits"].flatMap(self.limits) ?? GatewayConfig.Limits()
         let timeouts = root["timeouts"].flatMap(self.timeouts) ?? GatewayConfig.Timeouts()
         let log = root["log"].flatMap(self.log) ?? GatewayConfig.Log()
+        let tracking = root["tracking"].flatMap(self.tracking) ?? GatewayConfig.Tracking()
 
         if listen.https != nil, let tls, tls.certificates.isEmpty {
             root.required("tls")?.report("listen.https needs at least one certificate in tls.certificates")
@@ -87,7 +89,7 @@ private struct Reader {
         guard let tls else { return nil }
         return GatewayConfig(
             listen: listen, tls: tls, trustedProxies: trusted, unknownHost: unknownHost, sites: sites,
-            smartlinks: smartlinks, events: events, limits: limits, timeouts: timeouts, log: log)
+            smartlinks: smartlinks, events: events, limits: limits, timeouts: timeouts, log: log, tracking: tracking)
     }
 
     func listen(_ value: YAMLValue) -> GatewayConfig.Listen {
@@ -221,7 +223,7 @@ private struct Reader {
         }
         let targetsValue = object.required("targets")
         let targets = targetsValue?.array()?.compactMap { t -> GatewayConfig.Smartlink.Target? in
-            guard let target = t.object(allowedKeys: ["url", "weight"]), let urlValue = target.required("url"),
+            guard let target = t.object(allowedKeys: ["url", "weight", "device", "header"]), let urlValue = target.required("url"),
                 let url = urlValue.nonEmptyString()
             else { return nil }
             guard let c = URLComponents(string: url), ["http", "https"].contains(c.scheme?.lowercased() ?? ""), c.host?.isEmpty == false else {
@@ -229,7 +231,15 @@ private struct Reader {
                 return nil
             }
             let weight = target["weight"]?.int(in: 0...1_000_000) ?? 1
-            return GatewayConfig.Smartlink.Target(url: url, weight: weight)
+            var result = GatewayConfig.Smartlink.Target(url: url, weight: weight)
+            if let v = target["device"], let device = v.nonEmptyString() {
+                if ["mobile", "tablet", "desktop"].contains(device) { result.device = device } else { v.report("expected mobile, tablet or desktop") }
+            }
+            if let v = target["header"], let header = v.object(allowedKeys: ["name", "value"]) {
+                result.headerName = header.required("name")?.nonEmptyString()?.lowercased()
+                result.headerValue = header.required("value")?.string()
+            }
+            return result
         } ?? []
         if let targetsValue, !targets.isEmpty, targets.allSatisfy({ $0.weight == 0 }) {
             targetsValue.report("at least one target needs a weight above 0")
@@ -300,6 +310,54 @@ private struct Reader {
             if d <= .zero { v.report("must be greater than zero") } else { timeouts[keyPath: path] = d }
         }
         return timeouts
+    }
+
+    func tracking(_ value: YAMLValue) -> GatewayConfig.Tracking? {
+        guard let object = value.object(allowedKeys: [
+            "click_ids", "visitor_cookie", "visitor_max_age", "ttp_max_age", "pass_through", "consent", "headers", "rewrite_refresh",
+        ]) else { return nil }
+        var tracking = GatewayConfig.Tracking()
+        for entry in object["click_ids"]?.array() ?? [] {
+            guard let fields = entry.object(allowedKeys: ["param", "platform", "cookie", "format", "max_age"]),
+                let parameter = fields.required("param")?.nonEmptyString()
+            else { continue }
+            var item = GatewayConfig.Tracking.ClickIDEntry(parameter: parameter)
+            item.platform = fields["platform"]?.nonEmptyString()
+            if let v = fields["cookie"], let name = v.nonEmptyString() {
+                if Self.isCookieName(name) { item.cookie = name } else { v.report("'\(name)' is not a valid cookie name") }
+            }
+            if let v = fields["format"], let format = v.nonEmptyString() {
+                if GatewayConfig.Tracking.cookieFormats.contains(format) { item.format = format } else {
+                    v.report("expected one of \(GatewayConfig.Tracking.cookieFormats.joined(separator: ", "))")
+                }
+            }
+            item.maxAge = fields["max_age"]?.parsed(ValueParsers.duration)
+            tracking.clickIDs.append(item)
+        }
+        if let v = object["visitor_cookie"], let name = v.nonEmptyString() {
+            if Self.isCookieName(name) { tracking.visitorCookie = name } else { v.report("'\(name)' is not a valid cookie name") }
+        }
+        if let d = object["visitor_max_age"]?.parsed(ValueParsers.duration) { tracking.visitorMaxAge = d }
+        if let d = object["ttp_max_age"]?.parsed(ValueParsers.duration) { tracking.ttpMaxAge = d }
+        if let list = object["pass_through"]?.stringList() { tracking.passThrough = list }
+        if let v = object["consent"], let consent = v.object(allowedKeys: ["respect_gpc", "cookie", "denied"]) {
+            if let b = consent["respect_gpc"]?.bool() { tracking.respectGPC = b }
+            tracking.consentCookie = consent["cookie"]?.nonEmptyString()
+            if let list = consent["denied"]?.stringList() { tracking.consentDeniedValues = list.map { $0.lowercased() } }
+        }
+        if let v = object["headers"], let headers = v.object(allowedKeys: ["click_id", "visitor"]) {
+            for (key, path) in [("click_id", \GatewayConfig.Tracking.clickIDHeader), ("visitor", \.visitorHeader)] {
+                guard let h = headers[key], let name = h.nonEmptyString() else { continue }
+                if Self.isCookieName(name) { tracking[keyPath: path] = name } else { h.report("'\(name)' is not a valid header name") }
+            }
+        }
+        if let b = object["rewrite_refresh"]?.bool() { tracking.rewriteRefresh = b }
+        return tracking
+    }
+
+    /// RFC 7230 token: valid as a cookie or header name.
+    static func isCookieName(_ name: String) -> Bool {
+        !name.isEmpty && name.allSatisfy { $0.isASCII && ($0.isLetter || $0.isNumber || "!#$%&'*+-.^_`|~".contains($0)) }
     }
 
     func log(_ value: YAMLValue) -> GatewayConfig.Log? {

@@ -24,6 +24,8 @@ public struct GatewayConfig: Sendable, Equatable {
     public var timeouts: Timeouts
     /// `log`
     public var log: Log
+    /// `tracking`
+    public var tracking: Tracking
 
     public init(
         listen: Listen,
@@ -35,7 +37,8 @@ public struct GatewayConfig: Sendable, Equatable {
         events: Events = Events(),
         limits: Limits = Limits(),
         timeouts: Timeouts = Timeouts(),
-        log: Log = Log()
+        log: Log = Log(),
+        tracking: Tracking = Tracking()
     ) {
         self.listen = listen
         self.tls = tls
@@ -47,6 +50,7 @@ public struct GatewayConfig: Sendable, Equatable {
         self.limits = limits
         self.timeouts = timeouts
         self.log = log
+        self.tracking = tracking
     }
 }
 
@@ -171,9 +175,18 @@ extension GatewayConfig {
         public struct Target: Sendable, Equatable {
             public var url: String
             public var weight: Int
-            public init(url: String, weight: Int) {
+            /// `device`: mobile, tablet or desktop (from the User-Agent).
+            public var device: String?
+            /// `header: {name, value}`: e.g. a country header a CDN sets.
+            public var headerName: String?
+            public var headerValue: String?
+
+            public init(url: String, weight: Int, device: String? = nil, headerName: String? = nil, headerValue: String? = nil) {
                 self.url = url
                 self.weight = weight
+                self.device = device
+                self.headerName = headerName
+                self.headerValue = headerValue
             }
         }
 
@@ -278,6 +291,56 @@ extension GatewayConfig {
         public var access: Destination = .stdout
         /// `log.level`: trace, debug, info, notice, warning, error, critical.
         public var level: String = "info"
+
+        public init() {}
+    }
+}
+
+extension GatewayConfig {
+    /// Click-id capture, cookies, consent and what the origin is told.
+    public struct Tracking: Sendable, Equatable {
+        /// An entry of `tracking.click_ids`: overrides the built-in entry for the same parameter, or adds one.
+        public struct ClickIDEntry: Sendable, Equatable {
+            public var parameter: String
+            public var platform: String?
+            public var cookie: String?
+            /// raw, fbc, gcl or uet.
+            public var format: String?
+            public var maxAge: Duration?
+
+            public init(parameter: String, platform: String? = nil, cookie: String? = nil, format: String? = nil, maxAge: Duration? = nil) {
+                self.parameter = parameter
+                self.platform = platform
+                self.cookie = cookie
+                self.format = format
+                self.maxAge = maxAge
+            }
+        }
+
+        public static let cookieFormats = ["raw", "fbc", "gcl", "uet"]
+
+        /// `tracking.click_ids`
+        public var clickIDs: [ClickIDEntry] = []
+        /// `tracking.visitor_cookie`: the HttpOnly first-party visitor id.
+        public var visitorCookie = "_cg_vid"
+        /// `tracking.visitor_max_age`
+        public var visitorMaxAge: Duration = .seconds(400 * 86_400)
+        /// `tracking.ttp_max_age`: TikTok's `_ttp`, re-issued server-side (13 months, browsers cap at 400 days).
+        public var ttpMaxAge: Duration = .seconds(395 * 86_400)
+        /// `tracking.pass_through`: parameters redirects carry besides click ids (`utm_*` is a prefix).
+        public var passThrough: [String] = ["utm_*"]
+        /// `tracking.consent.respect_gpc`
+        public var respectGPC = true
+        /// `tracking.consent.cookie`: a consent manager's cookie.
+        public var consentCookie: String?
+        /// `tracking.consent.denied`: its values that mean "no".
+        public var consentDeniedValues: [String] = ["denied", "0", "false", "no"]
+        /// `tracking.headers.click_id`: tells the origin the ttclid.
+        public var clickIDHeader = "X-ClickGate-Ttclid"
+        /// `tracking.headers.visitor`: tells the origin the visitor id.
+        public var visitorHeader = "X-ClickGate-Visitor"
+        /// `tracking.rewrite_refresh`: also restore click ids in `Refresh` headers.
+        public var rewriteRefresh = true
 
         public init() {}
     }

@@ -148,9 +148,9 @@ extension Character {
 }
 
 enum ValueParsers {
-    /// `90`, `90s`, `500ms`, `2m`, `1h` (bare numbers are seconds).
+    /// `90`, `90s`, `500ms`, `2m`, `1h`, `30d` (bare numbers are seconds).
     static func duration(_ text: String) -> Result<Duration, ValueError> {
-        let units: [(String, Double)] = [("ms", 0.001), ("s", 1), ("m", 60), ("h", 3600)]
+        let units: [(String, Double)] = [("ms", 0.001), ("s", 1), ("m", 60), ("h", 3600), ("d", 86_400)]
         var number = Substring(text.trimmingCharacters(in: .whitespaces))
         var scale = 1.0
         for (suffix, factor) in units where number.hasSuffix(suffix) {
@@ -159,7 +159,7 @@ enum ValueParsers {
             break
         }
         guard let value = Double(number), value >= 0, value.isFinite else {
-            return .failure(.init("'\(text)' is not a duration (examples: 500ms, 10s, 2m, 1h)"))
+            return .failure(.init("'\(text)' is not a duration (examples: 500ms, 10s, 2m, 1h, 30d)"))
         }
         return .success(.milliseconds(Int64((value * scale * 1000).rounded())))
     }

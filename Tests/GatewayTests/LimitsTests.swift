@@ -39,14 +39,14 @@ import Testing
             let (r2, _) = try await RawHTTP.exchange(port: gateway.httpPort, ["GET /echo HTTP/1.1\r\nHost: localhost\r\n" + many + "\r\n"])
             #expect(r2.hasPrefix("HTTP/1.1 431"), "\(r2)")
             // The same over HTTP/2, where HPACK carries the headers.
-            let h2 = try curl(["--http2", "-H", "X-Big: " + String(repeating: "b", count: 5000), "-o", "/dev/null", "-w", "%{http_code}", "https://localhost:\(gateway.httpsPort)/echo"])
+            let h2 = try await curl(["--http2", "-H", "X-Big: " + String(repeating: "b", count: 5000), "-o", "/dev/null", "-w", "%{http_code}", "https://localhost:\(gateway.httpsPort)/echo"])
             #expect(h2.stdout == "431" || h2.status != 0, "\(h2)")
         }
     }
 
     @Test func bodiesOverTheSiteLimitGet413() async throws {
         try await withGateway(site: "max_body_size: 1KiB") { gateway, origin in
-            let declared = try curl(["--http1.1", "--data-binary", String(repeating: "x", count: 2000), "-w", "%{http_code}", "-o", "/dev/null", "https://localhost:\(gateway.httpsPort)/upload"])
+            let declared = try await curl(["--http1.1", "--data-binary", String(repeating: "x", count: 2000), "-w", "%{http_code}", "-o", "/dev/null", "https://localhost:\(gateway.httpsPort)/upload"])
             #expect(declared.stdout == "413")
             let chunked = try await RawHTTP.exchange(port: gateway.httpPort, [
                 "POST /upload HTTP/1.1\r\nHost: localhost\r\nTransfer-Encoding: chunked\r\n\r\n",
@@ -54,9 +54,9 @@ import Testing
             ], gap: .milliseconds(50))
             #expect(chunked.response.hasPrefix("HTTP/1.1 413"), "\(chunked.response)")
             #expect(chunked.closedByServer)
-            let h2 = try curl(["--http2", "--data-binary", String(repeating: "x", count: 2000), "-w", "%{http_code}", "-o", "/dev/null", "https://localhost:\(gateway.httpsPort)/upload"])
+            let h2 = try await curl(["--http2", "--data-binary", String(repeating: "x", count: 2000), "-w", "%{http_code}", "-o", "/dev/null", "https://localhost:\(gateway.httpsPort)/upload"])
             #expect(h2.stdout == "413")
-            let small = try curl(["--data-binary", "small", "https://localhost:\(gateway.httpsPort)/upload"])
+            let small = try await curl(["--data-binary", "small", "https://localhost:\(gateway.httpsPort)/upload"])
             #expect(small.stdout == "5")
             _ = origin
         }

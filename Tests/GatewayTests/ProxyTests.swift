@@ -74,7 +74,7 @@ func echo(_ client: HTTPClient, _ url: String, headers: [(String, String)] = [],
 
     @Test func responseHopByHopHeadersNeverReachTheClient() async throws {
         try await withGateway { gateway, _ in
-            let result = try curl(["--http1.1", "-D", "-", "-o", "/dev/null", "https://localhost:\(gateway.httpsPort)/hop"])
+            let result = try await curl(["--http1.1", "-D", "-", "-o", "/dev/null", "https://localhost:\(gateway.httpsPort)/hop"])
             let head = result.stdout.lowercased()
             #expect(head.contains("x-kept: yes"))
             for name in ["x-secret:", "keep-alive:", "proxy-authenticate:", "upgrade:"] {
@@ -98,7 +98,7 @@ func echo(_ client: HTTPClient, _ url: String, headers: [(String, String)] = [],
     @Test func upstreamConnectionsAreKeptAlive() async throws {
         try await withGateway { gateway, origin in
             for _ in 0..<20 {
-                let result = try curl(["--http1.1", "-o", "/dev/null", "-w", "%{http_code}", "https://localhost:\(gateway.httpsPort)/echo"])
+                let result = try await curl(["--http1.1", "-o", "/dev/null", "-w", "%{http_code}", "https://localhost:\(gateway.httpsPort)/echo"])
                 #expect(result.stdout == "200")
             }
             // Twenty client connections, yet the origin saw at most one per gateway event loop.
@@ -110,10 +110,10 @@ func echo(_ client: HTTPClient, _ url: String, headers: [(String, String)] = [],
     /// and the next request on it never got its response.
     @Test func aConnectionReleasedUnderBackPressureServesTheNextRequest() async throws {
         try await withGateway(timeouts: "upstream_response_header: 3s") { gateway, origin in
-            let download = try curl(["--http2", "-o", "/dev/null", "-w", "%{http_code}", "https://localhost:\(gateway.httpsPort)/bytes/\(256 << 20)"])
+            let download = try await curl(["--http2", "-o", "/dev/null", "-w", "%{http_code}", "https://localhost:\(gateway.httpsPort)/bytes/\(256 << 20)"])
             #expect(download.stdout == "200")
             for _ in 0..<4 {
-                let next = try curl(["--http1.1", "-o", "/dev/null", "-w", "%{http_code}", "https://localhost:\(gateway.httpsPort)/echo"])
+                let next = try await curl(["--http1.1", "-o", "/dev/null", "-w", "%{http_code}", "https://localhost:\(gateway.httpsPort)/echo"])
                 #expect(next.stdout == "200")
             }
             #expect(origin.connectionCount <= 2)
@@ -122,7 +122,7 @@ func echo(_ client: HTTPClient, _ url: String, headers: [(String, String)] = [],
 
     @Test func redirectsAreNeitherFollowedNorChanged() async throws {
         try await withGateway { gateway, _ in
-            let result = try curl(["-D", "-", "-o", "/dev/null", "https://localhost:\(gateway.httpsPort)/redirect"])
+            let result = try await curl(["-D", "-", "-o", "/dev/null", "https://localhost:\(gateway.httpsPort)/redirect"])
             #expect(result.stdout.hasPrefix("HTTP/2 302"))
             #expect(result.stdout.lowercased().contains("location: /landing"))
         }
@@ -130,19 +130,19 @@ func echo(_ client: HTTPClient, _ url: String, headers: [(String, String)] = [],
 
     @Test func unknownHostsAreMisdirected() async throws {
         try await withGateway { gateway, origin in
-            let result = try curl(["-H", "Host: elsewhere.example", "-w", "%{http_code}", "-o", "/dev/null", "http://127.0.0.1:\(gateway.httpPort)/echo"])
+            let result = try await curl(["-H", "Host: elsewhere.example", "-w", "%{http_code}", "-o", "/dev/null", "http://127.0.0.1:\(gateway.httpPort)/echo"])
             #expect(result.stdout == "421")
             #expect(origin.connectionCount == 0)
         }
         try await withGateway(top: "unknown_host: default_site") { gateway, _ in
-            let result = try curl(["-H", "Host: elsewhere.example", "-w", "%{http_code}", "-o", "/dev/null", "http://127.0.0.1:\(gateway.httpPort)/echo"])
+            let result = try await curl(["-H", "Host: elsewhere.example", "-w", "%{http_code}", "-o", "/dev/null", "http://127.0.0.1:\(gateway.httpPort)/echo"])
             #expect(result.stdout == "200")
         }
     }
 
     @Test func accessLogHasOneJSONLinePerRequestWithoutTheQuery() async throws {
         try await withGateway { gateway, _ in
-            _ = try curl(["-o", "/dev/null", "https://localhost:\(gateway.httpsPort)/echo?email=a%40b.c&ttclid=x"])
+            _ = try await curl(["-o", "/dev/null", "https://localhost:\(gateway.httpsPort)/echo?email=a%40b.c&ttclid=x"])
             let line = try #require(await gateway.awaitAccessLine { $0["path"] == "/echo" })
             #expect(line["status"] == "200")
             #expect(line["method"] == "GET")
@@ -159,7 +159,7 @@ func echo(_ client: HTTPClient, _ url: String, headers: [(String, String)] = [],
 
     @Test func adminListenerAnswersHealthChecks() async throws {
         try await withGateway { gateway, _ in
-            let result = try curl(["-w", " %{http_code}", "http://127.0.0.1:\(gateway.adminPort)/healthz"])
+            let result = try await curl(["-w", " %{http_code}", "http://127.0.0.1:\(gateway.adminPort)/healthz"])
             #expect(result.stdout == "ok\n 200")
         }
     }

@@ -16,25 +16,25 @@ import Testing
                 #expect(response.version == (http2 ? .http2 : .http1_1))
                 try await client.shutdown()
             }
-            let h2 = try curl(["--http2", "-o", "/dev/null", "-w", "%{http_version}", "https://localhost:\(gateway.httpsPort)/echo"])
+            let h2 = try await curl(["--http2", "-o", "/dev/null", "-w", "%{http_version}", "https://localhost:\(gateway.httpsPort)/echo"])
             #expect(h2.stdout == "2")
-            let h1 = try curl(["--http1.1", "-o", "/dev/null", "-w", "%{http_version}", "https://localhost:\(gateway.httpsPort)/echo"])
+            let h1 = try await curl(["--http1.1", "-o", "/dev/null", "-w", "%{http_version}", "https://localhost:\(gateway.httpsPort)/echo"])
             #expect(h1.stdout == "1.1")
         }
     }
 
     @Test func onlyTLS12AndNewerAreAccepted() async throws {
         try await withGateway { gateway, _ in
-            let old = try curl(["--tlsv1.0", "--tls-max", "1.1", "-o", "/dev/null", "https://localhost:\(gateway.httpsPort)/"])
+            let old = try await curl(["--tlsv1.0", "--tls-max", "1.1", "-o", "/dev/null", "https://localhost:\(gateway.httpsPort)/"])
             #expect(old.status != 0)
             for version in ["1.2", "1.3"] {
-                let ok = try curl([
+                let ok = try await curl([
                     "--tlsv\(version)", "--tls-max", version, "-o", "/dev/null", "-w", "%{http_code}", "https://localhost:\(gateway.httpsPort)/echo",
                 ])
                 #expect(ok.stdout == "200", "TLS \(version): \(ok.stderr)")
             }
             // No cipher without forward secrecy is offered for TLS 1.2.
-            let rsaKex = try curl(["--tlsv1.2", "--tls-max", "1.2", "--ciphers", "AES128-GCM-SHA256", "-o", "/dev/null", "https://localhost:\(gateway.httpsPort)/"])
+            let rsaKex = try await curl(["--tlsv1.2", "--tls-max", "1.2", "--ciphers", "AES128-GCM-SHA256", "-o", "/dev/null", "https://localhost:\(gateway.httpsPort)/"])
             #expect(rsaKex.status != 0)
         }
     }
@@ -43,7 +43,7 @@ import Testing
     func connectionsOutliveTheHandshakeTimeout(proto: String) async throws {
         try await withGateway(timeouts: "handshake: 1s") { gateway, _ in
             let url = "https://localhost:\(gateway.httpsPort)/slow/1500"
-            let result = try curl([proto, "-w", " %{http_code}", url, url])
+            let result = try await curl([proto, "-w", " %{http_code}", url, url])
             #expect(result.stdout == "slow 1500 200slow 1500 200", "\(result.stderr)")
         }
     }
@@ -73,11 +73,11 @@ import Testing
         let port = gateway.httpsPort
         for host in ["shop.test", "www.shop.test", "localhost"] {
             // curl verifies the name: it succeeds only when the gateway chose the matching certificate.
-            let result = try curl(["--resolve", "\(host):\(port):127.0.0.1", "-o", "/dev/null", "-w", "%{http_code}", "https://\(host):\(port)/echo"])
+            let result = try await curl(["--resolve", "\(host):\(port):127.0.0.1", "-o", "/dev/null", "-w", "%{http_code}", "https://\(host):\(port)/echo"])
             #expect(result.stdout == "200", "\(host): \(result.stderr)")
         }
         // A name no certificate covers gets the default (localhost) certificate, which curl rejects.
-        let unknown = try curl(["--resolve", "nope.test:\(port):127.0.0.1", "-o", "/dev/null", "https://nope.test:\(port)/echo"])
+        let unknown = try await curl(["--resolve", "nope.test:\(port):127.0.0.1", "-o", "/dev/null", "https://nope.test:\(port)/echo"])
         #expect(unknown.status == 60, "\(unknown.stderr)")
     }
 }

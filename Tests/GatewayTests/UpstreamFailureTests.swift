@@ -7,7 +7,7 @@ import Testing
         let gateway = try await TestGateway.start(TestFiles.yaml(upstream: "http://127.0.0.1:1"))
         defer { Task { await gateway.stop() } }
         for proto in ["--http1.1", "--http2"] {
-            let result = try curl([proto, "-D", "-", "https://localhost:\(gateway.httpsPort)/"])
+            let result = try await curl([proto, "-D", "-", "https://localhost:\(gateway.httpsPort)/"])
             #expect(result.stdout.contains(" 502"), "\(result.stdout)")
             #expect(result.stdout.contains("<h1>502 Bad Gateway</h1>"))
             #expect(result.stdout.lowercased().contains("x-request-id:"))
@@ -19,18 +19,18 @@ import Testing
     @Test func silentUpstreamGets504() async throws {
         try await withGateway(timeouts: "upstream_response_header: 1s") { gateway, _ in
             let started = ContinuousClock.now
-            let result = try curl(["-w", "%{http_code}", "-o", "/dev/null", "https://localhost:\(gateway.httpsPort)/hang"])
+            let result = try await curl(["-w", "%{http_code}", "-o", "/dev/null", "https://localhost:\(gateway.httpsPort)/hang"])
             #expect(result.stdout == "504")
             #expect(ContinuousClock.now - started < .seconds(5))
             // The gateway is still healthy for everyone else.
-            let ok = try curl(["-w", "%{http_code}", "-o", "/dev/null", "https://localhost:\(gateway.httpsPort)/echo"])
+            let ok = try await curl(["-w", "%{http_code}", "-o", "/dev/null", "https://localhost:\(gateway.httpsPort)/echo"])
             #expect(ok.stdout == "200")
         }
     }
 
     @Test func upstreamGarbageGets502() async throws {
         try await withGateway { gateway, _ in
-            let result = try curl(["-w", "%{http_code}", "-o", "/dev/null", "https://localhost:\(gateway.httpsPort)/garbage"])
+            let result = try await curl(["-w", "%{http_code}", "-o", "/dev/null", "https://localhost:\(gateway.httpsPort)/garbage"])
             #expect(result.stdout == "502")
         }
     }
@@ -38,23 +38,23 @@ import Testing
     @Test(arguments: ["--http1.1", "--http2"])
     func upstreamResetMidBodyCutsTheClientOff(proto: String) async throws {
         try await withGateway { gateway, _ in
-            let result = try curl([proto, "-o", "/dev/null", "-w", "%{http_code}", "https://localhost:\(gateway.httpsPort)/reset"])
+            let result = try await curl([proto, "-o", "/dev/null", "-w", "%{http_code}", "https://localhost:\(gateway.httpsPort)/reset"])
             // The head (200) went out; the body ends early and curl reports a transfer error.
             #expect(result.stdout == "200")
             #expect(result.status != 0)
-            let ok = try curl([proto, "-w", "%{http_code}", "-o", "/dev/null", "https://localhost:\(gateway.httpsPort)/echo"])
+            let ok = try await curl([proto, "-w", "%{http_code}", "-o", "/dev/null", "https://localhost:\(gateway.httpsPort)/echo"])
             #expect(ok.stdout == "200")
         }
     }
 
     @Test func aDeadPooledConnectionIsRetriedTransparently() async throws {
         try await withGateway(timeouts: "upstream_keepalive: 30s") { gateway, origin in
-            let first = try curl(["--http1.1", "-w", "%{http_code}", "-o", "/dev/null", "https://localhost:\(gateway.httpsPort)/echo"])
+            let first = try await curl(["--http1.1", "-w", "%{http_code}", "-o", "/dev/null", "https://localhost:\(gateway.httpsPort)/echo"])
             #expect(first.stdout == "200")
             // The origin drops its idle connections (a restart, an idle timeout of its own).
             await origin.closeAllConnections()
             try await Task.sleep(for: .milliseconds(100))
-            let second = try curl(["--http1.1", "-w", "%{http_code}", "-o", "/dev/null", "https://localhost:\(gateway.httpsPort)/echo"])
+            let second = try await curl(["--http1.1", "-w", "%{http_code}", "-o", "/dev/null", "https://localhost:\(gateway.httpsPort)/echo"])
             #expect(second.stdout == "200")
         }
     }

@@ -72,6 +72,8 @@ public struct RequestContext: Sendable {
     public let httpVersion: String
     /// The request's host, lower-cased, without port.
     public internal(set) var host: String
+    public internal(set) var userAgent: String?
+    public internal(set) var referrer: String?
     public internal(set) var site: SiteRoute?
     /// Filter-owned values, keyed by type.
     public var values = ContextValues()

@@ -105,6 +105,8 @@ final class ProxyHandler: ChannelDuplexHandler, UpstreamSink {
             requestID: RequestID.make(), peerAddress: downstream.peerAddress, scheme: downstream.scheme,
             httpVersion: downstream.httpVersion, host: SiteTable.normalizedHost(hostHeaders.first ?? "") ?? "")
         let exchange = Exchange(context: requestContext, head: head)
+        exchange.context.userAgent = head.headers.first(name: "user-agent")
+        exchange.context.referrer = head.headers.first(name: "referer")
         self.exchange = exchange
 
         guard hostHeaders.count == 1, !exchange.context.host.isEmpty else {

@@ -37,14 +37,15 @@ public final class GatewayServer: Service, Sendable {
     private let quiescing: ServerQuiescingHelper
     private let running = NIOLockedValueBox<Running?>(nil)
 
+    /// - Parameter clickSink: where captured clicks go (the sidecar's click ledger).
     public init(
-        config: GatewayConfig, logger: Logger, accessLog: Logger, filters: [any ProxyFilter] = [],
+        config: GatewayConfig, logger: Logger, accessLog: Logger, clickSink: (any ClickSink)? = nil,
         threads: Int = System.coreCount
     ) {
         self.config = config
         self.logger = logger
         self.accessLog = accessLog
-        self.filters = filters
+        self.filters = TrackingFilters.make(config: config, clickSink: clickSink)
         self.group = MultiThreadedEventLoopGroup(numberOfThreads: threads)
         self.quiescing = ServerQuiescingHelper(group: group)
     }

@@ -11,7 +11,18 @@ struct ProcessResult {
 }
 
 /// Runs a program to completion; stdout and stderr are read concurrently so neither pipe fills.
-func runProcess(_ executable: String, _ arguments: [String], environment: [String: String]? = nil) throws -> ProcessResult {
+///
+/// The wait happens on a thread of its own: Swift concurrency has one cooperative thread per core
+/// here, and a test blocking one for a 1 GiB transfer would stall every other test's timers.
+func runProcess(_ executable: String, _ arguments: [String], environment: [String: String]? = nil) async throws -> ProcessResult {
+    try await withCheckedThrowingContinuation { continuation in
+        Thread {
+            continuation.resume(with: Result { try runProcessBlocking(executable, arguments, environment: environment) })
+        }.start()
+    }
+}
+
+private func runProcessBlocking(_ executable: String, _ arguments: [String], environment: [String: String]?) throws -> ProcessResult {
     let process = Process()
     process.executableURL = URL(fileURLWithPath: executable)
     process.arguments = arguments
@@ -49,8 +60,8 @@ private func readAll(_ fd: Int32) -> Data {
 }
 
 /// curl from Debian: the reference HTTP/1.1 and HTTP/2 client.
-func curl(_ arguments: [String]) throws -> ProcessResult {
-    try runProcess("/usr/bin/curl", ["-sS", "--max-time", "120", "--cacert", TestFiles.caFile] + arguments)
+func curl(_ arguments: [String]) async throws -> ProcessResult {
+    try await runProcess("/usr/bin/curl", ["-sS", "--max-time", "120", "--cacert", TestFiles.caFile] + arguments)
 }
 
 /// Where `swift build` put the `clickgate` executable (beside this test bundle).

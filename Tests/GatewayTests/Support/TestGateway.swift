@@ -27,14 +27,16 @@ enum TestFiles {
     }
 
     /// A configuration with one site in front of `upstream`, on ephemeral loopback ports.
-    static func yaml(upstream: String, site: String = "", top: String = "", timeouts: String = "", limits: String = "") -> String {
+    static func yaml(
+        upstream: String, hosts: String = "[localhost, 127.0.0.1]", site: String = "", top: String = "", timeouts: String = "", limits: String = ""
+    ) -> String {
         """
         listen: { https: "127.0.0.1:0", http: "127.0.0.1:0", admin: "127.0.0.1:0" }
         tls:
           certificates:
             - { cert: \(certs)/localhost.pem, key: \(certs)/localhost.key }
         sites:
-          - hosts: [localhost, 127.0.0.1]
+          - hosts: \(hosts)
             upstream: \(upstream)
         \(site.split(separator: "\n").map { "    " + $0 }.joined(separator: "\n"))
         \(top)
@@ -49,15 +51,18 @@ final class TestGateway: Sendable {
     let server: GatewayServer
     let addresses: GatewayServer.Addresses
     let accessLogPath: String
+    /// Clicks the proxy handed to the ledger.
+    let clicks: BoundedClickQueue
 
     var httpsPort: Int { addresses.https!.port! }
     var httpPort: Int { addresses.http!.port! }
     var adminPort: Int { addresses.admin!.port! }
 
-    private init(server: GatewayServer, addresses: GatewayServer.Addresses, accessLogPath: String) {
+    private init(server: GatewayServer, addresses: GatewayServer.Addresses, accessLogPath: String, clicks: BoundedClickQueue) {
         self.server = server
         self.addresses = addresses
         self.accessLogPath = accessLogPath
+        self.clicks = clicks
     }
 
     static func start(_ yaml: String) async throws -> TestGateway {
@@ -65,13 +70,15 @@ final class TestGateway: Sendable {
         let scratch = TestFiles.makeScratch("gateway")
         let accessLogPath = scratch + "/access.log"
         let sink = try LogSink(appendingTo: accessLogPath)
+        let clicks = BoundedClickQueue()
         let server = GatewayServer(
             config: config,
             logger: Logger(label: "clickgate") { JSONLogHandler(label: $0, sink: .stderr, level: .warning) },
             accessLog: Logger(label: "clickgate.access") { JSONLogHandler(label: $0, sink: sink) },
+            clickSink: clicks,
             threads: 2)
         let addresses = try await server.start()
-        return TestGateway(server: server, addresses: addresses, accessLogPath: accessLogPath)
+        return TestGateway(server: server, addresses: addresses, accessLogPath: accessLogPath, clicks: clicks)
     }
 
     func stop() async {
@@ -98,12 +105,12 @@ final class TestGateway: Sendable {
 
 /// Runs `body` with an origin and a gateway in front of it, and stops both afterwards.
 func withGateway<T>(
-    site: String = "", top: String = "", timeouts: String = "", limits: String = "",
+    hosts: String = "[localhost, 127.0.0.1]", site: String = "", top: String = "", timeouts: String = "", limits: String = "",
     _ body: (TestGateway, TestOrigin) async throws -> T
 ) async throws -> T {
     let origin = try await TestOrigin.start()
     let gateway = try await TestGateway.start(
-        TestFiles.yaml(upstream: origin.url, site: site, top: top, timeouts: timeouts, limits: limits))
+        TestFiles.yaml(upstream: origin.url, hosts: hosts, site: site, top: top, timeouts: timeouts, limits: limits))
     do {
         let result = try await body(gateway, origin)
         await gateway.stop()

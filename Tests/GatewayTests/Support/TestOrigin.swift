@@ -126,6 +126,20 @@ private final class OriginHandler: ChannelDuplexHandler {
             ], "hop", context)
         case "redirect":
             send(.found, ["location": "/landing"], "", context)
+        case "redirect-to":
+            // `/redirect-to?status=302&to=<percent-encoded Location>`; `refresh=` sends a Refresh header instead.
+            let query = head.uri.split(separator: "?", maxSplits: 1).dropFirst().first.map(String.init) ?? ""
+            var fields: [String: String] = [:]
+            for pair in query.split(separator: "&") {
+                let kv = pair.split(separator: "=", maxSplits: 1).map(String.init)
+                fields[kv[0]] = kv.count > 1 ? kv[1].removingPercentEncoding : ""
+            }
+            if let refresh = fields["refresh"] {
+                send(.ok, ["refresh": refresh, "content-type": "text/plain"], "refresh", context)
+            } else {
+                let status = HTTPResponseStatus(statusCode: Int(fields["status"] ?? "302") ?? 302)
+                send(status, ["location": fields["to"] ?? "/"], "", context)
+            }
         default:
             send(.notFound, ["content-type": "text/plain"], "no route \(path)", context)
         }

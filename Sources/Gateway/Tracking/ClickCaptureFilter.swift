@@ -1,0 +1,128 @@
+import ClickID
+import Config
+import Foundation
+import Metrics
+import NIOHTTP1
+
+/// What the capture filter learned about a request; the other tracking filters read it.
+struct ClickState: Sendable {
+    var capture: ClickCapture
+    var visitorID: String
+    var isNewVisitor: Bool
+    var trackingAllowed: Bool
+    var ttp: String?
+    /// The request as the browser addressed it, for resolving relative redirect targets.
+    var requestURL: URLReference
+    var smartlinkTarget: String?
+}
+
+enum ClickStateKey: ContextKey {
+    typealias Value = ClickState
+}
+
+/// Request phase: reads click ids from the URL (else the gateway's cookies), the visitor id and
+/// `_ttp`, and consent. Upstream request: tells the origin the click id and visitor. Response:
+/// sets the first-party cookies, whatever the status. Logging: hands the click to the ledger.
+struct ClickCaptureFilter: ProxyFilter {
+    let registry: ClickIDRegistry
+    let consent: ConsentPolicy
+    let tracking: GatewayConfig.Tracking
+    let sink: (any ClickSink)?
+    private let capturedCounters: [String: Counter]
+
+    init(tracking: GatewayConfig.Tracking, sink: (any ClickSink)?) {
+        var registry = ClickIDRegistry.standard
+        for entry in tracking.clickIDs {
+            let base = registry.kind(forParameter: entry.parameter)
+            registry.set(
+                ClickIDKind(
+                    parameter: entry.parameter,
+                    platform: entry.platform ?? base?.platform ?? "custom",
+                    cookieName: entry.cookie ?? base?.cookieName ?? entry.parameter,
+                    format: entry.format.flatMap(ClickIDKind.CookieFormat.init(rawValue:)) ?? base?.format ?? .raw,
+                    maxAge: entry.maxAge.map { Int($0.components.seconds) } ?? base?.maxAge ?? 30 * 86_400))
+        }
+        self.registry = registry
+        self.consent = ConsentPolicy(
+            respectGPC: tracking.respectGPC, cookieName: tracking.consentCookie, deniedValues: Set(tracking.consentDeniedValues))
+        self.tracking = tracking
+        self.sink = sink
+        var counters: [String: Counter] = [:]
+        for kind in registry.kinds {
+            counters[kind.parameter] = Counter(label: "clickgate_click_ids_captured_total", dimensions: [("platform", kind.platform), ("parameter", kind.parameter)])
+        }
+        self.capturedCounters = counters
+    }
+
+    func request(_ head: HTTPRequestHead, context: inout RequestContext) -> RequestDecision {
+        let cookies = RequestCookies(headers: head.headers["cookie"])
+        let target = URLReference(head.uri) ?? URLReference(path: "/")
+        let capture = ClickCapture.scan(query: target.query, cookies: cookies, registry: registry)
+        for (parameter, reason) in capture.rejected {
+            Counter(label: "clickgate_click_ids_rejected_total", dimensions: [("parameter", parameter), ("reason", reason.rawValue)]).increment()
+        }
+        let allowed = consent.allowsTracking(globalPrivacyControl: head.headers.first(name: "sec-gpc"), cookies: cookies)
+        let known = cookies.first(tracking.visitorCookie).flatMap { VisitorID.isWellFormed($0) ? $0 : nil }
+        var generator = SystemRandomNumberGenerator()
+        let authority = head.headers.first(name: "host") ?? context.host
+        context.values[ClickStateKey.self] = ClickState(
+            capture: capture,
+            visitorID: known ?? VisitorID.make(using: &generator),
+            isNewVisitor: known == nil,
+            trackingAllowed: allowed,
+            ttp: cookies.first("_ttp").flatMap { ClickIDValue.isAcceptable($0) ? $0 : nil },
+            requestURL: URLReference(scheme: context.scheme, authority: authority, path: target.path, query: target.query))
+        return .proxy
+    }
+
+    func upstreamRequest(_ head: inout HTTPRequestHead, context: inout RequestContext) {
+        // Only the gateway speaks these headers: whatever a client sent under those names goes.
+        head.headers.remove(name: tracking.clickIDHeader)
+        head.headers.remove(name: tracking.visitorHeader)
+        guard let state = context.values[ClickStateKey.self] else { return }
+        if let ttclid = state.capture.fromURL.first(where: { $0.kind.parameter == "ttclid" })?.value
+            ?? (state.trackingAllowed ? state.capture.value(for: "ttclid") : nil)
+        {
+            head.headers.add(name: tracking.clickIDHeader, value: ttclid)
+        }
+        if state.trackingAllowed { head.headers.add(name: tracking.visitorHeader, value: state.visitorID) }
+    }
+
+    func response(_ head: inout HTTPResponseHead, context: inout RequestContext) {
+        guard let state = context.values[ClickStateKey.self], state.trackingAllowed else { return }
+        let secure = context.scheme == "https"
+        let domain = context.site?.config.cookieDomain.flatMap { domain in
+            context.host == domain || context.host.hasSuffix("." + domain) ? domain : nil
+        }
+        let now = Int64(Date().timeIntervalSince1970 * 1000)
+        for id in state.capture.fromURL {
+            let cookie = SetCookie(
+                name: id.kind.cookieName, value: id.kind.cookieValue(for: id.value, unixMilliseconds: now), maxAge: id.kind.maxAge,
+                domain: domain, secure: secure)
+            if let value = cookie.headerValue { head.headers.add(name: "set-cookie", value: value) }
+        }
+        if state.isNewVisitor {
+            let cookie = SetCookie(
+                name: tracking.visitorCookie, value: state.visitorID, maxAge: Int(tracking.visitorMaxAge.components.seconds),
+                domain: domain, httpOnly: true, secure: secure)
+            if let value = cookie.headerValue { head.headers.add(name: "set-cookie", value: value) }
+        }
+        if let ttp = state.ttp {
+            let cookie = SetCookie(name: "_ttp", value: ttp, maxAge: Int(tracking.ttpMaxAge.components.seconds), domain: domain, secure: secure)
+            if let value = cookie.headerValue { head.headers.add(name: "set-cookie", value: value) }
+        }
+    }
+
+    func logging(_ fields: inout [String: String], context: RequestContext) {
+        guard let state = context.values[ClickStateKey.self] else { return }
+        fields["click_id"] = state.capture.fromURL.isEmpty ? (state.capture.fromCookies.isEmpty ? "none" : "cookie") : "url"
+        if !state.capture.rejected.isEmpty { fields["click_id_rejected"] = state.capture.rejected.map(\.parameter).joined(separator: ",") }
+        guard state.trackingAllowed, !state.capture.fromURL.isEmpty else { return }
+        for id in state.capture.fromURL { capturedCounters[id.kind.parameter]?.increment() }
+        sink?.offer(ClickRecord(
+            time: .now, unixMilliseconds: Int64(Date().timeIntervalSince1970 * 1000), visitorID: state.visitorID,
+            clickIDs: state.capture.fromURL.map { .init(parameter: $0.kind.parameter, platform: $0.kind.platform, value: $0.value) },
+            ttp: state.ttp, clientAddress: context.clientAddress, userAgent: context.userAgent,
+            landingURL: state.requestURL.text, referrer: context.referrer, smartlinkTarget: state.smartlinkTarget))
+    }
+}

@@ -1,0 +1,72 @@
+import ClickID
+import Config
+import Metrics
+import NIOCore
+import NIOHTTP1
+
+/// Request phase: `/go/…` style paths answer with a redirect to a configured target, carrying
+/// every incoming parameter. Targets come only from config, so no request can steer a redirect.
+struct SmartlinkFilter: ProxyFilter {
+    private struct Link {
+        let host: String?
+        let status: HTTPResponseStatus
+        let targets: [SmartlinkTarget]
+    }
+
+    private let links: [String: [Link]]
+    /// Folders that hold smartlinks (`/go/`): an unknown path inside one is a 404, never proxied.
+    private let folders: Set<Substring>
+
+    init(config: GatewayConfig) {
+        var links: [String: [Link]] = [:]
+        var folders = Set<Substring>()
+        for link in config.smartlinks {
+            let targets = link.targets.map { target in
+                SmartlinkTarget(
+                    url: target.url, weight: target.weight, device: target.device.flatMap(DeviceClass.init(rawValue:)),
+                    header: target.headerName.map { ($0, target.headerValue ?? "") })
+            }
+            links[link.path, default: []].append(Link(host: link.host, status: HTTPResponseStatus(statusCode: link.status), targets: targets))
+            if let slash = link.path.lastIndex(of: "/"), slash != link.path.startIndex { folders.insert(link.path[...slash]) }
+        }
+        self.links = links
+        self.folders = folders
+    }
+
+    var isEmpty: Bool { links.isEmpty }
+
+    func request(_ head: HTTPRequestHead, context: inout RequestContext) -> RequestDecision {
+        let target = URLReference(head.uri) ?? URLReference(path: head.uri)
+        guard let candidates = links[target.path] else {
+            if folders.contains(where: { target.path.hasPrefix($0) }) { return .respond(Self.notFound) }
+            return .proxy
+        }
+        guard let link = candidates.first(where: { $0.host == context.host }) ?? candidates.first(where: { $0.host == nil }) else {
+            return .respond(Self.notFound)
+        }
+        var state = context.values[ClickStateKey.self]
+        let stickyKey = (state?.visitorID ?? context.clientAddress) + target.path
+        let chosen = Smartlinks.choose(
+            link.targets, stickyKey: stickyKey, device: DeviceClass.classify(userAgent: context.userAgent),
+            header: { head.headers.first(name: $0) })
+        guard let chosen else { return .respond(Self.notFound) }
+        let location = Smartlinks.redirectURL(target: chosen.url, incomingQuery: target.query)
+        state?.smartlinkTarget = chosen.url
+        context.values[ClickStateKey.self] = state
+        Counter(label: "clickgate_smartlink_hits_total", dimensions: [("path", target.path), ("target", chosen.url)]).increment()
+        return .respond(LocalResponse(status: link.status, headers: ["location": location, "cache-control": "no-store"]))
+    }
+
+    private static let notFound = LocalResponse(status: .notFound, contentType: "text/plain; charset=utf-8", body: "No such link.\n")
+}
+
+/// The tracking filters in the order their phases must run: capture first (the others read its
+/// state), then smartlinks, then redirect preservation.
+public enum TrackingFilters {
+    public static func make(config: GatewayConfig, clickSink: (any ClickSink)?) -> [any ProxyFilter] {
+        let smartlinks = SmartlinkFilter(config: config)
+        return [ClickCaptureFilter(tracking: config.tracking, sink: clickSink)]
+            + (smartlinks.isEmpty ? [] : [smartlinks])
+            + [RedirectPreservationFilter(config: config)]
+    }
+}
