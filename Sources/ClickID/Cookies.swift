@@ -5,11 +5,13 @@ public struct RequestCookies: Sendable {
     /// - Parameter headers: every `Cookie` header value of the request (HTTP/2 may send several).
     public init(headers: [String]) {
         for header in headers {
-            for piece in header.split(separator: ";") {
-                guard let eq = piece.firstIndex(of: "=") else { continue }
+            for piece in header.split(byte: .semicolon) {
+                guard let eq = piece.firstIndex(ofByte: .equals) else { continue }
                 let name = piece[..<eq].trimmingSpaces
-                var value = piece[piece.index(after: eq)...].trimmingSpaces
-                if value.count >= 2, value.hasPrefix("\""), value.hasSuffix("\"") { value = value.dropFirst().dropLast() }
+                var value = piece[piece.utf8.index(after: eq)...].trimmingSpaces
+                if value.utf8.count >= 2, value.utf8.first == 0x22, value.utf8.last == 0x22 {
+                    value = value[value.utf8.index(after: value.startIndex)..<value.utf8.index(before: value.endIndex)]
+                }
                 guard !name.isEmpty else { continue }
                 pairs.append((String(name), String(value)))
             }
@@ -90,15 +92,4 @@ public struct ConsentPolicy: Sendable, Equatable {
         if let cookieName, let value = cookies.first(cookieName), deniedValues.contains(value.lowercased()) { return false }
         return true
     }
-}
-
-extension StringProtocol {
-    /// Without leading and trailing characters from `set`.
-    func trimming(_ set: String) -> SubSequence {
-        let start = firstIndex { !set.contains($0) } ?? endIndex
-        let end = lastIndex { !set.contains($0) }.map { index(after: $0) } ?? start
-        return self[start..<Swift.max(start, end)]
-    }
-
-    var trimmingSpaces: SubSequence { trimming(" \t") }
 }

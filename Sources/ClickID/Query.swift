@@ -3,8 +3,8 @@ public enum Query {
     /// The raw `name=value` pieces, in order (empty pieces from `&&` are kept out).
     public static func items(_ query: String?) -> [(name: Substring, value: Substring?)] {
         guard let query, !query.isEmpty else { return [] }
-        return query.split(separator: "&", omittingEmptySubsequences: true).map { piece in
-            if let eq = piece.firstIndex(of: "=") { return (piece[..<eq], piece[piece.index(after: eq)...]) }
+        return query.split(byte: .ampersand).map { piece in
+            if let eq = piece.firstIndex(ofByte: .equals) { return (piece[..<eq], piece[piece.utf8.index(after: eq)...]) }
             return (piece, nil)
         }
     }
@@ -28,7 +28,7 @@ public enum Query {
         guard !pieces.isEmpty else { return query }
         let addition = pieces.joined(separator: "&")
         guard let query, !query.isEmpty else { return addition }
-        return query.hasSuffix("&") ? query + addition : query + "&" + addition
+        return query.utf8.last == .ampersand ? query + addition : query + "&" + addition
     }
 
     /// `%XX` and `+` decoded as UTF-8; nil for a malformed escape or invalid UTF-8.

@@ -14,10 +14,10 @@ public struct HostAllowlist: Sendable, Equatable {
 
     public func allows(_ host: String) -> Bool {
         if siteHosts.contains(host) { return true }
-        if let domain = cookieDomain, host == domain || host.hasSuffix("." + domain) { return true }
+        if let domain = cookieDomain, host == domain || host.utf8.reversed().starts(with: ("." + domain).utf8.reversed()) { return true }
         for pattern in decorateHosts {
-            if pattern.hasPrefix("*.") {
-                if host.hasSuffix(pattern.dropFirst(1)) { return true }
+            if pattern.hasPrefix(bytes: "*.") {
+                if host.utf8.count > pattern.utf8.count - 1, host.utf8.reversed().starts(with: pattern.utf8.dropFirst().reversed()) { return true }
             } else if pattern == host {
                 return true
             }
@@ -56,7 +56,7 @@ public struct RedirectRewriter: Sendable {
         var seen = Set<String>()
         for item in Query.items(query) {
             guard let name = Query.percentDecoded(item.name), !seen.contains(name) else { continue }
-            let matches = patterns.contains { $0.hasSuffix("*") ? name.hasPrefix($0.dropLast()) : name == $0 }
+            let matches = patterns.contains { $0.utf8.last == UInt8(ascii: "*") ? name.hasPrefix(bytes: String($0.dropLast())) : name == $0 }
             guard matches else { continue }
             seen.insert(name)
             let raw = item.value.map { "\(item.name)=\($0)" } ?? String(item.name)
@@ -69,7 +69,7 @@ public struct RedirectRewriter: Sendable {
     public func rewriteLocation(_ location: String) -> String? {
         guard var target = URLReference(location) else { return nil }
         let absolute = target.resolved(against: requestURL)
-        guard let scheme = absolute.scheme, scheme == "http" || scheme == "https",
+        guard let scheme = absolute.normalizedScheme, scheme == "http" || scheme == "https",
             let host = absolute.host, allowlist.allows(host)
         else { return nil }
         let present = Query.decodedNames(target.query)
@@ -91,17 +91,17 @@ public struct RedirectRewriter: Sendable {
 
     /// The `Refresh` header (`5; url=/next`): the URL part rewritten as a `Location` would be.
     public func rewriteRefresh(_ refresh: String) -> String? {
-        guard let semicolon = refresh.firstIndex(of: ";") else { return nil }
-        let rest = refresh[refresh.index(after: semicolon)...]
-        guard let eq = rest.firstIndex(of: "="), rest[..<eq].trimmingSpaces.lowercased() == "url" else { return nil }
-        var value = rest[rest.index(after: eq)...].trimmingSpaces
-        var quote: Character?
-        if let first = value.first, first == "'" || first == "\"", value.count >= 2, value.last == first {
+        guard let semicolon = refresh.firstIndex(ofByte: .semicolon) else { return nil }
+        let rest = refresh[refresh.utf8.index(after: semicolon)...]
+        guard let eq = rest.firstIndex(ofByte: .equals), rest[..<eq].trimmingSpaces.lowercased() == "url" else { return nil }
+        var value = rest[rest.utf8.index(after: eq)...].trimmingSpaces
+        var quote: UInt8?
+        if let first = value.utf8.first, first == 0x27 || first == 0x22, value.utf8.count >= 2, value.utf8.last == first {
             quote = first
-            value = value.dropFirst().dropLast()
+            value = value[value.utf8.index(after: value.startIndex)..<value.utf8.index(before: value.endIndex)]
         }
         guard let rewritten = rewriteLocation(String(value)) else { return nil }
-        let quoted = quote.map { "\($0)\(rewritten)\($0)" } ?? rewritten
+        let quoted = quote.map { q in String(decoding: [q], as: UTF8.self) }.map { "\($0)\(rewritten)\($0)" } ?? rewritten
         return String(refresh[...semicolon]) + String(rest[...eq]) + quoted
     }
 }

@@ -3,6 +3,7 @@
 /// Nothing is decoded or re-encoded: a rewrite that only appends to the query leaves every other
 /// byte of the original untouched.
 public struct URLReference: Sendable, Equatable {
+    /// As written (compare with ``normalizedScheme``).
     public var scheme: String?
     /// Everything between `//` and the path, when present (`user@host:port`).
     public var authority: String?
@@ -25,30 +26,37 @@ public struct URLReference: Sendable, Equatable {
     public init?(_ text: String) {
         var rest = Substring(text)
         guard !rest.utf8.contains(where: { $0 <= 0x20 || $0 == 0x7f }) else { return nil }
-        if let hash = rest.firstIndex(of: "#") {
-            fragment = String(rest[rest.index(after: hash)...])
+        if let hash = rest.firstIndex(ofByte: .hash) {
+            fragment = String(rest[rest.utf8.index(after: hash)...])
             rest = rest[..<hash]
         }
-        if let mark = rest.firstIndex(of: "?") {
-            query = String(rest[rest.index(after: mark)...])
+        if let mark = rest.firstIndex(ofByte: .question) {
+            query = String(rest[rest.utf8.index(after: mark)...])
             rest = rest[..<mark]
         }
-        if let colon = rest.firstIndex(of: ":"), !rest[..<colon].contains("/") {
-            let candidate = rest[..<colon]
-            guard let first = candidate.first, first.isASCII, first.isLetter,
-                candidate.allSatisfy({ $0.isASCII && ($0.isLetter || $0.isNumber || "+-.".contains($0)) })
+        if let colon = rest.firstIndex(ofByte: .colon), !rest[..<colon].containsByte(.slash) {
+            let candidate = rest[..<colon].utf8
+            guard let first = candidate.first, Self.isASCIILetter(first),
+                candidate.allSatisfy({ Self.isASCIILetter($0) || ($0 >= 0x30 && $0 <= 0x39) || $0 == 0x2b || $0 == 0x2d || $0 == 0x2e })
             else { return nil }
-            scheme = candidate.lowercased()
-            rest = rest[rest.index(after: colon)...]
+            scheme = String(rest[..<colon])
+            rest = rest[rest.utf8.index(after: colon)...]
         }
-        if rest.hasPrefix("//") {
-            let afterSlashes = rest.dropFirst(2)
-            let end = afterSlashes.firstIndex(of: "/") ?? afterSlashes.endIndex
+        if rest.hasPrefix(bytes: "//") {
+            let afterSlashes = rest[rest.utf8.index(rest.startIndex, offsetBy: 2)...]
+            let end = afterSlashes.firstIndex(ofByte: .slash) ?? afterSlashes.endIndex
             authority = String(afterSlashes[..<end])
             rest = afterSlashes[end...]
         }
         path = String(rest)
     }
+
+    private static func isASCIILetter(_ byte: UInt8) -> Bool {
+        (byte >= 0x41 && byte <= 0x5a) || (byte >= 0x61 && byte <= 0x7a)
+    }
+
+    /// The scheme lower-cased: schemes are case-insensitive.
+    public var normalizedScheme: String? { scheme?.lowercased() }
 
     public var text: String {
         var out = ""
@@ -65,14 +73,14 @@ public struct URLReference: Sendable, Equatable {
     public var host: String? {
         guard let whole = self.authority else { return nil }
         var authority = Substring(whole)
-        if let at = authority.lastIndex(of: "@") { authority = authority[authority.index(after: at)...] }
-        if authority.hasPrefix("[") {
-            guard let close = authority.firstIndex(of: "]") else { return nil }
+        if let at = authority.lastIndex(ofByte: .at) { authority = authority[authority.utf8.index(after: at)...] }
+        if authority.hasPrefix(bytes: "[") {
+            guard let close = authority.firstIndex(ofByte: .closeBracket) else { return nil }
             return authority[...close].lowercased()
         }
-        if let colon = authority.lastIndex(of: ":") { authority = authority[..<colon] }
+        if let colon = authority.lastIndex(ofByte: .colon) { authority = authority[..<colon] }
         var host = authority.lowercased()
-        if host.hasSuffix(".") { host.removeLast() }
+        if host.utf8.last == .dot { host.removeLast() }
         return host
     }
 
@@ -89,13 +97,13 @@ public struct URLReference: Sendable, Equatable {
             target.path = base.path
             target.query = query ?? base.query
         } else {
-            if path.hasPrefix("/") {
+            if path.hasPrefix(bytes: "/") {
                 target.path = Self.removeDotSegments(path)
             } else {
                 let merged: String
                 if base.authority != nil, base.path.isEmpty {
                     merged = "/" + path
-                } else if let slash = base.path.lastIndex(of: "/") {
+                } else if let slash = base.path.lastIndex(ofByte: .slash) {
                     merged = String(base.path[...slash]) + path
                 } else {
                     merged = path
@@ -107,28 +115,31 @@ public struct URLReference: Sendable, Equatable {
         return target
     }
 
+    /// RFC 3986 §5.2.4, over bytes.
     static func removeDotSegments(_ path: String) -> String {
-        var input = Substring(path)
-        var output: [Substring] = []
+        var input = ArraySlice(path.utf8)
+        var output: [ArraySlice<UInt8>] = []
+        func starts(_ prefix: String) -> Bool { input.starts(with: prefix.utf8) }
+        func equals(_ text: String) -> Bool { input.elementsEqual(text.utf8) }
         while !input.isEmpty {
-            if input.hasPrefix("../") { input = input.dropFirst(3) }
-            else if input.hasPrefix("./") { input = input.dropFirst(2) }
-            else if input.hasPrefix("/./") { input = input.dropFirst(2) }
-            else if input == "/." { input = "/" }
-            else if input.hasPrefix("/../") {
+            if starts("../") { input = input.dropFirst(3) }
+            else if starts("./") { input = input.dropFirst(2) }
+            else if starts("/./") { input = input.dropFirst(2) }
+            else if equals("/.") { input = ArraySlice("/".utf8) }
+            else if starts("/../") {
                 input = input.dropFirst(3)
                 if !output.isEmpty { output.removeLast() }
-            } else if input == "/.." {
-                input = "/"
+            } else if equals("/..") {
+                input = ArraySlice("/".utf8)
                 if !output.isEmpty { output.removeLast() }
-            } else if input == "." || input == ".." { input = "" }
+            } else if equals(".") || equals("..") { input = [] }
             else {
-                let start = input.hasPrefix("/") ? input.index(after: input.startIndex) : input.startIndex
-                let end = input[start...].firstIndex(of: "/") ?? input.endIndex
+                let start = input.first == .slash ? input.index(after: input.startIndex) : input.startIndex
+                let end = input[start...].firstIndex(of: .slash) ?? input.endIndex
                 output.append(input[..<end])
                 input = input[end...]
             }
         }
-        return output.joined()
+        return String(decoding: output.joined(), as: UTF8.self)
     }
 }

@@ -92,6 +92,17 @@ private func rewriter(
         #expect(try #require(URLReference(reference)).resolved(against: base).text == expected)
     }
 
+    /// Found by the fuzzer: U+0602 is a prepend mark, so "\u{0602}?" is one Character and a
+    /// Character-level search misses the `?`. Delimiters are found on bytes.
+    @Test func delimitersAreFoundInsideGraphemeClusters() throws {
+        let reference = try #require(URLReference("/p\u{0602}?q=1\u{0602}&ttclid=x#f"))
+        #expect(reference.path == "/p\u{0602}")
+        #expect(reference.query == "q=1\u{0602}&ttclid=x")
+        #expect(Query.decodedNames(reference.query) == ["q", "ttclid"])
+        #expect(URLReference("hTtPs://Host/")?.text == "hTtPs://Host/", "the scheme is kept as written")
+        #expect(RequestCookies(headers: ["a=1\u{0602};ttclid=T"]).first("ttclid") == "T")
+    }
+
     @Test func partsRoundTripExactly() throws {
         for text in ["https://u:p@H.example:81/a%2Fb/?q=%41&r#f%20", "//h/p", "/p?", "?#", "rel/ative", "mailto:x@y"] {
             #expect(try #require(URLReference(text)).text == text)

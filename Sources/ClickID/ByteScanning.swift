@@ -1,0 +1,58 @@
+/// Delimiter searches over UTF-8 bytes.
+///
+/// URLs, queries and cookies are delimited by ASCII bytes, but Swift's `Character` is a grapheme
+/// cluster: a prepend mark such as U+0602 fuses with a following `?` into one Character, and a
+/// Character-level search would not see the delimiter at all. Every split in this module goes
+/// through these byte-level helpers instead; the indices they return are scalar-aligned and slice
+/// the original text exactly.
+extension StringProtocol where UTF8View: BidirectionalCollection {
+    func firstIndex(ofByte byte: UInt8) -> Index? {
+        utf8.firstIndex(of: byte)
+    }
+
+    func lastIndex(ofByte byte: UInt8) -> Index? {
+        utf8.lastIndex(of: byte)
+    }
+
+    func containsByte(_ byte: UInt8) -> Bool {
+        utf8.contains(byte)
+    }
+
+    func hasPrefix(bytes prefix: String) -> Bool {
+        utf8.starts(with: prefix.utf8)
+    }
+
+    /// Pieces between `byte`s (empty pieces dropped when `omittingEmpty`).
+    func split(byte: UInt8, omittingEmpty: Bool = true) -> [SubSequence] {
+        var pieces: [SubSequence] = []
+        var start = startIndex
+        var index = startIndex
+        while let found = self[index...].utf8.firstIndex(of: byte) {
+            if !(omittingEmpty && start == found) { pieces.append(self[start..<found]) }
+            start = utf8.index(after: found)
+            index = start
+        }
+        if !(omittingEmpty && start == endIndex) { pieces.append(self[start...]) }
+        return pieces
+    }
+
+    /// Without leading and trailing spaces and tabs.
+    var trimmingSpaces: SubSequence {
+        let bytes = utf8
+        var start = bytes.startIndex
+        var end = bytes.endIndex
+        while start < end, bytes[start] == 0x20 || bytes[start] == 0x09 { start = bytes.index(after: start) }
+        while end > start {
+            let before = bytes.index(before: end)
+            guard bytes[before] == 0x20 || bytes[before] == 0x09 else { break }
+            end = before
+        }
+        return self[start..<end]
+    }
+}
+
+extension UInt8 {
+    static let ampersand = UInt8(ascii: "&"), equals = UInt8(ascii: "="), question = UInt8(ascii: "?"), hash = UInt8(ascii: "#")
+    static let slash = UInt8(ascii: "/"), colon = UInt8(ascii: ":"), at = UInt8(ascii: "@"), semicolon = UInt8(ascii: ";")
+    static let openBracket = UInt8(ascii: "["), closeBracket = UInt8(ascii: "]"), dot = UInt8(ascii: ".")
+}
