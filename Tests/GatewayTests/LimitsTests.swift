@@ -108,6 +108,39 @@ import Testing
         }
     }
 
+    /// CVE-2023-44487: streams opened and reset at once, over and over. The gateway answers with
+    /// GOAWAY and closes that connection; everyone else is served as before.
+    @Test func http2RapidResetEndsTheConnection() async throws {
+        try await withGateway { gateway, origin in
+            var flood: [UInt8] = []
+            for i in 0..<2000 {
+                let stream = UInt32(2 * i + 1)
+                flood += RawHTTP2.getHeaders(stream: stream) + RawHTTP2.reset(stream: stream)
+            }
+            let (frames, closed) = try await RawHTTP2.exchange(port: gateway.httpsPort, flood, timeout: .seconds(5))
+            #expect(frames.contains(0x7), "no GOAWAY among \(Set(frames))")
+            #expect(closed)
+            #expect(origin.connectionCount < 400, "\(origin.connectionCount) upstream connections for a reset flood")
+            let ok = try await curl(["--http2", "-o", "/dev/null", "-w", "%{http_code}", "https://localhost:\(gateway.httpsPort)/echo"])
+            #expect(ok.stdout == "200")
+        }
+    }
+
+    @Test func http2StreamsBeyondTheConcurrencyLimitAreRefused() async throws {
+        try await withGateway(limits: "h2_max_concurrent_streams: 4") { gateway, _ in
+            // Ten requests that stay open (the origin never answers /hang) on one connection, after
+            // acknowledging the server's SETTINGS (its limit applies from then on).
+            var frames = RawHTTP2.frame(type: 0x4, flags: 0x1, stream: 0, payload: [])
+            for i in 0..<10 {
+                let stream = UInt32(2 * i + 1)
+                frames += RawHTTP2.frame(type: 0x1, flags: 0x5, stream: stream, payload: [0x82, 0x87, 0x44, 0x05] + Array("/hang".utf8) + [0x41, 0x09] + Array("localhost".utf8))
+            }
+            let (types, _) = try await RawHTTP2.exchange(port: gateway.httpsPort, frames, timeout: .seconds(2))
+            // RST_STREAM (REFUSED_STREAM) or GOAWAY for the streams above the advertised limit.
+            #expect(types.contains(0x3) || types.contains(0x7), "\(types)")
+        }
+    }
+
     @Test func pipelinedRequestsAreAnsweredInOrder() async throws {
         try await withGateway { gateway, _ in
             let one = "GET /slow/200 HTTP/1.1\r\nHost: localhost\r\n\r\n"

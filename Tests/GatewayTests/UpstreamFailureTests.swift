@@ -1,4 +1,6 @@
 import Foundation
+import NIOCore
+import NIOPosix
 import Testing
 
 @Suite struct UpstreamFailureTests {
@@ -14,6 +16,53 @@ import Testing
         }
         let line = await gateway.awaitAccessLine { $0["status"] == "502" }
         #expect(line?["error"]?.contains("upstream connect failed") == true)
+    }
+
+    @Test func httpsUpstreamsAreVerified() async throws {
+        let origin = try await TestOrigin.start(tls: true)
+        defer { Task { await origin.stop() } }
+        let upstream = "https://localhost:\(origin.port)"
+        let trusted = try await TestGateway.start(TestFiles.yaml(upstream: upstream, site: "upstream_tls: { ca: \(TestFiles.caFile) }"))
+        let ok = try await curl(["-w", " %{http_code}", "https://localhost:\(trusted.httpsPort)/slow/1"])
+        #expect(ok.stdout == "slow 1 200", "\(ok)")
+        await trusted.stop()
+        // Without the CA the origin's certificate is not trusted: 502, never a silent downgrade.
+        let untrusted = try await TestGateway.start(TestFiles.yaml(upstream: upstream))
+        let refused = try await curl(["-o", "/dev/null", "-w", "%{http_code}", "https://localhost:\(untrusted.httpsPort)/slow/1"])
+        #expect(refused.stdout == "502")
+        await untrusted.stop()
+        let unverified = try await TestGateway.start(TestFiles.yaml(upstream: upstream, site: "upstream_tls: { verify: false }"))
+        let accepted = try await curl(["-o", "/dev/null", "-w", "%{http_code}", "https://localhost:\(unverified.httpsPort)/slow/1"])
+        #expect(accepted.stdout == "200")
+        await unverified.stop()
+    }
+
+    /// A listener that never accepts, its backlog already full: new SYNs are dropped, so the
+    /// gateway's connect attempt can only time out.
+    @Test func anUnansweredConnectGets504() async throws {
+        let blackhole = try await ServerBootstrap(group: MultiThreadedEventLoopGroup.singleton)
+            .serverChannelOption(.backlog, value: 0)
+            .serverChannelOption(.autoRead, value: false)
+            .bind(host: "127.0.0.1", port: 0).get()
+        defer { blackhole.close(promise: nil) }
+        let port = blackhole.localAddress!.port!
+        var fillers: [any Channel] = []
+        for _ in 0..<4 {
+            if let filler = try? await ClientBootstrap(group: MultiThreadedEventLoopGroup.singleton)
+                .connectTimeout(.milliseconds(300)).connect(host: "127.0.0.1", port: port).get()
+            {
+                fillers.append(filler)
+            }
+        }
+        defer { for filler in fillers { filler.close(promise: nil) } }
+        let gateway = try await TestGateway.start(TestFiles.yaml(upstream: "http://127.0.0.1:\(port)", timeouts: "upstream_connect: 500ms"))
+        defer { Task { await gateway.stop() } }
+        let started = ContinuousClock.now
+        let result = try await curl(["-o", "/dev/null", "-w", "%{http_code}", "https://localhost:\(gateway.httpsPort)/"])
+        #expect(result.stdout == "504")
+        #expect(ContinuousClock.now - started < .seconds(5))
+        let line = await gateway.awaitAccessLine { $0["status"] == "504" }
+        #expect(line?["error"] == "upstream connect timeout")
     }
 
     @Test func silentUpstreamGets504() async throws {

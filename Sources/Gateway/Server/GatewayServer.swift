@@ -245,6 +245,7 @@ public final class GatewayServer: Service, Sendable {
             }
         }
         try sync.addHandler(management)
+        try sync.addHandler(CloseOnConnectionError(logger: engine.logger))
     }
 }
 

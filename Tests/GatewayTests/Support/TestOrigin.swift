@@ -3,6 +3,7 @@ import NIOConcurrencyHelpers
 import NIOCore
 import NIOHTTP1
 import NIOPosix
+import NIOSSL
 
 /// A real HTTP/1.1 origin for the proxy to talk to, with routes that misbehave on purpose.
 ///
@@ -27,13 +28,18 @@ final class TestOrigin: Sendable {
         self.accepted = accepted
     }
 
-    static func start() async throws -> TestOrigin {
+    /// - Parameter tls: serve HTTPS with the test CA's `localhost` certificate.
+    static func start(tls: Bool = false) async throws -> TestOrigin {
         let accepted = NIOLockedValueBox<[any Channel]>([])
+        let context = try tls ? NIOSSLContext(configuration: .makeServerConfiguration(
+            certificateChain: try NIOSSLCertificate.fromPEMFile(TestFiles.certs + "/localhost.pem").map { .certificate($0) },
+            privateKey: .privateKey(try NIOSSLPrivateKey(file: TestFiles.certs + "/localhost.key", format: .pem)))) : nil
         let channel = try await ServerBootstrap(group: MultiThreadedEventLoopGroup.singleton)
             .serverChannelOption(.socketOption(.so_reuseaddr), value: 1)
             .childChannelInitializer { channel in
                 accepted.withLockedValue { $0.append(channel) }
                 return channel.eventLoop.makeCompletedFuture {
+                    if let context { try channel.pipeline.syncOperations.addHandler(NIOSSLServerHandler(context: context)) }
                     try channel.pipeline.syncOperations.configureHTTPServerPipeline(withErrorHandling: true)
                     try channel.pipeline.syncOperations.addHandler(OriginHandler())
                 }

@@ -1,0 +1,71 @@
+import NIOConcurrencyHelpers
+import NIOCore
+import NIOPosix
+import NIOSSL
+import NIOTLS
+
+/// Raw HTTP/2 frames over TLS (ALPN h2): for abuse no real client would commit.
+enum RawHTTP2 {
+    static let preface = Array("PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n".utf8)
+
+    static func frame(type: UInt8, flags: UInt8, stream: UInt32, payload: [UInt8]) -> [UInt8] {
+        let length = payload.count
+        return [UInt8(length >> 16 & 0xff), UInt8(length >> 8 & 0xff), UInt8(length & 0xff), type, flags,
+            UInt8(stream >> 24 & 0x7f), UInt8(stream >> 16 & 0xff), UInt8(stream >> 8 & 0xff), UInt8(stream & 0xff)] + payload
+    }
+
+    /// `GET /` for `localhost`, HPACK-encoded from the static table, END_STREAM | END_HEADERS.
+    static func getHeaders(stream: UInt32) -> [UInt8] {
+        frame(type: 0x1, flags: 0x5, stream: stream, payload: [0x82, 0x87, 0x84, 0x41, 0x09] + Array("localhost".utf8))
+    }
+
+    static func reset(stream: UInt32) -> [UInt8] {
+        frame(type: 0x3, flags: 0, stream: stream, payload: [0, 0, 0, 8])
+    }
+
+    /// Sends `bytes` after the preface and an empty SETTINGS; returns frame types the server sent
+    /// and whether it closed the connection within `timeout`.
+    static func exchange(port: Int, _ bytes: [UInt8], timeout: Duration) async throws -> (frameTypes: [UInt8], closed: Bool) {
+        var tls = TLSConfiguration.makeClientConfiguration()
+        tls.trustRoots = .file(TestFiles.caFile)
+        tls.applicationProtocols = ["h2"]
+        let context = try NIOSSLContext(configuration: tls)
+        let collector = Collector()
+        let channel = try await ClientBootstrap(group: MultiThreadedEventLoopGroup.singleton)
+            .channelInitializer { channel in
+                channel.eventLoop.makeCompletedFuture {
+                    try channel.pipeline.syncOperations.addHandler(NIOSSLClientHandler(context: context, serverHostname: "localhost"))
+                    try channel.pipeline.syncOperations.addHandler(collector)
+                }
+            }
+            .connect(host: "127.0.0.1", port: port).get()
+        try await channel.writeAndFlush(ByteBuffer(bytes: preface + frame(type: 0x4, flags: 0, stream: 0, payload: []) + bytes))
+        let deadline = ContinuousClock.now + timeout
+        while channel.isActive, ContinuousClock.now < deadline { try await Task.sleep(for: .milliseconds(20)) }
+        let closed = !channel.isActive
+        try? await channel.close()
+        return (collector.frameTypes(), closed)
+    }
+
+    private final class Collector: ChannelInboundHandler, Sendable {
+        typealias InboundIn = ByteBuffer
+        private let received = NIOLockedValueBox([UInt8]())
+
+        func channelRead(context: ChannelHandlerContext, data: NIOAny) {
+            let buffer = unwrapInboundIn(data)
+            received.withLockedValue { $0 += buffer.readableBytesView }
+        }
+
+        func frameTypes() -> [UInt8] {
+            let bytes = received.withLockedValue { $0 }
+            var types: [UInt8] = []
+            var offset = 0
+            while offset + 9 <= bytes.count {
+                let length = Int(bytes[offset]) << 16 | Int(bytes[offset + 1]) << 8 | Int(bytes[offset + 2])
+                types.append(bytes[offset + 3])
+                offset += 9 + length
+            }
+            return types
+        }
+    }
+}
