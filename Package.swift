@@ -28,6 +28,12 @@ let package = Package(
     targets: [
         // Pure click-id logic: URLs, query strings, cookies, redirects. No NIO, no Foundation.
         .target(name: "ClickID", swiftSettings: strict),
+        // The event sidecar: normalise and hash events, queue them durably, deliver them.
+        .target(
+            name: "Events",
+            dependencies: [.product(name: "Crypto", package: "swift-crypto")],
+            swiftSettings: strict
+        ),
         // The one configuration type, loaded from YAML and validated once.
         .target(
             name: "Config",
@@ -67,6 +73,7 @@ let package = Package(
             swiftSettings: strict
         ),
         .testTarget(name: "ConfigTests", dependencies: ["Config"], swiftSettings: strict),
+        .testTarget(name: "EventsTests", dependencies: ["Events"], swiftSettings: strict),
         .testTarget(
             name: "ClickIDTests",
             dependencies: ["ClickID", .product(name: "PropertyBased", package: "swift-property-based")],
