@@ -43,6 +43,20 @@ public struct NormalizedEvent: Codable, Sendable, Equatable {
     /// The gateway's visitor id, when known: joins the click ledger.
     public var visitorID: String?
 
+    public init(
+        event: String, eventID: String, eventTime: Int64, user: User = User(), properties: [String: JSONValue] = [:], page: Page? = nil,
+        limitedDataUse: Bool = false, visitorID: String? = nil
+    ) {
+        self.event = event
+        self.eventID = eventID
+        self.eventTime = eventTime
+        self.user = user
+        self.properties = properties
+        self.page = page
+        self.limitedDataUse = limitedDataUse
+        self.visitorID = visitorID
+    }
+
     enum CodingKeys: String, CodingKey {
         case event, user, properties, page
         case eventID = "event_id"

@@ -1,0 +1,255 @@
+import Foundation
+import GRDB
+
+/// The embedded store: SQLite in WAL mode with `synchronous=FULL`, so an acknowledged event
+/// survives `kill -9` and power loss. Writes are group-committed: while one transaction commits,
+/// new submissions wait and share the next one, so one fsync covers many events under load.
+public final class SQLiteEventStore: EventStore {
+    private let pool: DatabasePool
+    private let committer: GroupCommitter
+    static let dedupWindow: TimeInterval = 48 * 3600
+
+    public init(path: String) throws {
+        let directory = (path as NSString).deletingLastPathComponent
+        if !directory.isEmpty { try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true) }
+        var configuration = Configuration()
+        configuration.prepareDatabase { db in
+            try db.execute(sql: "PRAGMA synchronous = FULL")
+            try db.execute(sql: "PRAGMA busy_timeout = 5000")
+        }
+        pool = try DatabasePool(path: path, configuration: configuration)
+        try Self.migrator.migrate(pool)
+        committer = GroupCommitter(pool: pool)
+    }
+
+    /// Transactions that stored events so far (each is one fsync of the WAL).
+    public var commitCount: Int {
+        get async { await committer.commits }
+    }
+
+    static var migrator: DatabaseMigrator {
+        var migrator = DatabaseMigrator()
+        migrator.registerMigration("v1") { db in
+            try db.execute(sql: """
+                CREATE TABLE outbox (
+                    id INTEGER PRIMARY KEY AUTOINCREMENT,
+                    pixel TEXT NOT NULL, event TEXT NOT NULL, event_id TEXT NOT NULL,
+                    payload BLOB NOT NULL, received_at REAL NOT NULL,
+                    attempts INTEGER NOT NULL DEFAULT 0, available_at REAL NOT NULL,
+                    lease_until REAL, last_error TEXT);
+                CREATE INDEX outbox_due ON outbox(available_at);
+                CREATE TABLE dedup (
+                    pixel TEXT NOT NULL, event TEXT NOT NULL, event_id TEXT NOT NULL, seen_at REAL NOT NULL,
+                    PRIMARY KEY (pixel, event, event_id)) WITHOUT ROWID;
+                CREATE TABLE dead_letters (
+                    id INTEGER PRIMARY KEY AUTOINCREMENT,
+                    pixel TEXT NOT NULL, event TEXT NOT NULL, event_id TEXT NOT NULL,
+                    payload BLOB NOT NULL, reason TEXT NOT NULL, failed_at REAL NOT NULL);
+                CREATE TABLE clicks (
+                    visitor_id TEXT NOT NULL, clicked_at REAL NOT NULL, ttclid TEXT, ttp TEXT, ip TEXT,
+                    user_agent TEXT, landing_url TEXT, referrer TEXT);
+                CREATE INDEX clicks_visitor ON clicks(visitor_id, clicked_at);
+                CREATE TABLE identities (hash TEXT PRIMARY KEY, visitor_id TEXT NOT NULL, seen_at REAL NOT NULL) WITHOUT ROWID;
+                """)
+        }
+        return migrator
+    }
+
+    public func enqueue(_ events: [OutboxEvent]) async throws -> [EnqueueOutcome] {
+        try await committer.submit(events)
+    }
+
+    public func lease(limit: Int, for duration: Duration, now: Date) async throws -> [LeasedEvent] {
+        let until = now.addingTimeInterval(TimeInterval(duration.components.seconds))
+        let nowValue = now.timeIntervalSince1970
+        return try await pool.write { db in
+            let rows = try Row.fetchAll(db, sql: """
+                SELECT id, pixel, payload, attempts FROM outbox
+                WHERE available_at <= ? AND (lease_until IS NULL OR lease_until <= ?)
+                ORDER BY id LIMIT ?
+                """, arguments: [nowValue, nowValue, limit])
+            var leased: [LeasedEvent] = []
+            for row in rows {
+                let id: Int64 = row["id"]
+                try db.execute(sql: "UPDATE outbox SET lease_until = ?, attempts = attempts + 1 WHERE id = ?",
+                               arguments: [until.timeIntervalSince1970, id])
+                let payload: Data = row["payload"]
+                let event = try JSONDecoder().decode(NormalizedEvent.self, from: payload)
+                leased.append(LeasedEvent(id: id, pixel: row["pixel"], event: event, attempts: (row["attempts"] as Int) + 1))
+            }
+            return leased
+        }
+    }
+
+    public func markDelivered(_ ids: [Int64]) async throws {
+        guard !ids.isEmpty else { return }
+        try await pool.write { db in
+            try db.execute(sql: "DELETE FROM outbox WHERE id IN (\(Self.placeholders(ids.count)))", arguments: StatementArguments(ids))
+        }
+    }
+
+    public func retryLater(_ ids: [Int64], at: Date, error: String) async throws {
+        guard !ids.isEmpty else { return }
+        try await pool.write { db in
+            try db.execute(
+                sql: "UPDATE outbox SET lease_until = NULL, available_at = ?, last_error = ? WHERE id IN (\(Self.placeholders(ids.count)))",
+                arguments: StatementArguments([at.timeIntervalSince1970, error] as [any DatabaseValueConvertible]) + StatementArguments(ids))
+        }
+    }
+
+    public func deadLetter(_ ids: [Int64], reason: String) async throws {
+        guard !ids.isEmpty else { return }
+        let now = Date().timeIntervalSince1970
+        try await pool.write { db in
+            let list = Self.placeholders(ids.count)
+            try db.execute(sql: """
+                INSERT INTO dead_letters (pixel, event, event_id, payload, reason, failed_at)
+                SELECT pixel, event, event_id, payload, ?, ? FROM outbox WHERE id IN (\(list))
+                """, arguments: StatementArguments([reason, now] as [any DatabaseValueConvertible]) + StatementArguments(ids))
+            try db.execute(sql: "DELETE FROM outbox WHERE id IN (\(list))", arguments: StatementArguments(ids))
+        }
+    }
+
+    public func deadLetters(limit: Int) async throws -> [DeadLetter] {
+        try await pool.read { db in
+            try Row.fetchAll(db, sql: "SELECT id, pixel, event, event_id, reason, failed_at FROM dead_letters ORDER BY id LIMIT ?", arguments: [limit])
+                .map { row in
+                    DeadLetter(
+                        id: row["id"], pixel: row["pixel"], event: row["event"], eventID: row["event_id"], reason: row["reason"],
+                        failedAt: Date(timeIntervalSince1970: row["failed_at"]))
+                }
+        }
+    }
+
+    public func replay(_ ids: [Int64]) async throws -> Int {
+        let now = Date().timeIntervalSince1970
+        return try await pool.write { db in
+            let filter = ids.isEmpty ? "" : "WHERE id IN (\(Self.placeholders(ids.count)))"
+            let arguments = ids.isEmpty ? StatementArguments() : StatementArguments(ids)
+            try db.execute(sql: """
+                INSERT INTO outbox (pixel, event, event_id, payload, received_at, available_at)
+                SELECT pixel, event, event_id, payload, \(now), \(now) FROM dead_letters \(filter) ORDER BY id
+                """, arguments: arguments)
+            let moved = db.changesCount
+            try db.execute(sql: "DELETE FROM dead_letters \(filter)", arguments: arguments)
+            return moved
+        }
+    }
+
+    public func recordClicks(_ entries: [ClickLedgerEntry]) async throws {
+        guard !entries.isEmpty else { return }
+        try await pool.write { db in
+            let statement = try db.cachedStatement(sql: """
+                INSERT INTO clicks (visitor_id, clicked_at, ttclid, ttp, ip, user_agent, landing_url, referrer)
+                VALUES (?, ?, ?, ?, ?, ?, ?, ?)
+                """)
+            for e in entries {
+                try statement.execute(arguments: [
+                    e.visitorID, e.clickedAt.timeIntervalSince1970, e.ttclid, e.ttp, e.ip, e.userAgent, e.landingURL, e.referrer,
+                ])
+            }
+        }
+    }
+
+    public func latestClick(visitorID: String, since: Date) async throws -> ClickLedgerEntry? {
+        try await pool.read { db in
+            try Row.fetchOne(db, sql: """
+                SELECT * FROM clicks WHERE visitor_id = ? AND clicked_at >= ? ORDER BY clicked_at DESC LIMIT 1
+                """, arguments: [visitorID, since.timeIntervalSince1970]).map { row in
+                ClickLedgerEntry(
+                    visitorID: row["visitor_id"], clickedAt: Date(timeIntervalSince1970: row["clicked_at"]), ttclid: row["ttclid"],
+                    ttp: row["ttp"], ip: row["ip"], userAgent: row["user_agent"], landingURL: row["landing_url"], referrer: row["referrer"])
+            }
+        }
+    }
+
+    public func linkIdentity(_ hashes: [String], visitorID: String, at: Date) async throws {
+        guard !hashes.isEmpty else { return }
+        try await pool.write { db in
+            for hash in hashes {
+                try db.execute(sql: "INSERT OR REPLACE INTO identities (hash, visitor_id, seen_at) VALUES (?, ?, ?)",
+                               arguments: [hash, visitorID, at.timeIntervalSince1970])
+            }
+        }
+    }
+
+    public func visitor(forIdentity hashes: [String]) async throws -> String? {
+        guard !hashes.isEmpty else { return nil }
+        return try await pool.read { db in
+            try String.fetchOne(db, sql: """
+                SELECT visitor_id FROM identities WHERE hash IN (\(Self.placeholders(hashes.count))) ORDER BY seen_at DESC LIMIT 1
+                """, arguments: StatementArguments(hashes))
+        }
+    }
+
+    public func stats(now: Date) async throws -> StoreStats {
+        try await pool.read { db in
+            let depth = try Int.fetchOne(db, sql: "SELECT COUNT(*) FROM outbox") ?? 0
+            let oldest = try Double.fetchOne(db, sql: "SELECT MIN(received_at) FROM outbox")
+            let dead = try Int.fetchOne(db, sql: "SELECT COUNT(*) FROM dead_letters") ?? 0
+            return StoreStats(queueDepth: depth, oldestUndeliveredAge: oldest.map { now.timeIntervalSince1970 - $0 }, deadLetters: dead)
+        }
+    }
+
+    static func placeholders(_ count: Int) -> String {
+        Array(repeating: "?", count: count).joined(separator: ",")
+    }
+
+    /// One transaction for a group of submissions: dedup, then insert.
+    static func insert(_ groups: [[OutboxEvent]], into db: Database, now: Date) throws -> [[EnqueueOutcome]] {
+        let nowValue = now.timeIntervalSince1970
+        let encoder = JSONEncoder()
+        let seen = try db.cachedStatement(sql: "SELECT seen_at FROM dedup WHERE pixel = ? AND event = ? AND event_id = ?")
+        let remember = try db.cachedStatement(sql: "INSERT OR REPLACE INTO dedup (pixel, event, event_id, seen_at) VALUES (?, ?, ?, ?)")
+        let insert = try db.cachedStatement(sql: """
+            INSERT INTO outbox (pixel, event, event_id, payload, received_at, available_at) VALUES (?, ?, ?, ?, ?, ?)
+            """)
+        return try groups.map { events in
+            try events.map { item in
+                let key: StatementArguments = [item.pixel, item.event.event, item.event.eventID]
+                if let at = try Double.fetchOne(seen, arguments: key), nowValue - at < dedupWindow { return .duplicate }
+                try remember.execute(arguments: key + [nowValue])
+                try insert.execute(arguments: key + [try encoder.encode(item.event), nowValue, nowValue])
+                return .stored(id: db.lastInsertedRowID)
+            }
+        }
+    }
+}
+
+/// Batches concurrent submissions into shared transactions.
+actor GroupCommitter {
+    private let pool: DatabasePool
+    private var waiting: [([OutboxEvent], CheckedContinuation<[EnqueueOutcome], any Error>)] = []
+    private var writing = false
+    private(set) var commits = 0
+
+    init(pool: DatabasePool) {
+        self.pool = pool
+    }
+
+    func submit(_ events: [OutboxEvent]) async throws -> [EnqueueOutcome] {
+        try await withCheckedThrowingContinuation { continuation in
+            waiting.append((events, continuation))
+            if !writing {
+                writing = true
+                Task { await drain() }
+            }
+        }
+    }
+
+    private func drain() async {
+        while !waiting.isEmpty {
+            let batch = waiting
+            waiting.removeAll()
+            let groups = batch.map(\.0)
+            do {
+                let outcomes = try await pool.write { db in try SQLiteEventStore.insert(groups, into: db, now: Date()) }
+                commits += 1
+                for (i, entry) in batch.enumerated() { entry.1.resume(returning: outcomes[i]) }
+            } catch {
+                for entry in batch { entry.1.resume(throwing: error) }
+            }
+        }
+        writing = false
+    }
+}

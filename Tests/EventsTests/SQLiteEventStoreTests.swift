@@ -1,0 +1,93 @@
+import Events
+import Foundation
+import Testing
+
+private func scratchDatabase() -> String {
+    let dir = NSTemporaryDirectory() + "clickgate-store-\(UUID().uuidString.prefix(8))"
+    return dir + "/events.sqlite"
+}
+
+private func event(_ id: String, name: String = "Purchase") -> NormalizedEvent {
+    NormalizedEvent(
+        event: name, eventID: id, eventTime: 1_760_000_000, user: NormalizedEvent.User(), properties: ["value": .number(1)],
+        page: nil, limitedDataUse: false, visitorID: nil)
+}
+
+@Suite struct SQLiteEventStoreTests {
+    @Test func acceptedEventsSurviveReopeningAndDuplicatesAreRecognised() async throws {
+        let path = scratchDatabase()
+        do {
+            let store = try SQLiteEventStore(path: path)
+            let outcomes = try await store.enqueue([OutboxEvent(pixel: "main", event: event("e1")), OutboxEvent(pixel: "main", event: event("e2"))])
+            #expect(outcomes.count == 2 && !outcomes.contains(.duplicate))
+        }
+        let reopened = try SQLiteEventStore(path: path)
+        #expect(try await reopened.stats(now: Date()).queueDepth == 2)
+        // Same pixel, event and event_id within 48 h: a duplicate, even after a restart.
+        #expect(try await reopened.enqueue([OutboxEvent(pixel: "main", event: event("e1"))]) == [.duplicate])
+        // Another pixel or another event name is another key.
+        let other = try await reopened.enqueue([OutboxEvent(pixel: "second", event: event("e1")), OutboxEvent(pixel: "main", event: event("e1", name: "Lead"))])
+        #expect(!other.contains(.duplicate))
+    }
+
+    @Test func concurrentSubmissionsShareCommits() async throws {
+        let store = try SQLiteEventStore(path: scratchDatabase())
+        try await withThrowingTaskGroup(of: Void.self) { group in
+            for i in 0..<400 {
+                group.addTask { _ = try await store.enqueue([OutboxEvent(pixel: "main", event: event("c\(i)"))]) }
+            }
+            try await group.waitForAll()
+        }
+        #expect(try await store.stats(now: Date()).queueDepth == 400)
+        let commits = await store.commitCount
+        #expect(commits < 400, "group commit: \(commits) transactions for 400 submissions")
+    }
+
+    @Test func leasesAreExclusiveUntilTheyExpire() async throws {
+        let store = try SQLiteEventStore(path: scratchDatabase())
+        _ = try await store.enqueue((0..<5).map { OutboxEvent(pixel: "main", event: event("l\($0)")) })
+        let now = Date()
+        let first = try await store.lease(limit: 3, for: .seconds(30), now: now)
+        let second = try await store.lease(limit: 10, for: .seconds(30), now: now)
+        #expect(first.map(\.event.eventID) == ["l0", "l1", "l2"])
+        #expect(second.map(\.event.eventID) == ["l3", "l4"])
+        #expect(try await store.lease(limit: 10, for: .seconds(30), now: now).isEmpty)
+        // A crashed sender's lease runs out; the events come back (the same event_ids).
+        let later = try await store.lease(limit: 10, for: .seconds(30), now: now.addingTimeInterval(31))
+        #expect(later.map(\.event.eventID) == ["l0", "l1", "l2", "l3", "l4"])
+        #expect(later.allSatisfy { $0.attempts == 2 })
+        try await store.markDelivered(later.prefix(4).map(\.id))
+        try await store.retryLater([later[4].id], at: now.addingTimeInterval(100), error: "HTTP 500")
+        #expect(try await store.lease(limit: 10, for: .seconds(30), now: now.addingTimeInterval(90)).isEmpty)
+        #expect(try await store.lease(limit: 10, for: .seconds(30), now: now.addingTimeInterval(101)).count == 1)
+    }
+
+    @Test func deadLettersCanBeListedAndReplayed() async throws {
+        let store = try SQLiteEventStore(path: scratchDatabase())
+        _ = try await store.enqueue([OutboxEvent(pixel: "main", event: event("d1")), OutboxEvent(pixel: "main", event: event("d2"))])
+        let leased = try await store.lease(limit: 10, for: .seconds(30), now: Date())
+        try await store.deadLetter([leased[0].id], reason: "40002: invalid value for properties.currency")
+        let letters = try await store.deadLetters(limit: 10)
+        #expect(letters.map(\.eventID) == ["d1"])
+        #expect(letters[0].reason.hasPrefix("40002"))
+        #expect(try await store.stats(now: Date()) .deadLetters == 1)
+        #expect(try await store.replay([]) == 1)
+        #expect(try await store.deadLetters(limit: 10).isEmpty)
+        #expect(try await store.stats(now: Date()).queueDepth == 2)
+    }
+
+    @Test func theClickLedgerAndIdentitiesJoinVisitors() async throws {
+        let store = try SQLiteEventStore(path: scratchDatabase())
+        let now = Date()
+        try await store.recordClicks([
+            ClickLedgerEntry(visitorID: "v1", clickedAt: now.addingTimeInterval(-40 * 86_400), ttclid: "OLD", ttp: nil, ip: nil, userAgent: nil, landingURL: nil, referrer: nil),
+            ClickLedgerEntry(visitorID: "v1", clickedAt: now.addingTimeInterval(-3600), ttclid: "E.C.P.new", ttp: "t", ip: "203.0.113.1", userAgent: "UA", landingURL: "https://lp/x", referrer: nil),
+        ])
+        let window = now.addingTimeInterval(-28 * 86_400)
+        #expect(try await store.latestClick(visitorID: "v1", since: window)?.ttclid == "E.C.P.new")
+        #expect(try await store.latestClick(visitorID: "v2", since: window) == nil)
+        let email = PII.hashEmail("a@b.example")!
+        try await store.linkIdentity([email], visitorID: "v1", at: now)
+        #expect(try await store.visitor(forIdentity: ["x", email]) == "v1")
+    }
+}
