@@ -48,7 +48,7 @@ let package = Package(
         .target(
             name: "Gateway",
             dependencies: [
-                "Config", "ClickID",
+                "Config", "ClickID", "Events",
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),
                 .product(name: "NIOHTTP1", package: "swift-nio"),
@@ -69,7 +69,7 @@ let package = Package(
         .executableTarget(
             name: "clickgate",
             dependencies: [
-                "Gateway", "Config",
+                "Gateway", "Config", "Events",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
@@ -85,7 +85,7 @@ let package = Package(
         .testTarget(
             name: "GatewayTests",
             dependencies: [
-                "Gateway", "Config", "ClickID",
+                "Gateway", "Config", "ClickID", "Events",
                 .product(name: "AsyncHTTPClient", package: "async-http-client"),
                 .product(name: "MetricsTestKit", package: "swift-metrics"),
                 .product(name: "NIOCore", package: "swift-nio"),

@@ -251,7 +251,9 @@ private struct Reader {
     }
 
     func events(_ value: YAMLValue) -> GatewayConfig.Events? {
-        guard let object = value.object(allowedKeys: ["path", "store", "endpoint", "pixels"]) else { return nil }
+        guard let object = value.object(allowedKeys: [
+            "path", "store", "endpoint", "pixels", "custom_events", "phone_country", "attribution_window",
+        ]) else { return nil }
         var events = GatewayConfig.Events()
         if let v = object["path"], let path = v.nonEmptyString() {
             if path.hasPrefix("/") { events.path = path } else { v.report("must start with '/'") }
@@ -270,6 +272,14 @@ private struct Reader {
                 v.report("'\(endpoint)' is not an absolute http(s) URL")
             }
         }
+        if let names = object["custom_events"]?.stringList() { events.customEvents = names }
+        if let v = object["phone_country"], let code = v.nonEmptyString() {
+            let digits = code.hasPrefix("+") ? String(code.dropFirst()) : code
+            if (1...3).contains(digits.count), digits.allSatisfy(\.isASCIIDigit) { events.phoneCountry = digits } else {
+                v.report("expected a country calling code such as 1, 44 or 49")
+            }
+        }
+        if let d = object["attribution_window"]?.parsed(ValueParsers.duration) { events.attributionWindow = d }
         for (name, entry) in object["pixels"]?.namedEntries() ?? [] {
             guard let pixel = entry.object(allowedKeys: ["pixel_code", "access_token_env", "access_token_file", "test_event_code"]),
                 let code = pixel.required("pixel_code")?.nonEmptyString()

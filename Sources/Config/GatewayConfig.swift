@@ -229,6 +229,12 @@ extension GatewayConfig {
         public var endpoint: String
         /// `events.pixels`
         public var pixels: [String: Pixel]
+        /// `events.custom_events`: event names allowed besides TikTok's standard ones.
+        public var customEvents: [String] = []
+        /// `events.phone_country`: country calling code for national phone numbers, e.g. "1".
+        public var phoneCountry: String?
+        /// `events.attribution_window`: how long a click enriches later events.
+        public var attributionWindow: Duration = .seconds(28 * 86_400)
 
         public init(
             path: String = "/_clickgate/events",

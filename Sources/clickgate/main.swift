@@ -1,5 +1,6 @@
 import ArgumentParser
 import Config
+import Events
 import Foundation
 import Gateway
 import Logging
@@ -58,12 +59,36 @@ struct Serve: AsyncParsableCommand {
             guard let accessSink else { return SwiftLogNoOpLogHandler() }
             return JSONLogHandler(label: label, sink: accessSink)
         }
-        let server = GatewayServer(config: loaded, logger: logger, accessLog: accessLog)
+        let store: any EventStore
+        do {
+            store = try openStore(loaded.events.store)
+        } catch {
+            FileHandle.standardError.write(Data("events.store: \(error)\n".utf8))
+            throw configErrorExit
+        }
+        let normalizer = EventNormalizer(customEvents: Set(loaded.events.customEvents), defaultCountryCode: loaded.events.phoneCountry)
+        var ingestor = EventIngestor(store: store, normalizer: normalizer)
+        ingestor.attributionWindow = TimeInterval(loaded.events.attributionWindow.components.seconds)
+        let clicks = BoundedClickQueue()
+        let server = GatewayServer(config: loaded, logger: logger, accessLog: accessLog, clickSink: clicks, ingestor: ingestor)
+        let ledger = ClickLedgerWriter(queue: clicks, store: store, logger: logger)
+        // Services stop in reverse order: the proxy drains first, then the ledger writes what is left.
         let group = ServiceGroup(
             configuration: .init(
-                services: [.init(service: server)], gracefulShutdownSignals: [.sigterm, .sigint], logger: logger))
+                services: [.init(service: ledger), .init(service: server)], gracefulShutdownSignals: [.sigterm, .sigint],
+                logger: logger))
         try await group.run()
     }
+}
+
+/// The store `events.store` names.
+func openStore(_ location: String) throws -> any EventStore {
+    if location.hasPrefix("sqlite:") { return try SQLiteEventStore(path: String(location.dropFirst("sqlite:".count))) }
+    throw StoreUnavailable(description: "PostgreSQL stores are not supported by this build yet; use sqlite:PATH")
+}
+
+struct StoreUnavailable: Error, CustomStringConvertible {
+    let description: String
 }
 
 struct CheckConfig: ParsableCommand {

@@ -1,4 +1,5 @@
 import Config
+import Events
 import Logging
 import NIOConcurrencyHelpers
 import NIOCore
@@ -37,15 +38,17 @@ public final class GatewayServer: Service, Sendable {
     private let quiescing: ServerQuiescingHelper
     private let running = NIOLockedValueBox<Running?>(nil)
 
-    /// - Parameter clickSink: where captured clicks go (the sidecar's click ledger).
+    /// - Parameters:
+    ///   - clickSink: where captured clicks go (the sidecar's click ledger).
+    ///   - ingestor: answers the first-party events path; without one the path is proxied.
     public init(
         config: GatewayConfig, logger: Logger, accessLog: Logger, clickSink: (any ClickSink)? = nil,
-        threads: Int = System.coreCount
+        ingestor: EventIngestor? = nil, threads: Int = System.coreCount
     ) {
         self.config = config
         self.logger = logger
         self.accessLog = accessLog
-        self.filters = TrackingFilters.make(config: config, clickSink: clickSink)
+        self.filters = TrackingFilters.make(config: config, clickSink: clickSink, ingestor: ingestor)
         self.group = MultiThreadedEventLoopGroup(numberOfThreads: threads)
         self.quiescing = ServerQuiescingHelper(group: group)
     }

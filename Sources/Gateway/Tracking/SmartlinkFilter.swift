@@ -1,5 +1,6 @@
 import ClickID
 import Config
+import Events
 import Metrics
 import NIOCore
 import NIOHTTP1
@@ -60,12 +61,13 @@ struct SmartlinkFilter: ProxyFilter {
     private static let notFound = LocalResponse(status: .notFound, contentType: "text/plain; charset=utf-8", body: "No such link.\n")
 }
 
-/// The tracking filters in the order their phases must run: capture first (the others read its
-/// state), then smartlinks, then redirect preservation.
+/// The filters in the order their phases must run: capture first (the others read its state),
+/// then event ingest and smartlinks (which answer directly), then redirect preservation.
 public enum TrackingFilters {
-    public static func make(config: GatewayConfig, clickSink: (any ClickSink)?) -> [any ProxyFilter] {
+    public static func make(config: GatewayConfig, clickSink: (any ClickSink)?, ingestor: EventIngestor?) -> [any ProxyFilter] {
         let smartlinks = SmartlinkFilter(config: config)
         return [ClickCaptureFilter(tracking: config.tracking, sink: clickSink)]
+            + (ingestor.map { [EventIngestFilter(path: config.events.path, ingestor: $0)] } ?? [])
             + (smartlinks.isEmpty ? [] : [smartlinks])
             + [RedirectPreservationFilter(config: config)]
     }

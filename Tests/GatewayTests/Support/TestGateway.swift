@@ -1,5 +1,6 @@
 import AsyncHTTPClient
 import Config
+import Events
 import Foundation
 import Gateway
 import Logging
@@ -53,21 +54,30 @@ final class TestGateway: Sendable {
     let accessLogPath: String
     /// Clicks the proxy handed to the ledger.
     let clicks: BoundedClickQueue
+    /// The event store behind the first-party events path.
+    let store: SQLiteEventStore
 
     var httpsPort: Int { addresses.https!.port! }
     var httpPort: Int { addresses.http!.port! }
     var adminPort: Int { addresses.admin!.port! }
 
-    private init(server: GatewayServer, addresses: GatewayServer.Addresses, accessLogPath: String, clicks: BoundedClickQueue) {
+    private init(
+        server: GatewayServer, addresses: GatewayServer.Addresses, accessLogPath: String, clicks: BoundedClickQueue, store: SQLiteEventStore
+    ) {
         self.server = server
         self.addresses = addresses
         self.accessLogPath = accessLogPath
         self.clicks = clicks
+        self.store = store
     }
 
-    static func start(_ yaml: String) async throws -> TestGateway {
+    /// - Parameter wrapStore: lets a test put a fault injector in front of the real store.
+    static func start(_ yaml: String, wrapStore: (SQLiteEventStore) -> any EventStore = { $0 }) async throws -> TestGateway {
         let config = try ConfigLoader.load(yaml: yaml)
         let scratch = TestFiles.makeScratch("gateway")
+        let store = try SQLiteEventStore(path: scratch + "/events.sqlite")
+        let ingestor = EventIngestor(
+            store: wrapStore(store), normalizer: EventNormalizer(customEvents: Set(config.events.customEvents), defaultCountryCode: config.events.phoneCountry))
         let accessLogPath = scratch + "/access.log"
         let sink = try LogSink(appendingTo: accessLogPath)
         let clicks = BoundedClickQueue()
@@ -75,10 +85,10 @@ final class TestGateway: Sendable {
             config: config,
             logger: Logger(label: "clickgate") { JSONLogHandler(label: $0, sink: .stderr, level: .warning) },
             accessLog: Logger(label: "clickgate.access") { JSONLogHandler(label: $0, sink: sink) },
-            clickSink: clicks,
+            clickSink: clicks, ingestor: ingestor,
             threads: 2)
         let addresses = try await server.start()
-        return TestGateway(server: server, addresses: addresses, accessLogPath: accessLogPath, clicks: clicks)
+        return TestGateway(server: server, addresses: addresses, accessLogPath: accessLogPath, clicks: clicks, store: store)
     }
 
     func stop() async {

@@ -1,0 +1,97 @@
+import Foundation
+
+/// The answer to an ingest request.
+public struct IngestResult: Sendable, Equatable {
+    /// 202 all stored (or duplicates), 400 some refused (the good ones are stored), 503 nothing
+    /// could be stored (nothing is acknowledged).
+    public var status: Int
+    public var accepted: Int
+    public var duplicates: Int
+    public var errors: [EventProblem]
+    public var message: String?
+
+    /// The JSON body the client gets.
+    public var body: String {
+        struct Wire: Encodable {
+            var accepted: Int
+            var duplicates: Int
+            var errors: [EventProblem]?
+            var error: String?
+        }
+        let wire = Wire(accepted: accepted, duplicates: duplicates, errors: errors.isEmpty ? nil : errors, error: message)
+        let encoder = JSONEncoder()
+        encoder.outputFormatting = [.sortedKeys]
+        return String(decoding: (try? encoder.encode(wire)) ?? Data("{}".utf8), as: UTF8.self) + "\n"
+    }
+}
+
+/// Turns a request body into stored events: parse, validate, hash, enrich (from the request,
+/// then from the click ledger), deduplicate, store. Nothing is acknowledged before it is stored.
+public struct EventIngestor: Sendable {
+    public let store: any EventStore
+    public let normalizer: EventNormalizer
+    /// How far back a click may enrich an event (attribution window).
+    public var attributionWindow: TimeInterval = 28 * 86_400
+    public var maxEventsPerRequest = 1000
+
+    public init(store: any EventStore, normalizer: EventNormalizer) {
+        self.store = store
+        self.normalizer = normalizer
+    }
+
+    public func ingest(body: [UInt8], pixel: String, enrichment: EventEnrichment, now: Date = Date()) async -> IngestResult {
+        let parsed: JSONValue
+        do {
+            parsed = try JSONValue.parse(body)
+        } catch {
+            return IngestResult(status: 400, accepted: 0, duplicates: 0, errors: [], message: "the body is not valid JSON")
+        }
+        guard let items = EventNormalizer.events(in: parsed) else {
+            return IngestResult(
+                status: 400, accepted: 0, duplicates: 0, errors: [],
+                message: "expected an event object, an array of events, or {\"data\": [...]}")
+        }
+        guard items.count <= maxEventsPerRequest else {
+            return IngestResult(status: 400, accepted: 0, duplicates: 0, errors: [], message: "at most \(maxEventsPerRequest) events per request")
+        }
+        var accepted: [OutboxEvent] = []
+        var problems: [EventProblem] = []
+        do {
+            for (index, item) in items.enumerated() {
+                switch normalizer.normalize(item, index: index, enrichment: enrichment, now: now) {
+                case .failure(let rejection): problems += rejection.problems
+                case .success(let event): accepted.append(OutboxEvent(pixel: pixel, event: try await joinLedger(event, now: now)))
+                }
+            }
+            let outcomes = accepted.isEmpty ? [] : try await store.enqueue(accepted)
+            let duplicates = outcomes.filter { $0 == .duplicate }.count
+            return IngestResult(
+                status: problems.isEmpty ? 202 : 400, accepted: outcomes.count - duplicates, duplicates: duplicates, errors: problems)
+        } catch {
+            return IngestResult(status: 503, accepted: 0, duplicates: 0, errors: problems, message: "the event store cannot commit; retry later")
+        }
+    }
+
+    /// Fills what the event lacks from the visitor's latest click; a hashed email or external id
+    /// seen with a visitor before leads to that visitor.
+    func joinLedger(_ event: NormalizedEvent, now: Date) async throws -> NormalizedEvent {
+        var event = event
+        let identities = (event.user.email ?? []) + (event.user.externalID ?? [])
+        if let visitor = event.visitorID {
+            try await store.linkIdentity(identities, visitorID: visitor, at: now)
+        } else {
+            event.visitorID = try await store.visitor(forIdentity: identities)
+        }
+        guard let visitor = event.visitorID, event.user.ttclid == nil || event.user.ttp == nil || event.user.ip == nil,
+            let click = try await store.latestClick(visitorID: visitor, since: now.addingTimeInterval(-attributionWindow))
+        else { return event }
+        event.user.ttclid = event.user.ttclid ?? click.ttclid
+        event.user.ttp = event.user.ttp ?? click.ttp
+        event.user.ip = event.user.ip ?? click.ip
+        event.user.userAgent = event.user.userAgent ?? click.userAgent
+        if event.page?.url == nil, let landing = click.landingURL {
+            event.page = NormalizedEvent.Page(url: landing, referrer: event.page?.referrer ?? click.referrer)
+        }
+        return event
+    }
+}

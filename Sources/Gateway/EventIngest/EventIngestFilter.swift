@@ -1,0 +1,39 @@
+import ClickID
+import Config
+import Events
+import NIOCore
+import NIOHTTP1
+
+/// Request phase: the first-party events path (`events.path`) on every site is answered by the
+/// gateway itself. Same origin, so the visitor's cookies, address and user agent come with it.
+struct EventIngestFilter: ProxyFilter {
+    let path: String
+    let ingestor: EventIngestor
+
+    func request(_ head: HTTPRequestHead, context: inout RequestContext) -> RequestDecision {
+        let requestPath = head.uri.split(separator: "?", maxSplits: 1).first.map(String.init) ?? head.uri
+        guard requestPath == path else { return .proxy }
+        guard head.method == .POST else {
+            return .respond(LocalResponse(status: .methodNotAllowed, headers: ["allow": "POST", "content-type": "text/plain"], body: ByteBuffer(string: "POST events here.\n")))
+        }
+        return .serve(BrowserEventService(ingestor: ingestor))
+    }
+}
+
+struct BrowserEventService: LocalService {
+    let ingestor: EventIngestor
+
+    func handle(head: HTTPRequestHead, body: ByteBuffer, context: RequestContext) async -> LocalResponse {
+        let state = context.values[ClickStateKey.self]
+        let enrichment = EventEnrichment(
+            ttclid: state?.capture.value(for: "ttclid"), ttp: state?.ttp, ip: context.clientAddress, userAgent: context.userAgent,
+            // Only a visitor id the browser already had: a new one would hide the identity join.
+            pageURL: context.referrer, referrer: nil, visitorID: state.flatMap { $0.trackingAllowed && !$0.isNewVisitor ? $0.visitorID : nil },
+            limitedDataUse: !(state?.trackingAllowed ?? true))
+        let result = await ingestor.ingest(
+            body: Array(body.readableBytesView), pixel: context.site?.config.pixel ?? "", enrichment: enrichment)
+        return LocalResponse(
+            status: HTTPResponseStatus(statusCode: result.status),
+            headers: ["content-type": "application/json", "cache-control": "no-store"], body: ByteBuffer(string: result.body))
+    }
+}
