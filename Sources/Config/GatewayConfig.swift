@@ -235,6 +235,10 @@ extension GatewayConfig {
         public var phoneCountry: String?
         /// `events.attribution_window`: how long a click enriches later events.
         public var attributionWindow: Duration = .seconds(28 * 86_400)
+        /// `events.batch_size`: events per Events API request (at most 1,000).
+        public var batchSize = 50
+        /// `events.linger`: how long delivery waits for more events when the queue is empty.
+        public var linger: Duration = .seconds(1)
 
         public init(
             path: String = "/_clickgate/events",

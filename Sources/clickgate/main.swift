@@ -72,12 +72,46 @@ struct Serve: AsyncParsableCommand {
         let clicks = BoundedClickQueue()
         let server = GatewayServer(config: loaded, logger: logger, accessLog: accessLog, clickSink: clicks, ingestor: ingestor)
         let ledger = ClickLedgerWriter(queue: clicks, store: store, logger: logger)
-        // Services stop in reverse order: the proxy drains first, then the ledger writes what is left.
+        var settings = DeliveryWorker.Settings()
+        settings.batchSize = loaded.events.batchSize
+        settings.linger = loaded.events.linger
+        let delivery = DeliveryService(worker: DeliveryWorker(
+            store: store, api: EventsAPIClient(endpoint: loaded.events.endpoint, client: .shared),
+            pixels: pixelTargets(loaded.events, logger: logger), settings: settings, logger: logger))
+        // Services stop in reverse order: the proxy drains first, then delivery, then the ledger
+        // writes what is left.
         let group = ServiceGroup(
             configuration: .init(
-                services: [.init(service: ledger), .init(service: server)], gracefulShutdownSignals: [.sigterm, .sigint],
-                logger: logger))
+                services: [.init(service: ledger), .init(service: delivery), .init(service: server)],
+                gracefulShutdownSignals: [.sigterm, .sigint], logger: logger))
         try await group.run()
+    }
+}
+
+/// Delivery as a lifecycle service: stops taking new batches on graceful shutdown.
+struct DeliveryService: Service {
+    let worker: DeliveryWorker
+
+    func run() async throws {
+        await worker.run(shouldStop: { Task.isShuttingDownGracefully })
+    }
+}
+
+/// Each configured pixel with its token, read once from the environment or a file. The token is
+/// never logged; a pixel without one delivers to the dry-run log.
+func pixelTargets(_ events: GatewayConfig.Events, logger: Logger) -> [PixelTarget] {
+    events.pixels.sorted { $0.key < $1.key }.map { name, pixel in
+        var token = pixel.accessTokenEnv.flatMap { ProcessInfo.processInfo.environment[$0] }
+        if token == nil, let file = pixel.accessTokenFile {
+            token = (try? String(contentsOfFile: file, encoding: .utf8))?.trimmingCharacters(in: .whitespacesAndNewlines)
+        }
+        if token?.isEmpty ?? true {
+            token = nil
+            logger.warning("no access token for this pixel: its events go to the dry-run log", metadata: [
+                "pixel": "\(name)", "access_token_env": "\(pixel.accessTokenEnv ?? "-")", "access_token_file": "\(pixel.accessTokenFile ?? "-")",
+            ])
+        }
+        return PixelTarget(name: name, pixelCode: pixel.pixelCode, accessToken: token, testEventCode: pixel.testEventCode)
     }
 }
 

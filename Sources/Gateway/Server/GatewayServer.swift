@@ -28,6 +28,9 @@ public final class GatewayServer: Service, Sendable {
         var channels: [any Channel] = []
         var ownedChannels: [any Channel] = []
         var addresses = Addresses()
+        var pools: UpstreamPools?
+        /// Lives only while serving: its deinit touches the event loops, so it must go before they stop.
+        var quiescing: ServerQuiescingHelper?
     }
 
     public let config: GatewayConfig
@@ -35,7 +38,6 @@ public final class GatewayServer: Service, Sendable {
     private let accessLog: Logger
     private let filters: [any ProxyFilter]
     private let group: MultiThreadedEventLoopGroup
-    private let quiescing: ServerQuiescingHelper
     private let running = NIOLockedValueBox<Running?>(nil)
 
     /// - Parameters:
@@ -50,7 +52,6 @@ public final class GatewayServer: Service, Sendable {
         self.accessLog = accessLog
         self.filters = TrackingFilters.make(config: config, clickSink: clickSink, ingestor: ingestor)
         self.group = MultiThreadedEventLoopGroup(numberOfThreads: threads)
-        self.quiescing = ServerQuiescingHelper(group: group)
     }
 
     /// Binds every listener; port 0 picks a free port (see the returned addresses).
@@ -58,6 +59,8 @@ public final class GatewayServer: Service, Sendable {
     public func start() async throws -> Addresses {
         if let addresses = running.withLockedValue({ $0?.addresses }) { return addresses }
         var state = Running()
+        let quiescing = ServerQuiescingHelper(group: group)
+        state.quiescing = quiescing
         do {
             var demoAddress: HostPort?
             if config.sites.contains(where: { $0.upstream.scheme == .builtinDemo }) {
@@ -66,17 +69,18 @@ public final class GatewayServer: Service, Sendable {
                 state.addresses.demo = demo.localAddress
                 demoAddress = HostPort(host: "127.0.0.1", port: demo.localAddress?.port ?? 0)
             }
+            let pools = try await UpstreamPools(group: group, config: config)
+            state.pools = pools
             let engine = ProxyEngine(
-                config: config, filters: filters, pools: try await UpstreamPools(group: group, config: config),
-                accessLog: accessLog, logger: logger, builtinDemoAddress: demoAddress)
+                config: config, filters: filters, pools: pools, accessLog: accessLog, logger: logger, builtinDemoAddress: demoAddress)
             if let https = config.listen.https {
                 let tls = try CertificateStore(pairs: config.tls.certificates).makeServerContext()
-                let channel = try await bindProxy(https, engine: engine, tls: tls)
+                let channel = try await bindProxy(https, engine: engine, tls: tls, quiescing: quiescing)
                 state.channels.append(channel)
                 state.addresses.https = channel.localAddress
             }
             if let http = config.listen.http {
-                let channel = try await bindProxy(http, engine: engine, tls: nil)
+                let channel = try await bindProxy(http, engine: engine, tls: nil, quiescing: quiescing)
                 state.channels.append(channel)
                 state.addresses.http = channel.localAddress
             }
@@ -111,7 +115,7 @@ public final class GatewayServer: Service, Sendable {
     /// Stops accepting, lets in-flight requests finish for up to `timeouts.shutdown_grace`,
     /// then closes whatever is left.
     public func shutdown() async {
-        guard let state = running.withLockedValue({ state -> Running? in
+        guard var state = running.withLockedValue({ state -> Running? in
             defer { state = nil }
             return state
         }) else {
@@ -120,7 +124,11 @@ public final class GatewayServer: Service, Sendable {
         }
         logger.info("draining", metadata: ["grace": "\(config.timeouts.shutdownGrace)"])
         let drained = group.next().makePromise(of: Void.self)
-        if state.channels.isEmpty { drained.succeed() } else { quiescing.initiateShutdown(promise: drained) }
+        if let quiescing = state.quiescing, !state.channels.isEmpty {
+            quiescing.initiateShutdown(promise: drained)
+        } else {
+            drained.succeed()
+        }
         let grace = config.timeouts.shutdownGrace
         let finishedInTime = await withTaskGroup(of: Bool.self) { tasks in
             tasks.addTask { (try? await drained.futureResult.get()) != nil }
@@ -133,15 +141,18 @@ public final class GatewayServer: Service, Sendable {
             return first
         }
         if !finishedInTime { logger.warning("shutdown grace expired; closing the remaining connections") }
+        await state.pools?.closeIdle()
         for channel in state.ownedChannels { try? await channel.close() }
+        state.quiescing = nil
         try? await group.shutdownGracefully()
         logger.info("stopped")
     }
 
     // MARK: Listeners
 
-    private func bindProxy(_ address: HostPort, engine: ProxyEngine, tls: NIOSSLContext?) async throws -> any Channel {
-        let quiescing = self.quiescing
+    private func bindProxy(
+        _ address: HostPort, engine: ProxyEngine, tls: NIOSSLContext?, quiescing: ServerQuiescingHelper
+    ) async throws -> any Channel {
         let handshakeTimeout = TimeAmount(config.timeouts.handshake)
         return try await ServerBootstrap(group: group)
             .serverChannelOption(.backlog, value: 1024)

@@ -76,6 +76,18 @@ final class UpstreamPool {
         }
     }
 
+    /// Closes every parked connection (shutdown).
+    func closeIdle() {
+        let parked = idle.values.flatMap { $0 }
+        idle.removeAll()
+        for connection in parked {
+            connection.idleExpiry?.cancel()
+            connection.idleExpiry = nil
+            connection.onClose = nil
+            connection.abandon()
+        }
+    }
+
     private func remove(_ connection: UpstreamConnection) {
         idle[connection.key]?.removeAll { $0 === connection }
     }
@@ -138,6 +150,13 @@ final class UpstreamPools: Sendable {
             }.get()
         }
         self.pools = pools
+    }
+
+    /// Closes the parked connections of every loop, while the loops still run.
+    func closeIdle() async {
+        for bound in pools.values {
+            try? await bound.eventLoop.submit { bound.value.closeIdle() }.get()
+        }
     }
 
     func pool(for eventLoop: any EventLoop) -> UpstreamPool {

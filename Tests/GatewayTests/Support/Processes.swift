@@ -95,6 +95,8 @@ final class GatewayProcess: @unchecked Sendable {
         let process = Process()
         process.executableURL = URL(fileURLWithPath: clickgateBinary)
         process.arguments = ["serve", "--config", configPath]
+        // NIO's strict mode turns misuse (like scheduling on a stopped event loop) into a crash.
+        process.environment = ProcessInfo.processInfo.environment.merging(["SWIFTNIO_STRICT": "1"]) { _, new in new }
         process.standardOutput = FileHandle(forWritingAtPath: "/dev/null")
         process.standardError = try FileHandle(forWritingTo: URL(fileURLWithPath: stderrPath))
         try process.run()

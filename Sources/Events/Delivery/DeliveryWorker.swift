@@ -1,0 +1,133 @@
+import Foundation
+import Logging
+import Metrics
+import NIOConcurrencyHelpers
+
+/// Delivers the outbox to the Events API until stopped: lease due events, send them in batches
+/// per pixel, and act on TikTok's answer.
+///
+/// - Delivered: removed from the outbox.
+/// - Retry (rate limit, 5xx, timeouts, garbage): back in the outbox after an exponential backoff
+///   with jitter, capped at five minutes.
+/// - Unauthorized: the pixel pauses (its events stay queued) and is retried after `pauseFor`.
+/// - Rejected (40002): the batch is split in halves until the offending events stand alone; those
+///   are dead-lettered with TikTok's message, the rest delivered.
+/// A crash mid-batch leaves the lease to expire: the same event_ids go again, and TikTok's
+/// deduplication absorbs the repeat.
+public final class DeliveryWorker: Sendable {
+    public struct Settings: Sendable {
+        public var batchSize = 50
+        public var linger: Duration = .seconds(1)
+        public var lease: Duration = .seconds(60)
+        public var pauseFor: Duration = .seconds(60)
+        public var maxBackoff: Duration = .seconds(300)
+        public init() {}
+    }
+
+    private let store: any EventStore
+    private let api: EventsAPIClient
+    private let pixels: [String: PixelTarget]
+    private let settings: Settings
+    private let logger: Logger
+    private let pausedUntil = NIOLockedValueBox<[String: Date]>([:])
+
+    private let delivered = Counter(label: "clickgate_events_delivered_total")
+    private let retried = Counter(label: "clickgate_events_retried_total")
+    private let deadLettered = Counter(label: "clickgate_events_dead_lettered_total")
+    private let latency = Timer(label: "clickgate_events_delivery_seconds")
+
+    public init(store: any EventStore, api: EventsAPIClient, pixels: [PixelTarget], settings: Settings = Settings(), logger: Logger) {
+        self.store = store
+        self.api = api
+        self.pixels = Dictionary(pixels.map { ($0.name, $0) }, uniquingKeysWith: { first, _ in first })
+        self.settings = settings
+        self.logger = logger
+    }
+
+    /// Pixels currently paused for an authorization error.
+    public var pausedPixels: [String] {
+        pausedUntil.withLockedValue { paused in paused.filter { $0.value > Date() }.map(\.key).sorted() }
+    }
+
+    /// Delivers until cancelled or until `shouldStop` says so.
+    public func run(shouldStop: @Sendable () -> Bool = { false }) async {
+        while !Task.isCancelled && !shouldStop() {
+            let sent = await deliverOnce()
+            if sent == 0 { try? await Task.sleep(for: settings.linger) }
+        }
+    }
+
+    /// One round: leases what is due and sends it. Returns how many events were attempted.
+    @discardableResult
+    public func deliverOnce(now: Date = Date()) async -> Int {
+        let leased: [LeasedEvent]
+        do {
+            leased = try await store.lease(limit: settings.batchSize * 4, for: settings.lease, now: now)
+        } catch {
+            logger.error("cannot lease events", metadata: ["error": "\(error)"])
+            return 0
+        }
+        guard !leased.isEmpty else { return 0 }
+        let byPixel = Dictionary(grouping: leased, by: \.pixel)
+        for (name, events) in byPixel {
+            if let until = pausedUntil.withLockedValue({ $0[name] }), until > now {
+                try? await store.retryLater(events.map(\.id), at: until, error: "pixel paused")
+                continue
+            }
+            guard let pixel = pixels[name], pixel.accessToken != nil else {
+                await dryRun(events, pixelName: name)
+                continue
+            }
+            // Test events go one by one so each appears on its own in TikTok's test tool.
+            let size = pixel.testEventCode == nil ? settings.batchSize : 1
+            for start in stride(from: 0, to: events.count, by: size) {
+                await send(Array(events[start..<min(start + size, events.count)]), pixel: pixel)
+            }
+        }
+        return leased.count
+    }
+
+    private func send(_ batch: [LeasedEvent], pixel: PixelTarget) async {
+        let started = ContinuousClock.now
+        let exchange = await api.send(batch.map(\.event), pixel: pixel)
+        latency.record(duration: ContinuousClock.now - started)
+        let ids = batch.map(\.id)
+        switch exchange.outcome {
+        case .delivered:
+            try? await store.markDelivered(ids)
+            delivered.increment(by: Int64(batch.count))
+        case .retry(let reason):
+            let attempts = batch.map(\.attempts).max() ?? 1
+            let backoff = min(Double(settings.maxBackoff.components.seconds), pow(2, Double(min(attempts, 16))))
+            let delay = backoff * Double.random(in: 0.5...1.0)
+            try? await store.retryLater(ids, at: Date().addingTimeInterval(delay), error: reason)
+            retried.increment(by: Int64(batch.count))
+            logger.warning("events api: retrying", metadata: ["pixel": "\(pixel.name)", "events": "\(batch.count)", "reason": "\(reason)"])
+        case .unauthorized(let reason):
+            let until = Date().addingTimeInterval(TimeInterval(settings.pauseFor.components.seconds))
+            pausedUntil.withLockedValue { $0[pixel.name] = until }
+            try? await store.retryLater(ids, at: until, error: reason)
+            Counter(label: "clickgate_pixel_paused_total", dimensions: [("pixel", pixel.name)]).increment()
+            logger.error("events api: pixel paused; its events stay queued", metadata: ["pixel": "\(pixel.name)", "reason": "\(reason)"])
+        case .rejected(let reason):
+            if batch.count == 1 {
+                try? await store.deadLetter(ids, reason: reason)
+                deadLettered.increment()
+                logger.warning("events api: dead-lettered", metadata: ["pixel": "\(pixel.name)", "event_id": "\(batch[0].event.eventID)", "reason": "\(reason)"])
+            } else {
+                let half = batch.count / 2
+                await send(Array(batch[..<half]), pixel: pixel)
+                await send(Array(batch[half...]), pixel: pixel)
+            }
+        }
+    }
+
+    /// No token for the pixel: the exact request is logged and the events count as delivered.
+    private func dryRun(_ events: [LeasedEvent], pixelName: String) async {
+        let target = pixels[pixelName] ?? PixelTarget(name: pixelName, pixelCode: pixelName.isEmpty ? "(no pixel)" : pixelName, accessToken: nil, testEventCode: nil)
+        logger.info("events api dry run (no access token configured)", metadata: [
+            "pixel": "\(pixelName)", "endpoint": "\(api.endpoint)", "request": "\(EventsAPIClient.requestBody(events.map(\.event), pixel: target))",
+        ])
+        try? await store.markDelivered(events.map(\.id))
+    }
+}
