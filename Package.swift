@@ -80,10 +80,21 @@ let package = Package(
             swiftSettings: strict
         ),
         .testTarget(name: "ConfigTests", dependencies: ["Config"], swiftSettings: strict),
+        // A local fake of the TikTok Events API v1.3, shared by the test targets.
+        .target(
+            name: "EventsTestSupport",
+            dependencies: [
+                "Events",
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOPosix", package: "swift-nio"),
+                .product(name: "NIOHTTP1", package: "swift-nio"),
+            ],
+            path: "Tests/Support/EventsTestSupport",
+            swiftSettings: strict),
         .testTarget(
             name: "EventsTests",
             dependencies: [
-                "Events",
+                "Events", "EventsTestSupport",
                 .product(name: "AsyncHTTPClient", package: "async-http-client"),
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),
@@ -98,7 +109,7 @@ let package = Package(
         .testTarget(
             name: "GatewayTests",
             dependencies: [
-                "Gateway", "Config", "ClickID", "Events",
+                "Gateway", "Config", "ClickID", "Events", "EventsTestSupport",
                 .product(name: "AsyncHTTPClient", package: "async-http-client"),
                 .product(name: "MetricsTestKit", package: "swift-metrics"),
                 .product(name: "NIOCore", package: "swift-nio"),

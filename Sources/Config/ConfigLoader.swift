@@ -253,6 +253,7 @@ private struct Reader {
     func events(_ value: YAMLValue) -> GatewayConfig.Events? {
         guard let object = value.object(allowedKeys: [
             "path", "store", "endpoint", "pixels", "custom_events", "phone_country", "attribution_window", "batch_size", "linger",
+            "api_keys_env", "api_keys_file",
         ]) else { return nil }
         var events = GatewayConfig.Events()
         if let v = object["path"], let path = v.nonEmptyString() {
@@ -281,6 +282,8 @@ private struct Reader {
         }
         if let d = object["attribution_window"]?.parsed(ValueParsers.duration) { events.attributionWindow = d }
         if let n = object["batch_size"]?.int(in: 1...1000) { events.batchSize = n }
+        events.apiKeysEnv = object["api_keys_env"]?.nonEmptyString()
+        if let v = object["api_keys_file"] { events.apiKeysFile = existingFile(v) }
         if let d = object["linger"]?.parsed(ValueParsers.duration) { events.linger = d }
         for (name, entry) in object["pixels"]?.namedEntries() ?? [] {
             guard let pixel = entry.object(allowedKeys: ["pixel_code", "access_token_env", "access_token_file", "test_event_code"]),

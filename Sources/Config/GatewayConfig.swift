@@ -235,6 +235,10 @@ extension GatewayConfig {
         public var phoneCountry: String?
         /// `events.attribution_window`: how long a click enriches later events.
         public var attributionWindow: Duration = .seconds(28 * 86_400)
+        /// `events.api_keys_env` / `events.api_keys_file`: keys (comma, space or line separated) for
+        /// `POST /v1/events` on the admin listener.
+        public var apiKeysEnv: String?
+        public var apiKeysFile: String?
         /// `events.batch_size`: events per Events API request (at most 1,000).
         public var batchSize = 50
         /// `events.linger`: how long delivery waits for more events when the queue is empty.

@@ -19,6 +19,9 @@ public final class SQLiteEventStore: EventStore {
         }
         pool = try DatabasePool(path: path, configuration: configuration)
         try Self.migrator.migrate(pool)
+        // One process owns an SQLite store: leases left behind were held by a run that died
+        // (kill -9 mid-batch), so those events are due again now, not when the leases expire.
+        try pool.write { db in try db.execute(sql: "UPDATE outbox SET lease_until = NULL WHERE lease_until IS NOT NULL") }
         committer = GroupCommitter(pool: pool)
     }
 

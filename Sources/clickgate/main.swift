@@ -70,7 +70,9 @@ struct Serve: AsyncParsableCommand {
         var ingestor = EventIngestor(store: store, normalizer: normalizer)
         ingestor.attributionWindow = TimeInterval(loaded.events.attributionWindow.components.seconds)
         let clicks = BoundedClickQueue()
-        let server = GatewayServer(config: loaded, logger: logger, accessLog: accessLog, clickSink: clicks, ingestor: ingestor)
+        let server = GatewayServer(
+            config: loaded, logger: logger, accessLog: accessLog, clickSink: clicks, ingestor: ingestor,
+            apiKeys: apiKeys(loaded.events))
         let ledger = ClickLedgerWriter(queue: clicks, store: store, logger: logger)
         var settings = DeliveryWorker.Settings()
         settings.batchSize = loaded.events.batchSize
@@ -113,6 +115,13 @@ func pixelTargets(_ events: GatewayConfig.Events, logger: Logger) -> [PixelTarge
         }
         return PixelTarget(name: name, pixelCode: pixel.pixelCode, accessToken: token, testEventCode: pixel.testEventCode)
     }
+}
+
+/// Keys for the admin listener's `POST /v1/events`, from the environment and/or a file.
+func apiKeys(_ events: GatewayConfig.Events) -> Set<String> {
+    var text = events.apiKeysEnv.flatMap { ProcessInfo.processInfo.environment[$0] } ?? ""
+    if let file = events.apiKeysFile { text += "\n" + ((try? String(contentsOfFile: file, encoding: .utf8)) ?? "") }
+    return Set(text.split(whereSeparator: { $0 == "," || $0 == " " || $0 == "\n" }).map(String.init))
 }
 
 /// The store `events.store` names.

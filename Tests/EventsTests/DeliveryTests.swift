@@ -1,5 +1,6 @@
 import AsyncHTTPClient
 import Events
+import EventsTestSupport
 import Foundation
 import Logging
 import NIOConcurrencyHelpers

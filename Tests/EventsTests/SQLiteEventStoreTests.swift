@@ -62,6 +62,17 @@ private func event(_ id: String, name: String = "Purchase") -> NormalizedEvent {
         #expect(try await store.lease(limit: 10, for: .seconds(30), now: now.addingTimeInterval(101)).count == 1)
     }
 
+    @Test func reopeningReleasesTheLeasesOfADeadRun() async throws {
+        let path = scratchDatabase()
+        do {
+            let store = try SQLiteEventStore(path: path)
+            _ = try await store.enqueue([OutboxEvent(pixel: "main", event: event("r1"))])
+            #expect(try await store.lease(limit: 1, for: .seconds(600), now: Date()).count == 1)
+        }
+        let reopened = try SQLiteEventStore(path: path)
+        #expect(try await reopened.lease(limit: 1, for: .seconds(600), now: Date()).map(\.event.eventID) == ["r1"])
+    }
+
     @Test func deadLettersCanBeListedAndReplayed() async throws {
         let store = try SQLiteEventStore(path: scratchDatabase())
         _ = try await store.enqueue([OutboxEvent(pixel: "main", event: event("d1")), OutboxEvent(pixel: "main", event: event("d2"))])

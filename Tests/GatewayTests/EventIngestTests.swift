@@ -104,6 +104,31 @@ private func post(_ gateway: TestGateway, _ body: String, headers: [String] = []
         }
     }
 
+    @Test func serverEventsNeedAKeyAndAcceptTikToksBatchShape() async throws {
+        let pixels = "events: { pixels: { main: { pixel_code: CMAIN01 }, other: { pixel_code: COTHER2 } } }"
+        try await withGateway(top: pixels) { gateway, _ in
+            let url = "http://127.0.0.1:\(gateway.adminPort)/v1/events"
+            let batch = #"{"event_source":"web","event_source_id":"COTHER2","data":[{"event":"Purchase","event_time":\#(Int(Date().timeIntervalSince1970)),"event_id":"srv-9","user":{"external_id":"user_123","phone":"(+1)2133734253"},"properties":{"value":5,"currency":"USD"}}]}"#
+            for auth in [[], ["-H", "authorization: Bearer wrong"], ["-H", "authorization: Basic dGVzdA=="]] {
+                let refused = try await curl(["-o", "/dev/null", "-w", "%{http_code}", "-X", "POST", "--data-binary", batch] + auth + [url])
+                #expect(refused.stdout == "401")
+            }
+            let accepted = try await curl(["-w", " %{http_code}", "-X", "POST", "-H", "authorization: Bearer test-key-1", "--data-binary", batch, url])
+            #expect(accepted.stdout == "{\"accepted\":1,\"duplicates\":0}\n 202", "\(accepted)")
+            let stored = try #require(try await gateway.store.lease(limit: 1, for: .seconds(30), now: Date()).first)
+            #expect(stored.pixel == "other")
+            #expect(stored.event.user.externalID == ["80fba0ae1c48e3978e43e4efc365e14e12ea0c830ba8ba5b9a2dafc7e3f2ab8b"])
+            #expect(stored.event.user.phone == ["9f7ec22d72092cd3c0b58726ed9c2d91b92e51a3f29837508fb2948bb22dd2fd"])
+            // With two pixels, an event that names none is refused rather than guessed.
+            let unnamed = try await curl(["-o", "/dev/null", "-w", "%{http_code}", "-X", "POST", "-H", "authorization: Bearer test-key-1",
+                "--data-binary", #"{"event":"Lead"}"#, url])
+            #expect(unnamed.stdout == "400")
+            let named = try await curl(["-o", "/dev/null", "-w", "%{http_code}", "-X", "POST", "-H", "authorization: Bearer test-key-1",
+                "--data-binary", #"{"event":"Lead"}"#, url + "?pixel=main"])
+            #expect(named.stdout == "202")
+        }
+    }
+
     @Test func whenTheStoreCannotCommitNothingIsAcknowledged() async throws {
         let origin = try await TestOrigin.start()
         let gateway = try await TestGateway.start(TestFiles.yaml(upstream: origin.url), wrapStore: { BrokenStore(base: $0) })

@@ -1,3 +1,4 @@
+import EventsTestSupport
 import Foundation
 import Testing
 
@@ -54,6 +55,48 @@ import Testing
         let status = await gateway.waitForExit(timeout: .seconds(10))
         #expect(status == 0, "\(gateway.log)")
         #expect(gateway.log.contains("\"draining\""))
+    }
+
+    /// An event answered 202 is on disk: `kill -9` mid-ingest, restart, and every acknowledged
+    /// event_id reaches the Events API (repeats of in-flight batches are allowed: TikTok dedups).
+    @Test func kill9LosesNoAcknowledgedEvent() async throws {
+        let api = try await FakeEventsAPI.start(token: "process-token")
+        defer { Task { await api.stop() } }
+        let origin = try await TestOrigin.start()
+        defer { Task { await origin.stop() } }
+        let scratch = TestFiles.makeScratch("kill9")
+        let yaml = TestFiles.yaml(upstream: origin.url, site: "pixel: main", top: """
+            events:
+              store: sqlite:\(scratch)/events.sqlite
+              endpoint: \(api.url)
+              batch_size: 20
+              linger: 100ms
+              pixels: { main: { pixel_code: CPROC01, access_token_env: FAKE_TIKTOK_TOKEN } }
+            """)
+        let environment = ["FAKE_TIKTOK_TOKEN": "process-token"]
+        // Delivery is held back at first, so events pile up in the outbox when the gateway dies.
+        api.inject(Array(repeating: .http500, count: 3))
+        var gateway = try await GatewayProcess.start(yaml: yaml, directory: scratch, environment: environment)
+        var acknowledged: [String] = []
+        var refused = 0
+        for batch in 0..<40 {
+            if batch == 25 { gateway.signal(SIGKILL) }
+            let body = "[" + (0..<10).map { #"{"event":"Purchase","event_id":"k\#(batch)-\#($0)","properties":{"value":1,"currency":"EUR"}}"# }.joined(separator: ",") + "]"
+            let result = try await curl(["-X", "POST", "-H", "content-type: application/json", "--data-binary", body, "-w", " %{http_code}",
+                "https://localhost:\(gateway.httpsPort)/_clickgate/events"])
+            if result.stdout.hasSuffix(" 202") { acknowledged += (0..<10).map { "k\(batch)-\($0)" } } else { refused += 1 }
+        }
+        #expect(acknowledged.count >= 200 && refused >= 10, "acknowledged \(acknowledged.count), refused \(refused) requests")
+        _ = await gateway.waitForExit(timeout: .seconds(5))
+        gateway = try await GatewayProcess.start(yaml: yaml, directory: scratch, environment: environment)
+        defer { gateway.signal(SIGKILL) }
+        let deadline = ContinuousClock.now + .seconds(30)
+        while ContinuousClock.now < deadline, !Set(acknowledged).isSubset(of: Set(api.delivered)) {
+            try await Task.sleep(for: .milliseconds(100))
+        }
+        let missing = Set(acknowledged).subtracting(api.delivered)
+        #expect(missing.isEmpty, "\(missing.count) acknowledged events never delivered, e.g. \(missing.sorted().prefix(5))")
+        print("kill -9: \(acknowledged.count) acknowledged, \(Set(api.delivered).count) delivered, \(api.delivered.count - Set(api.delivered).count) repeats")
     }
 
     @Test func checkConfigNamesTheProblemAndExitsTwo() async throws {

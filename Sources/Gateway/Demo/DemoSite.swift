@@ -5,7 +5,9 @@ import NIOHTTP1
 /// id (as many redirect layers do), an offer page and a checkout that fires a conversion event.
 /// It sits behind the gateway exactly like a customer's origin would.
 enum DemoSite {
-    static let router: LocalHTTPHandler.Router = { head, _ in
+    static let router: LocalHTTPHandler.Router = { head, _ in page(for: head) }
+
+    private static func page(for head: HTTPRequestHead) -> LocalResponse {
         let parts = head.uri.split(separator: "?", maxSplits: 1, omittingEmptySubsequences: false)
         let path = parts.first.map(String.init) ?? "/"
         let query = parts.count > 1 ? String(parts[1]) : ""

@@ -34,6 +34,7 @@ public final class GatewayServer: Service, Sendable {
     }
 
     public let config: GatewayConfig
+    private let serverEvents: ServerEventsEndpoint?
     private let logger: Logger
     private let accessLog: Logger
     private let filters: [any ProxyFilter]
@@ -42,11 +43,13 @@ public final class GatewayServer: Service, Sendable {
 
     /// - Parameters:
     ///   - clickSink: where captured clicks go (the sidecar's click ledger).
-    ///   - ingestor: answers the first-party events path; without one the path is proxied.
+    ///   - ingestor: answers the first-party events path, and server events on the admin listener
+    ///     for holders of `apiKeys`; without one the events path is proxied.
     public init(
         config: GatewayConfig, logger: Logger, accessLog: Logger, clickSink: (any ClickSink)? = nil,
-        ingestor: EventIngestor? = nil, threads: Int = System.coreCount
+        ingestor: EventIngestor? = nil, apiKeys: Set<String> = [], threads: Int = System.coreCount
     ) {
+        self.serverEvents = ingestor.map { ServerEventsEndpoint(ingestor: $0, apiKeys: apiKeys, pixels: config.events.pixels) }
         self.config = config
         self.logger = logger
         self.accessLog = accessLog
@@ -85,7 +88,7 @@ public final class GatewayServer: Service, Sendable {
                 state.addresses.http = channel.localAddress
             }
             if let admin = config.listen.admin {
-                let channel = try await bindLocal(admin, router: AdminRoutes.router)
+                let channel = try await bindLocal(admin, router: AdminRoutes(serverEvents: serverEvents).router)
                 state.ownedChannels.append(channel)
                 state.addresses.admin = channel.localAddress
             }
@@ -263,12 +266,22 @@ public final class GatewayServer: Service, Sendable {
     }
 }
 
-/// The admin listener's routes (loopback by default).
-enum AdminRoutes {
-    static let router: LocalHTTPHandler.Router = { head, _ in
-        switch head.uri.split(separator: "?").first ?? "" {
-        case "/healthz": return LocalResponse(status: .ok, contentType: "text/plain; charset=utf-8", body: "ok\n")
-        default: return LocalResponse(status: .notFound, contentType: "text/plain; charset=utf-8", body: "not found\n")
+/// The admin listener's routes (loopback by default): health, and server-side events.
+struct AdminRoutes: Sendable {
+    let serverEvents: ServerEventsEndpoint?
+
+    var router: LocalHTTPHandler.Router {
+        { head, body in
+            let path = head.uri.split(separator: "?").first.map(String.init) ?? head.uri
+            switch (head.method, path) {
+            case (_, "/healthz"):
+                return LocalResponse(status: .ok, contentType: "text/plain; charset=utf-8", body: "ok\n")
+            case (.POST, "/v1/events"):
+                guard let serverEvents else { return LocalResponse(status: .notFound, contentType: "text/plain", body: "events are not enabled\n") }
+                return await serverEvents.handle(head: head, body: body)
+            default:
+                return LocalResponse(status: .notFound, contentType: "text/plain; charset=utf-8", body: "not found\n")
+            }
         }
     }
 }

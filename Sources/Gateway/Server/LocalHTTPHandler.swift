@@ -6,7 +6,7 @@ import NIOHTTP1
 final class LocalHTTPHandler: ChannelInboundHandler {
     typealias InboundIn = HTTPServerRequestPart
     typealias OutboundOut = HTTPServerResponsePart
-    typealias Router = @Sendable (HTTPRequestHead, ByteBuffer) -> LocalResponse
+    typealias Router = @Sendable (HTTPRequestHead, ByteBuffer) async -> LocalResponse
 
     private let router: Router
     private let maxBody: Int
@@ -32,7 +32,13 @@ final class LocalHTTPHandler: ChannelInboundHandler {
         case .end:
             guard let head else { return }
             self.head = nil
-            respond(router(head, body), keepAlive: head.isKeepAlive, context, isHead: head.method == .HEAD)
+            let body = self.body
+            let router = self.router
+            let promise = context.eventLoop.makePromise(of: LocalResponse.self)
+            promise.completeWithTask { await router(head, body) }
+            promise.futureResult.assumeIsolated().whenSuccess { [self] response in
+                respond(response, keepAlive: head.isKeepAlive, context, isHead: head.method == .HEAD)
+            }
         }
     }
 

@@ -85,18 +85,21 @@ final class GatewayProcess: @unchecked Sendable {
         self.httpPort = httpPort
     }
 
-    static func start(yaml: String) async throws -> GatewayProcess {
-        let scratch = TestFiles.makeScratch("process")
+    /// - Parameters:
+    ///   - directory: where the config and logs go; reuse it to restart on the same store.
+    ///   - environment: added to the test's own environment.
+    static func start(yaml: String, directory: String? = nil, environment: [String: String] = [:]) async throws -> GatewayProcess {
+        let scratch = directory ?? TestFiles.makeScratch("process")
         let configPath = scratch + "/clickgate.yaml"
         // Access and debug lines go to stderr, which the test keeps.
         try (yaml + "\nlog: { access: stderr, level: debug }\n").write(toFile: configPath, atomically: true, encoding: .utf8)
-        let stderrPath = scratch + "/stderr.log"
+        let stderrPath = scratch + "/stderr-\(UUID().uuidString.prefix(6)).log"
         FileManager.default.createFile(atPath: stderrPath, contents: nil)
         let process = Process()
         process.executableURL = URL(fileURLWithPath: clickgateBinary)
         process.arguments = ["serve", "--config", configPath]
         // NIO's strict mode turns misuse (like scheduling on a stopped event loop) into a crash.
-        process.environment = ProcessInfo.processInfo.environment.merging(["SWIFTNIO_STRICT": "1"]) { _, new in new }
+        process.environment = ProcessInfo.processInfo.environment.merging(environment.merging(["SWIFTNIO_STRICT": "1"]) { a, _ in a }) { _, new in new }
         process.standardOutput = FileHandle(forWritingAtPath: "/dev/null")
         process.standardError = try FileHandle(forWritingTo: URL(fileURLWithPath: stderrPath))
         try process.run()

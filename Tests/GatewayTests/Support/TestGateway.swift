@@ -85,7 +85,7 @@ final class TestGateway: Sendable {
             config: config,
             logger: Logger(label: "clickgate") { JSONLogHandler(label: $0, sink: .stderr, level: .warning) },
             accessLog: Logger(label: "clickgate.access") { JSONLogHandler(label: $0, sink: sink) },
-            clickSink: clicks, ingestor: ingestor,
+            clickSink: clicks, ingestor: ingestor, apiKeys: ["test-key-1"],
             threads: 2)
         let addresses = try await server.start()
         return TestGateway(server: server, addresses: addresses, accessLogPath: accessLogPath, clicks: clicks, store: store)

@@ -12,13 +12,13 @@ import NIOPosix
 /// `event`, `event_time` in Unix seconds, a string `event_id`, and hashed PII as 64-hex strings.
 /// Any breach is code 40002 for the whole batch, with a message naming the field, answered with
 /// HTTP 200, as TikTok does.
-final class FakeEventsAPI: Sendable {
-    enum Fault: Sendable, Equatable {
+public final class FakeEventsAPI: Sendable {
+    public enum Fault: Sendable, Equatable {
         case http500, rateLimit, garbage, drop, hang
         case unauthorized
     }
 
-    struct State {
+    struct State: Sendable {
         var faults: [Fault] = []
         /// Every batch containing one of these ids is refused with 40002.
         var poisoned: Set<String> = []
@@ -28,15 +28,15 @@ final class FakeEventsAPI: Sendable {
         var testEventCodes: [String?] = []
     }
 
-    let channel: any Channel
-    let token: String
+    public let channel: any Channel
+    public let token: String
     private let state: NIOLockedValueBox<State>
 
-    var url: String { "http://127.0.0.1:\(channel.localAddress!.port!)/open_api/v1.3/event/track/" }
-    var delivered: [String] { state.withLockedValue { $0.delivered } }
-    var batchSizes: [Int] { state.withLockedValue { $0.batchSizes } }
-    var requests: Int { state.withLockedValue { $0.requests } }
-    var testEventCodes: [String?] { state.withLockedValue { $0.testEventCodes } }
+    public var url: String { "http://127.0.0.1:\(channel.localAddress!.port!)/open_api/v1.3/event/track/" }
+    public var delivered: [String] { state.withLockedValue { $0.delivered } }
+    public var batchSizes: [Int] { state.withLockedValue { $0.batchSizes } }
+    public var requests: Int { state.withLockedValue { $0.requests } }
+    public var testEventCodes: [String?] { state.withLockedValue { $0.testEventCodes } }
 
     private init(channel: any Channel, token: String, state: NIOLockedValueBox<State>) {
         self.channel = channel
@@ -44,7 +44,7 @@ final class FakeEventsAPI: Sendable {
         self.state = state
     }
 
-    static func start(token: String = "test-token") async throws -> FakeEventsAPI {
+    public static func start(token: String = "test-token") async throws -> FakeEventsAPI {
         let state = NIOLockedValueBox(State())
         let channel = try await ServerBootstrap(group: MultiThreadedEventLoopGroup.singleton)
             .serverChannelOption(.socketOption(.so_reuseaddr), value: 1)
@@ -59,13 +59,13 @@ final class FakeEventsAPI: Sendable {
     }
 
     /// Faults for the next requests, in order; then it behaves.
-    func inject(_ faults: [Fault]) { state.withLockedValue { $0.faults += faults } }
-    func poison(_ eventID: String) { _ = state.withLockedValue { $0.poisoned.insert(eventID) } }
+    public func inject(_ faults: [Fault]) { state.withLockedValue { $0.faults += faults } }
+    public func poison(_ eventID: String) { _ = state.withLockedValue { $0.poisoned.insert(eventID) } }
 
-    func stop() async { try? await channel.close() }
+    public func stop() async { try? await channel.close() }
 
     /// The contract check; nil when the request is valid.
-    static func contractViolation(_ body: JSONValue) -> String? {
+    public static func contractViolation(_ body: JSONValue) -> String? {
         guard case .object(let root) = body else { return "Invalid value for field: body must be an object" }
         guard root["event_source"] == .string("web") else { return "Invalid value for field: event_source" }
         guard case .string(let source)? = root["event_source_id"], !source.isEmpty else { return "Invalid value for field: event_source_id" }
