@@ -1,4 +1,5 @@
 import Foundation
+import Metrics
 
 /// The answer to an ingest request.
 public struct IngestResult: Sendable, Equatable {
@@ -40,6 +41,17 @@ public struct EventIngestor: Sendable {
     }
 
     public func ingest(body: [UInt8], pixel: String, enrichment: EventEnrichment, now: Date = Date()) async -> IngestResult {
+        let result = await ingestCounted(body: body, pixel: pixel, enrichment: enrichment, now: now)
+        Counter(label: "clickgate_events_accepted_total").increment(by: Int64(result.accepted))
+        Counter(label: "clickgate_events_duplicates_total").increment(by: Int64(result.duplicates))
+        for problem in result.errors {
+            Counter(label: "clickgate_events_rejected_total", dimensions: [("field", problem.field)]).increment()
+        }
+        if result.status == 503 { Counter(label: "clickgate_events_store_unavailable_total").increment() }
+        return result
+    }
+
+    private func ingestCounted(body: [UInt8], pixel: String, enrichment: EventEnrichment, now: Date) async -> IngestResult {
         let parsed: JSONValue
         do {
             parsed = try JSONValue.parse(body)
@@ -54,6 +66,7 @@ public struct EventIngestor: Sendable {
         guard items.count <= maxEventsPerRequest else {
             return IngestResult(status: 400, accepted: 0, duplicates: 0, errors: [], message: "at most \(maxEventsPerRequest) events per request")
         }
+        Counter(label: "clickgate_events_received_total").increment(by: Int64(items.count))
         var accepted: [OutboxEvent] = []
         var problems: [EventProblem] = []
         do {

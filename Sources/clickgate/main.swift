@@ -11,7 +11,7 @@ struct ClickGateCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "clickgate",
         abstract: "An edge gateway that keeps paid-social click ids (TikTok's ttclid first) alive.",
-        subcommands: [Serve.self, CheckConfig.self, Certs.self],
+        subcommands: [Serve.self, CheckConfig.self, Certs.self, EventsCommand.self],
         defaultSubcommand: Serve.self)
 }
 
@@ -176,5 +176,86 @@ struct Certs: ParsableCommand {
                 print("already present: \(paths.caCertificate) and \(paths.certificate) (use --force to replace)")
             }
         }
+    }
+}
+
+struct EventsCommand: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "events", abstract: "The event sidecar's queue.", subcommands: [DeadLetters.self, Replay.self])
+
+    /// Where the store is: `--store`, else the config's `events.store`, else the embedded default's.
+    struct StoreOptions: ParsableArguments {
+        @Option(name: .long, help: "The YAML configuration whose events.store to open.")
+        var config: String?
+
+        @Option(name: .long, help: "A store location (sqlite:PATH), overriding the configuration.")
+        var store: String?
+
+        func open() throws -> any EventStore {
+            var location = store ?? GatewayConfig.Events().store
+            if store == nil, let config {
+                do { location = try ConfigLoader.load(file: config).events.store } catch {
+                    FileHandle.standardError.write(Data("\(error)\n".utf8))
+                    throw configErrorExit
+                }
+            }
+            return try openStore(location)
+        }
+    }
+
+    struct DeadLetters: AsyncParsableCommand {
+        static let configuration = CommandConfiguration(
+            commandName: "dead-letters",
+            abstract: "List events TikTok refused, with its reason.",
+            discussion: "Example: clickgate events dead-letters --config conf/clickgate.yaml --json")
+
+        @OptionGroup var location: StoreOptions
+        @Flag(help: "JSON lines instead of a table.") var json = false
+        @Option(help: "At most this many.") var limit = 100
+
+        func run() async throws {
+            let letters = try await location.open().deadLetters(limit: limit)
+            if json {
+                for letter in letters {
+                    let object: [String: Any] = [
+                        "id": letter.id, "pixel": letter.pixel, "event": letter.event, "event_id": letter.eventID,
+                        "reason": letter.reason, "failed_at": ISO8601DateFormatter().string(from: letter.failedAt),
+                    ]
+                    print(String(decoding: try JSONSerialization.data(withJSONObject: object, options: [.sortedKeys]), as: UTF8.self))
+                }
+                return
+            }
+            guard !letters.isEmpty else { return print("no dead letters") }
+            print("ID".padding(6) + "PIXEL".padding(12) + "EVENT".padding(18) + "EVENT_ID".padding(28) + "REASON")
+            for l in letters {
+                print(String(l.id).padding(6) + l.pixel.padding(12) + l.event.padding(18) + l.eventID.padding(28) + l.reason)
+            }
+        }
+    }
+
+    struct Replay: AsyncParsableCommand {
+        static let configuration = CommandConfiguration(
+            abstract: "Put dead letters back in the queue (after fixing what TikTok refused).",
+            discussion: "Example: clickgate events replay 3 7 --config conf/clickgate.yaml   (or --all)")
+
+        @OptionGroup var location: StoreOptions
+        @Argument(help: "Dead-letter ids to replay.") var ids: [Int64] = []
+        @Flag(help: "Replay every dead letter.") var all = false
+
+        func validate() throws {
+            if ids.isEmpty != all { throw ValidationError("name dead-letter ids, or --all (not both)") }
+        }
+
+        func run() async throws {
+            let moved = try await location.open().replay(all ? [] : ids)
+            print("requeued \(moved) event\(moved == 1 ? "" : "s")")
+        }
+    }
+}
+
+extension String {
+    /// Left-aligned in a column of `width`.
+    func padding(_ width: Int) -> String {
+        count >= width ? self + " " : self + String(repeating: " ", count: width - count)
     }
 }

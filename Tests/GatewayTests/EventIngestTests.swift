@@ -31,6 +31,8 @@ private func post(_ gateway: TestGateway, _ body: String, headers: [String] = []
 }
 
 @Suite struct EventIngestTests {
+    init() { _ = testMetrics }
+
     @Test(arguments: ["--http2", "--http1.1"])
     func aBrowserEventIsEnrichedFromTheVisitsCookiesAndStored(proto: String) async throws {
         try await withGateway { gateway, origin in
@@ -64,6 +66,8 @@ private func post(_ gateway: TestGateway, _ body: String, headers: [String] = []
             #expect(answer.body.contains(#"{"field":"event","index":1"#) || answer.body.contains(#""index":1"#), "\(answer.body)")
             #expect(answer.body.contains(#""field":"properties.currency""#))
             #expect(try await gateway.store.stats(now: Date()).queueDepth == 1)
+            let rejected = try testMetrics.expectCounter("clickgate_events_rejected_total", [("field", "properties.currency")])
+            #expect(rejected.totalValue >= 1)
             let malformed = try await post(gateway, #"{"event": "Lead""#)
             #expect(malformed.status == "400" && malformed.body.contains("not valid JSON"))
             let get = try await curl(["-o", "/dev/null", "-w", "%{http_code}", "https://localhost:\(gateway.httpsPort)/_clickgate/events"])

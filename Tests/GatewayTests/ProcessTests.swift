@@ -1,3 +1,4 @@
+import Events
 import EventsTestSupport
 import Foundation
 import Testing
@@ -97,6 +98,28 @@ import Testing
         let missing = Set(acknowledged).subtracting(api.delivered)
         #expect(missing.isEmpty, "\(missing.count) acknowledged events never delivered, e.g. \(missing.sorted().prefix(5))")
         print("kill -9: \(acknowledged.count) acknowledged, \(Set(api.delivered).count) delivered, \(api.delivered.count - Set(api.delivered).count) repeats")
+    }
+
+    @Test func deadLettersAreListedAndReplayedFromTheCommandLine() async throws {
+        let path = TestFiles.makeScratch("dead") + "/events.sqlite"
+        let store = try SQLiteEventStore(path: path)
+        let events = ["a", "b"].map { OutboxEvent(pixel: "main", event: NormalizedEvent(event: "Purchase", eventID: "dl-\($0)", eventTime: 1_760_000_000)) }
+        _ = try await store.enqueue(events)
+        let leased = try await store.lease(limit: 2, for: .seconds(30), now: Date())
+        try await store.deadLetter(leased.map(\.id), reason: "40002: Invalid value for field: data[0].properties.currency")
+        let table = try await runProcess(clickgateBinary, ["events", "dead-letters", "--store", "sqlite:\(path)"])
+        #expect(table.status == 0)
+        #expect(table.stdout.contains("dl-a") && table.stdout.contains("40002: Invalid value for field"), "\(table.stdout)")
+        let json = try await runProcess(clickgateBinary, ["events", "dead-letters", "--store", "sqlite:\(path)", "--json"])
+        #expect(json.stdout.split(separator: "\n").count == 2)
+        let usage = try await runProcess(clickgateBinary, ["events", "replay", "--store", "sqlite:\(path)"])
+        #expect(usage.status != 0 && usage.stderr.contains("--all"))
+        let firstID = try #require(try await store.deadLetters(limit: 1).first?.id)
+        let one = try await runProcess(clickgateBinary, ["events", "replay", "\(firstID)", "--store", "sqlite:\(path)"])
+        #expect(one.stdout == "requeued 1 event\n")
+        let rest = try await runProcess(clickgateBinary, ["events", "replay", "--all", "--store", "sqlite:\(path)"])
+        #expect(rest.stdout == "requeued 1 event\n")
+        #expect(try await SQLiteEventStore(path: path).stats(now: Date()).queueDepth == 2)
     }
 
     @Test func checkConfigNamesTheProblemAndExitsTwo() async throws {

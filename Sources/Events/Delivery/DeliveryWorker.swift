@@ -35,6 +35,12 @@ public final class DeliveryWorker: Sendable {
     private let retried = Counter(label: "clickgate_events_retried_total")
     private let deadLettered = Counter(label: "clickgate_events_dead_lettered_total")
     private let latency = Timer(label: "clickgate_events_delivery_seconds")
+    private let queueDepth = Gauge(label: "clickgate_events_queue_depth")
+    private let oldestAge = Gauge(label: "clickgate_events_oldest_undelivered_seconds")
+    private let deadLetterCount = Gauge(label: "clickgate_events_dead_letters")
+    /// Delivered events carrying each identifier; divided by delivered, the coverage.
+    private let coverage = Coverage()
+    private let lastStats = NIOLockedValueBox<Date>(.distantPast)
 
     public init(store: any EventStore, api: EventsAPIClient, pixels: [PixelTarget], settings: Settings = Settings(), logger: Logger) {
         self.store = store
@@ -60,6 +66,7 @@ public final class DeliveryWorker: Sendable {
     /// One round: leases what is due and sends it. Returns how many events were attempted.
     @discardableResult
     public func deliverOnce(now: Date = Date()) async -> Int {
+        await refreshGauges(now: now)
         let leased: [LeasedEvent]
         do {
             leased = try await store.lease(limit: settings.batchSize * 4, for: settings.lease, now: now)
@@ -96,6 +103,7 @@ public final class DeliveryWorker: Sendable {
         case .delivered:
             try? await store.markDelivered(ids)
             delivered.increment(by: Int64(batch.count))
+            coverage.record(batch.map(\.event))
         case .retry(let reason):
             let attempts = batch.map(\.attempts).max() ?? 1
             let backoff = min(Double(settings.maxBackoff.components.seconds), pow(2, Double(min(attempts, 16))))
@@ -122,6 +130,19 @@ public final class DeliveryWorker: Sendable {
         }
     }
 
+    /// Queue gauges, at most every five seconds (counting a large backlog is not free).
+    private func refreshGauges(now: Date) async {
+        let due = lastStats.withLockedValue { last -> Bool in
+            guard now.timeIntervalSince(last) >= 5 else { return false }
+            last = now
+            return true
+        }
+        guard due, let stats = try? await store.stats(now: now) else { return }
+        queueDepth.record(stats.queueDepth)
+        oldestAge.record(stats.oldestUndeliveredAge ?? 0)
+        deadLetterCount.record(stats.deadLetters)
+    }
+
     /// No token for the pixel: the exact request is logged and the events count as delivered.
     private func dryRun(_ events: [LeasedEvent], pixelName: String) async {
         let target = pixels[pixelName] ?? PixelTarget(name: pixelName, pixelCode: pixelName.isEmpty ? "(no pixel)" : pixelName, accessToken: nil, testEventCode: nil)
@@ -129,5 +150,33 @@ public final class DeliveryWorker: Sendable {
             "pixel": "\(pixelName)", "endpoint": "\(api.endpoint)", "request": "\(EventsAPIClient.requestBody(events.map(\.event), pixel: target))",
         ])
         try? await store.markDelivered(events.map(\.id))
+    }
+}
+
+/// Shares of delivered events that carried each identifier TikTok matches on.
+final class Coverage: Sendable {
+    private let totals = NIOLockedValueBox<(events: Int, ttclid: Int, ttp: Int, emailOrPhone: Int)>((0, 0, 0, 0))
+    private let withTTCLID = Counter(label: "clickgate_events_delivered_with_total", dimensions: [("identifier", "ttclid")])
+    private let withTTP = Counter(label: "clickgate_events_delivered_with_total", dimensions: [("identifier", "ttp")])
+    private let withEmailOrPhone = Counter(label: "clickgate_events_delivered_with_total", dimensions: [("identifier", "email_or_phone")])
+    private let ratioTTCLID = Gauge(label: "clickgate_events_coverage_ratio", dimensions: [("identifier", "ttclid")])
+    private let ratioTTP = Gauge(label: "clickgate_events_coverage_ratio", dimensions: [("identifier", "ttp")])
+    private let ratioEmailOrPhone = Gauge(label: "clickgate_events_coverage_ratio", dimensions: [("identifier", "email_or_phone")])
+
+    func record(_ events: [NormalizedEvent]) {
+        let ttclid = events.filter { $0.user.ttclid != nil }.count
+        let ttp = events.filter { $0.user.ttp != nil }.count
+        let contact = events.filter { $0.user.email != nil || $0.user.phone != nil }.count
+        withTTCLID.increment(by: Int64(ttclid))
+        withTTP.increment(by: Int64(ttp))
+        withEmailOrPhone.increment(by: Int64(contact))
+        let t = totals.withLockedValue { t in
+            t = (t.events + events.count, t.ttclid + ttclid, t.ttp + ttp, t.emailOrPhone + contact)
+            return t
+        }
+        guard t.events > 0 else { return }
+        ratioTTCLID.record(Double(t.ttclid) / Double(t.events))
+        ratioTTP.record(Double(t.ttp) / Double(t.events))
+        ratioEmailOrPhone.record(Double(t.emailOrPhone) / Double(t.events))
     }
 }
