@@ -70,12 +70,14 @@ public struct EventIngestor: Sendable {
         var accepted: [OutboxEvent] = []
         var problems: [EventProblem] = []
         do {
+            var normalized: [NormalizedEvent] = []
             for (index, item) in items.enumerated() {
                 switch normalizer.normalize(item, index: index, enrichment: enrichment, now: now) {
                 case .failure(let rejection): problems += rejection.problems
-                case .success(let event): accepted.append(OutboxEvent(pixel: pixel, event: try await joinLedger(event, now: now)))
+                case .success(let event): normalized.append(event)
                 }
             }
+            accepted = try await joinLedger(normalized, now: now).map { OutboxEvent(pixel: pixel, event: $0) }
             let outcomes = accepted.isEmpty ? [] : try await store.enqueue(accepted)
             let duplicates = outcomes.filter { $0 == .duplicate }.count
             return IngestResult(
@@ -85,26 +87,33 @@ public struct EventIngestor: Sendable {
         }
     }
 
-    /// Fills what the event lacks from the visitor's latest click; a hashed email or external id
-    /// seen with a visitor before leads to that visitor.
-    func joinLedger(_ event: NormalizedEvent, now: Date) async throws -> NormalizedEvent {
-        var event = event
-        let identities = (event.user.email ?? []) + (event.user.externalID ?? [])
-        if let visitor = event.visitorID {
-            try await store.linkIdentity(identities, visitorID: visitor, at: now)
-        } else {
-            event.visitorID = try await store.visitor(forIdentity: identities)
+    /// Fills what each event lacks from its visitor's latest click; a hashed email or external id
+    /// seen with a visitor before leads to that visitor. Two queries for the whole request.
+    func joinLedger(_ events: [NormalizedEvent], now: Date) async throws -> [NormalizedEvent] {
+        var events = events
+        func identities(_ event: NormalizedEvent) -> [String] { (event.user.email ?? []) + (event.user.externalID ?? []) }
+        let unknown = Set(events.filter { $0.visitorID == nil }.flatMap(identities))
+        let known = try await store.visitors(forIdentities: unknown)
+        for i in events.indices where events[i].visitorID == nil {
+            events[i].visitorID = identities(events[i]).lazy.compactMap { known[$0] }.first
         }
-        guard let visitor = event.visitorID, event.user.ttclid == nil || event.user.ttp == nil || event.user.ip == nil,
-            let click = try await store.latestClick(visitorID: visitor, since: now.addingTimeInterval(-attributionWindow))
-        else { return event }
-        event.user.ttclid = event.user.ttclid ?? click.ttclid
-        event.user.ttp = event.user.ttp ?? click.ttp
-        event.user.ip = event.user.ip ?? click.ip
-        event.user.userAgent = event.user.userAgent ?? click.userAgent
-        if event.page?.url == nil, let landing = click.landingURL {
-            event.page = NormalizedEvent.Page(url: landing, referrer: event.page?.referrer ?? click.referrer)
+        for event in events {
+            if let visitor = event.visitorID, !identities(event).isEmpty {
+                try await store.linkIdentity(identities(event), visitorID: visitor, at: now)
+            }
         }
-        return event
+        let needy = Set(events.filter { $0.user.ttclid == nil || $0.user.ttp == nil || $0.user.ip == nil }.compactMap(\.visitorID))
+        let clicks = try await store.latestClicks(visitorIDs: needy, since: now.addingTimeInterval(-attributionWindow))
+        for i in events.indices {
+            guard let visitor = events[i].visitorID, let click = clicks[visitor] else { continue }
+            events[i].user.ttclid = events[i].user.ttclid ?? click.ttclid
+            events[i].user.ttp = events[i].user.ttp ?? click.ttp
+            events[i].user.ip = events[i].user.ip ?? click.ip
+            events[i].user.userAgent = events[i].user.userAgent ?? click.userAgent
+            if events[i].page?.url == nil, let landing = click.landingURL {
+                events[i].page = NormalizedEvent.Page(url: landing, referrer: events[i].page?.referrer ?? click.referrer)
+            }
+        }
+        return events
     }
 }

@@ -77,15 +77,18 @@ public protocol EventStore: Sendable {
     func lease(limit: Int, for duration: Duration, now: Date) async throws -> [LeasedEvent]
     func markDelivered(_ ids: [Int64]) async throws
     func retryLater(_ ids: [Int64], at: Date, error: String) async throws
+    /// Makes the pixel's backed-off events due now (the API answered again after failures).
+    func expediteRetries(pixel: String, now: Date) async throws
     func deadLetter(_ ids: [Int64], reason: String) async throws
     func deadLetters(limit: Int) async throws -> [DeadLetter]
     /// Puts dead letters back in the outbox (all when `ids` is empty); returns how many.
     func replay(_ ids: [Int64]) async throws -> Int
     func recordClicks(_ entries: [ClickLedgerEntry]) async throws
-    /// The visitor's latest click no older than `since`.
-    func latestClick(visitorID: String, since: Date) async throws -> ClickLedgerEntry?
+    /// Each visitor's latest click no older than `since`, in one query.
+    func latestClicks(visitorIDs: Set<String>, since: Date) async throws -> [String: ClickLedgerEntry]
     /// Remembers that a hashed email or external id belongs to a visitor.
     func linkIdentity(_ hashes: [String], visitorID: String, at: Date) async throws
-    func visitor(forIdentity hashes: [String]) async throws -> String?
+    /// The visitor of each known hash, in one query.
+    func visitors(forIdentities hashes: Set<String>) async throws -> [String: String]
     func stats(now: Date) async throws -> StoreStats
 }

@@ -100,6 +100,15 @@ public final class SQLiteEventStore: EventStore {
         }
     }
 
+    public func expediteRetries(pixel: String, now: Date) async throws {
+        let value = now.timeIntervalSince1970
+        try await pool.write { db in
+            try db.execute(
+                sql: "UPDATE outbox SET available_at = ? WHERE pixel = ? AND available_at > ? AND lease_until IS NULL",
+                arguments: [value, pixel, value])
+        }
+    }
+
     public func deadLetter(_ ids: [Int64], reason: String) async throws {
         guard !ids.isEmpty else { return }
         let now = Date().timeIntervalSince1970
@@ -154,15 +163,34 @@ public final class SQLiteEventStore: EventStore {
         }
     }
 
-    public func latestClick(visitorID: String, since: Date) async throws -> ClickLedgerEntry? {
-        try await pool.read { db in
-            try Row.fetchOne(db, sql: """
-                SELECT * FROM clicks WHERE visitor_id = ? AND clicked_at >= ? ORDER BY clicked_at DESC LIMIT 1
-                """, arguments: [visitorID, since.timeIntervalSince1970]).map { row in
-                ClickLedgerEntry(
+    public func latestClicks(visitorIDs: Set<String>, since: Date) async throws -> [String: ClickLedgerEntry] {
+        guard !visitorIDs.isEmpty else { return [:] }
+        let ids = Array(visitorIDs)
+        return try await pool.read { db in
+            var latest: [String: ClickLedgerEntry] = [:]
+            let rows = try Row.fetchAll(db, sql: """
+                SELECT * FROM clicks WHERE visitor_id IN (\(Self.placeholders(ids.count))) AND clicked_at >= ? ORDER BY clicked_at
+                """, arguments: StatementArguments(ids) + [since.timeIntervalSince1970])
+            for row in rows {
+                let entry = ClickLedgerEntry(
                     visitorID: row["visitor_id"], clickedAt: Date(timeIntervalSince1970: row["clicked_at"]), ttclid: row["ttclid"],
                     ttp: row["ttp"], ip: row["ip"], userAgent: row["user_agent"], landingURL: row["landing_url"], referrer: row["referrer"])
+                latest[entry.visitorID] = entry
             }
+            return latest
+        }
+    }
+
+    public func visitors(forIdentities hashes: Set<String>) async throws -> [String: String] {
+        guard !hashes.isEmpty else { return [:] }
+        let list = Array(hashes)
+        return try await pool.read { db in
+            var out: [String: String] = [:]
+            for row in try Row.fetchAll(db, sql: "SELECT hash, visitor_id FROM identities WHERE hash IN (\(Self.placeholders(list.count))) ORDER BY seen_at",
+                                        arguments: StatementArguments(list)) {
+                out[row["hash"]] = row["visitor_id"]
+            }
+            return out
         }
     }
 
@@ -173,15 +201,6 @@ public final class SQLiteEventStore: EventStore {
                 try db.execute(sql: "INSERT OR REPLACE INTO identities (hash, visitor_id, seen_at) VALUES (?, ?, ?)",
                                arguments: [hash, visitorID, at.timeIntervalSince1970])
             }
-        }
-    }
-
-    public func visitor(forIdentity hashes: [String]) async throws -> String? {
-        guard !hashes.isEmpty else { return nil }
-        return try await pool.read { db in
-            try String.fetchOne(db, sql: """
-                SELECT visitor_id FROM identities WHERE hash IN (\(Self.placeholders(hashes.count))) ORDER BY seen_at DESC LIMIT 1
-                """, arguments: StatementArguments(hashes))
         }
     }
 

@@ -57,9 +57,13 @@ private func drain(_ worker: DeliveryWorker, _ store: SQLiteEventStore, rounds: 
 @Suite(.serialized) struct DeliveryTests {
     let http = HTTPClient.shared
 
-    func worker(_ api: FakeEventsAPI, _ store: SQLiteEventStore, token: String? = "test-token", testEventCode: String? = nil, log: CapturedLog = CapturedLog()) -> DeliveryWorker {
+    func worker(
+        _ api: FakeEventsAPI, _ store: SQLiteEventStore, token: String? = "test-token", testEventCode: String? = nil, log: CapturedLog = CapturedLog(),
+        batchSize: Int = 50
+    ) -> DeliveryWorker {
         var settings = DeliveryWorker.Settings()
         settings.lease = .seconds(2)
+        settings.batchSize = batchSize
         return DeliveryWorker(
             store: store, api: EventsAPIClient(endpoint: api.url, client: http, timeout: .seconds(1)),
             pixels: [PixelTarget(name: "main", pixelCode: "CPIXEL1", accessToken: token, testEventCode: testEventCode)],
@@ -85,6 +89,20 @@ private func drain(_ worker: DeliveryWorker, _ store: SQLiteEventStore, rounds: 
         try await drain(worker(api, store), store)
         #expect(api.delivered.count == 30)
         #expect(Set(api.delivered).count == 30, "no event delivered twice")
+        await api.stop()
+    }
+
+    @Test func whenTheAPIAnswersAgainBackedOffEventsGoAtOnce() async throws {
+        let api = try await FakeEventsAPI.start()
+        let store = try scratchStore()
+        _ = try await store.enqueue(events(10))
+        api.inject([.http500])
+        let delivery = worker(api, store, batchSize: 5)
+        await delivery.deliverOnce()
+        #expect(api.delivered.count == 5, "one batch failed, the next succeeded")
+        // Without the clock moving, the failed batch is due again: the success expedited it.
+        await delivery.deliverOnce()
+        #expect(api.delivered.count == 10)
         await api.stop()
     }
 

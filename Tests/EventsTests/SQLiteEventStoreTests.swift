@@ -95,10 +95,11 @@ private func event(_ id: String, name: String = "Purchase") -> NormalizedEvent {
             ClickLedgerEntry(visitorID: "v1", clickedAt: now.addingTimeInterval(-3600), ttclid: "E.C.P.new", ttp: "t", ip: "203.0.113.1", userAgent: "UA", landingURL: "https://lp/x", referrer: nil),
         ])
         let window = now.addingTimeInterval(-28 * 86_400)
-        #expect(try await store.latestClick(visitorID: "v1", since: window)?.ttclid == "E.C.P.new")
-        #expect(try await store.latestClick(visitorID: "v2", since: window) == nil)
+        let latest = try await store.latestClicks(visitorIDs: ["v1", "v2"], since: window)
+        #expect(latest["v1"]?.ttclid == "E.C.P.new")
+        #expect(latest["v2"] == nil)
         let email = PII.hashEmail("a@b.example")!
         try await store.linkIdentity([email], visitorID: "v1", at: now)
-        #expect(try await store.visitor(forIdentity: ["x", email]) == "v1")
+        #expect(try await store.visitors(forIdentities: ["x", email]) == [email: "v1"])
     }
 }

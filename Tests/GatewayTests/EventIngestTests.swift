@@ -16,9 +16,10 @@ private struct BrokenStore: EventStore {
     func deadLetters(limit: Int) async throws -> [DeadLetter] { try await base.deadLetters(limit: limit) }
     func replay(_ ids: [Int64]) async throws -> Int { try await base.replay(ids) }
     func recordClicks(_ entries: [ClickLedgerEntry]) async throws { try await base.recordClicks(entries) }
-    func latestClick(visitorID: String, since: Date) async throws -> ClickLedgerEntry? { try await base.latestClick(visitorID: visitorID, since: since) }
     func linkIdentity(_ hashes: [String], visitorID: String, at: Date) async throws { try await base.linkIdentity(hashes, visitorID: visitorID, at: at) }
-    func visitor(forIdentity hashes: [String]) async throws -> String? { try await base.visitor(forIdentity: hashes) }
+    func visitors(forIdentities hashes: Set<String>) async throws -> [String: String] { try await base.visitors(forIdentities: hashes) }
+    func latestClicks(visitorIDs: Set<String>, since: Date) async throws -> [String: ClickLedgerEntry] { try await base.latestClicks(visitorIDs: visitorIDs, since: since) }
+    func expediteRetries(pixel: String, now: Date) async throws { try await base.expediteRetries(pixel: pixel, now: now) }
     func stats(now: Date) async throws -> StoreStats { try await base.stats(now: now) }
 }
 

@@ -30,6 +30,8 @@ public final class DeliveryWorker: Sendable {
     private let settings: Settings
     private let logger: Logger
     private let pausedUntil = NIOLockedValueBox<[String: Date]>([:])
+    /// Pixels whose last answer was a failure: their next success expedites the backed-off events.
+    private let failing = NIOLockedValueBox<Set<String>>([])
 
     private let delivered = Counter(label: "clickgate_events_delivered_total")
     private let retried = Counter(label: "clickgate_events_retried_total")
@@ -102,6 +104,11 @@ public final class DeliveryWorker: Sendable {
         switch exchange.outcome {
         case .delivered:
             try? await store.markDelivered(ids)
+            if failing.withLockedValue({ $0.remove(pixel.name) }) != nil {
+                // The API is back: what waited out a backoff is due now, not minutes from now.
+                try? await store.expediteRetries(pixel: pixel.name, now: Date())
+                logger.info("events api: answering again; backed-off events are due now", metadata: ["pixel": "\(pixel.name)"])
+            }
             delivered.increment(by: Int64(batch.count))
             coverage.record(batch.map(\.event))
         case .retry(let reason):
@@ -109,6 +116,7 @@ public final class DeliveryWorker: Sendable {
             let backoff = min(Double(settings.maxBackoff.components.seconds), pow(2, Double(min(attempts, 16))))
             let delay = backoff * Double.random(in: 0.5...1.0)
             try? await store.retryLater(ids, at: Date().addingTimeInterval(delay), error: reason)
+            _ = failing.withLockedValue { $0.insert(pixel.name) }
             retried.increment(by: Int64(batch.count))
             logger.warning("events api: retrying", metadata: ["pixel": "\(pixel.name)", "events": "\(batch.count)", "reason": "\(reason)"])
         case .unauthorized(let reason):
