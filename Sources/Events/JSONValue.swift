@@ -33,7 +33,7 @@ public enum JSONValue: Codable, Sendable, Equatable {
 
     /// Parses a JSON document; the error says where it is malformed.
     public static func parse(_ bytes: [UInt8]) throws -> JSONValue {
-        try JSONDecoder().decode(JSONValue.self, from: Data(bytes))
+        try JSONParser.parse(bytes)
     }
 
     public subscript(key: String) -> JSONValue? {

@@ -59,7 +59,8 @@ public final class SQLiteEventStore: EventStore {
     }
 
     public func enqueue(_ events: [OutboxEvent]) async throws -> [EnqueueOutcome] {
-        try await committer.submit(events)
+        let encoder = JSONEncoder()
+        return try await committer.submit(try events.map { try Encoded($0, encoder: encoder) })
     }
 
     public func lease(limit: Int, for duration: Duration, now: Date) async throws -> [LeasedEvent] {
@@ -217,21 +218,38 @@ public final class SQLiteEventStore: EventStore {
         Array(repeating: "?", count: count).joined(separator: ",")
     }
 
-    /// One transaction for a group of submissions: dedup, then insert.
-    static func insert(_ groups: [[OutboxEvent]], into db: Database, now: Date) throws -> [[EnqueueOutcome]] {
+    /// An event with its outbox payload already encoded: encoding happens before the writer is
+    /// taken, so the transaction does only SQL.
+    struct Encoded: Sendable {
+        let pixel: String
+        let event: String
+        let eventID: String
+        let payload: Data
+
+        init(_ item: OutboxEvent, encoder: JSONEncoder) throws {
+            pixel = item.pixel
+            event = item.event.event
+            eventID = item.event.eventID
+            payload = try encoder.encode(item.event)
+        }
+    }
+
+    /// One transaction for a group of submissions: dedup, then insert. A dedup key older than the
+    /// window is taken over by the new event (the upsert's WHERE); `changesCount` tells which won.
+    static func insert(_ groups: [[Encoded]], into db: Database, now: Date) throws -> [[EnqueueOutcome]] {
         let nowValue = now.timeIntervalSince1970
-        let encoder = JSONEncoder()
-        let seen = try db.cachedStatement(sql: "SELECT seen_at FROM dedup WHERE pixel = ? AND event = ? AND event_id = ?")
-        let remember = try db.cachedStatement(sql: "INSERT OR REPLACE INTO dedup (pixel, event, event_id, seen_at) VALUES (?, ?, ?, ?)")
+        let claim = try db.cachedStatement(sql: """
+            INSERT INTO dedup (pixel, event, event_id, seen_at) VALUES (?, ?, ?, ?)
+            ON CONFLICT (pixel, event, event_id) DO UPDATE SET seen_at = excluded.seen_at WHERE seen_at < ?
+            """)
         let insert = try db.cachedStatement(sql: """
             INSERT INTO outbox (pixel, event, event_id, payload, received_at, available_at) VALUES (?, ?, ?, ?, ?, ?)
             """)
         return try groups.map { events in
             try events.map { item in
-                let key: StatementArguments = [item.pixel, item.event.event, item.event.eventID]
-                if let at = try Double.fetchOne(seen, arguments: key), nowValue - at < dedupWindow { return .duplicate }
-                try remember.execute(arguments: key + [nowValue])
-                try insert.execute(arguments: key + [try encoder.encode(item.event), nowValue, nowValue])
+                try claim.execute(arguments: [item.pixel, item.event, item.eventID, nowValue, nowValue - dedupWindow])
+                guard db.changesCount > 0 else { return .duplicate }
+                try insert.execute(arguments: [item.pixel, item.event, item.eventID, item.payload, nowValue, nowValue])
                 return .stored(id: db.lastInsertedRowID)
             }
         }
@@ -241,7 +259,7 @@ public final class SQLiteEventStore: EventStore {
 /// Batches concurrent submissions into shared transactions.
 actor GroupCommitter {
     private let pool: DatabasePool
-    private var waiting: [([OutboxEvent], CheckedContinuation<[EnqueueOutcome], any Error>)] = []
+    private var waiting: [([SQLiteEventStore.Encoded], CheckedContinuation<[EnqueueOutcome], any Error>)] = []
     private var writing = false
     private(set) var commits = 0
 
@@ -249,7 +267,7 @@ actor GroupCommitter {
         self.pool = pool
     }
 
-    func submit(_ events: [OutboxEvent]) async throws -> [EnqueueOutcome] {
+    func submit(_ events: [SQLiteEventStore.Encoded]) async throws -> [EnqueueOutcome] {
         try await withCheckedThrowingContinuation { continuation in
             waiting.append((events, continuation))
             if !writing {

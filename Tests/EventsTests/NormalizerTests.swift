@@ -103,6 +103,18 @@ private func normalize(_ text: String, enrichment: EventEnrichment = EventEnrich
     }
 
     @Test func malformedJSONIsAnError() {
-        #expect(throws: (any Error).self) { try json("{\"event\": ") }
+        for bad in ["{\"event\": ", "[1,]", "{\"a\" 1}", "01", "\"\u{01}\"", "[\"\\x\"]", "tru", "1 2", "\"\\ud800\"",
+                    String(repeating: "[", count: 100) + String(repeating: "]", count: 100)] {
+            #expect(throws: (any Error).self, "\(bad)") { try json(bad) }
+        }
+    }
+
+    @Test func jsonValuesParseExactly() throws {
+        let value = try json(#" {"s":"a\"b\\c\/\n\u00e9\ud83d\ude00","n":[-1.5e2,0,12345678901234],"t":true,"f":false,"z":null,"e":{},"a":[]} "#)
+        #expect(value["s"] == .string("a\"b\\c/\né😀"))
+        #expect(value["n"] == .array([.number(-150), .number(0), .number(12_345_678_901_234)]))
+        #expect(value["t"] == .bool(true) && value["f"] == .bool(false) && value["z"] == .null)
+        #expect(value["e"] == .object([:]) && value["a"] == .array([]))
+        #expect(try json("\"plain é text\"") == .string("plain é text"))
     }
 }
