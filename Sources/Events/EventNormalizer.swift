@@ -1,8 +1,8 @@
 import Foundation
 
 /// An event ready for the outbox: validated, PII hashed, enriched, with a string `event_id`.
-public struct NormalizedEvent: Codable, Sendable, Equatable {
-    public struct User: Codable, Sendable, Equatable {
+public struct NormalizedEvent: Sendable, Equatable {
+    public struct User: Sendable, Equatable {
         public var ttclid: String?
         public var ttp: String?
         /// SHA-256 hex digests only.
@@ -14,15 +14,9 @@ public struct NormalizedEvent: Codable, Sendable, Equatable {
         public var locale: String?
 
         public init() {}
-
-        enum CodingKeys: String, CodingKey {
-            case ttclid, ttp, email, phone, ip, locale
-            case externalID = "external_id"
-            case userAgent = "user_agent"
-        }
     }
 
-    public struct Page: Codable, Sendable, Equatable {
+    public struct Page: Sendable, Equatable {
         public var url: String?
         public var referrer: String?
 
@@ -57,12 +51,39 @@ public struct NormalizedEvent: Codable, Sendable, Equatable {
         self.visitorID = visitorID
     }
 
-    enum CodingKeys: String, CodingKey {
-        case event, user, properties, page
-        case eventID = "event_id"
-        case eventTime = "event_time"
-        case limitedDataUse = "limited_data_use"
-        case visitorID = "visitor_id"
+    /// How the outbox keeps the event: the API payload plus the visitor id.
+    public var storageJSON: JSONValue {
+        guard case .object(var object) = apiPayload else { return apiPayload }
+        if let visitorID { object["visitor_id"] = .string(visitorID) }
+        return .object(object)
+    }
+
+    /// Back from ``storageJSON``; nil when the stored bytes are not an event.
+    public init?(storage: JSONValue) {
+        guard case .string(let event)? = storage["event"], case .string(let eventID)? = storage["event_id"],
+            case .number(let time)? = storage["event_time"]
+        else { return nil }
+        func strings(_ value: JSONValue?) -> [String]? {
+            guard case .array(let items)? = value else { return nil }
+            return items.compactMap(\.stringValue)
+        }
+        let u = storage["user"]
+        var user = User()
+        user.ttclid = u?["ttclid"]?.stringValue
+        user.ttp = u?["ttp"]?.stringValue
+        user.email = strings(u?["email"])
+        user.phone = strings(u?["phone"])
+        user.externalID = strings(u?["external_id"])
+        user.ip = u?["ip"]?.stringValue
+        user.userAgent = u?["user_agent"]?.stringValue
+        user.locale = u?["locale"]?.stringValue
+        var properties: [String: JSONValue] = [:]
+        if case .object(let p)? = storage["properties"] { properties = p }
+        var page: Page?
+        if let p = storage["page"] { page = Page(url: p["url"]?.stringValue, referrer: p["referrer"]?.stringValue) }
+        self.init(
+            event: event, eventID: eventID, eventTime: Int64(time), user: user, properties: properties, page: page,
+            limitedDataUse: storage["limited_data_use"] == .bool(true), visitorID: storage["visitor_id"]?.stringValue)
     }
 
     /// The `data[]` element of an Events API v1.3 request.

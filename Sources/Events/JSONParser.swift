@@ -1,6 +1,6 @@
 /// A strict RFC 8259 parser straight from bytes to ``JSONValue``.
 ///
-/// Decoding `JSONValue` through `Codable` tries each type in turn and throws on every miss; for
+/// Decoding a JSON tree through `Codable` tries each type in turn and throws on every miss; for
 /// event batches that is most of ingest's CPU. This reads each value once, and bounds nesting so
 /// hostile input cannot exhaust the stack.
 struct JSONParser {

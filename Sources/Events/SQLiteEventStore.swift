@@ -59,8 +59,7 @@ public final class SQLiteEventStore: EventStore {
     }
 
     public func enqueue(_ events: [OutboxEvent]) async throws -> [EnqueueOutcome] {
-        let encoder = JSONEncoder()
-        return try await committer.submit(try events.map { try Encoded($0, encoder: encoder) })
+        try await committer.submit(events.map(Encoded.init))
     }
 
     public func lease(limit: Int, for duration: Duration, now: Date) async throws -> [LeasedEvent] {
@@ -78,7 +77,9 @@ public final class SQLiteEventStore: EventStore {
                 try db.execute(sql: "UPDATE outbox SET lease_until = ?, attempts = attempts + 1 WHERE id = ?",
                                arguments: [until.timeIntervalSince1970, id])
                 let payload: Data = row["payload"]
-                let event = try JSONDecoder().decode(NormalizedEvent.self, from: payload)
+                guard let event = NormalizedEvent(storage: try JSONValue.parse(Array(payload))) else {
+                    throw StoredEventUnreadable(id: id)
+                }
                 leased.append(LeasedEvent(id: id, pixel: row["pixel"], event: event, attempts: (row["attempts"] as Int) + 1))
             }
             return leased
@@ -226,11 +227,11 @@ public final class SQLiteEventStore: EventStore {
         let eventID: String
         let payload: Data
 
-        init(_ item: OutboxEvent, encoder: JSONEncoder) throws {
+        init(_ item: OutboxEvent) {
             pixel = item.pixel
             event = item.event.event
             eventID = item.event.eventID
-            payload = try encoder.encode(item.event)
+            payload = Data(item.event.storageJSON.serialized.utf8)
         }
     }
 
@@ -254,6 +255,11 @@ public final class SQLiteEventStore: EventStore {
             }
         }
     }
+}
+
+struct StoredEventUnreadable: Error, CustomStringConvertible {
+    let id: Int64
+    var description: String { "outbox row \(id) does not hold an event" }
 }
 
 /// Batches concurrent submissions into shared transactions.

@@ -54,7 +54,7 @@ private func normalize(_ text: String, enrichment: EventEnrichment = EventEnrich
         #expect(event.page == NormalizedEvent.Page(url: "https://lp.example.com/thanks", referrer: "https://lp.example.com/offer"))
         #expect(event.properties["currency"] == .string("EUR"))
         #expect(event.visitorID == "0123456789abcdef0123456789abcdef")
-        let payload = try String(decoding: JSONEncoder().encode(event.apiPayload), as: UTF8.self)
+        let payload = event.apiPayload.serialized
         #expect(!payload.contains("ALICE") && !payload.contains("alice"), "raw PII never reaches the payload")
         #expect(payload.contains("\"event_id\":\"ord-1\""))
     }
@@ -87,6 +87,13 @@ private func normalize(_ text: String, enrichment: EventEnrichment = EventEnrich
         case .success: Issue.record("accepted \(body)")
         case .failure(let rejection): #expect(rejection.problems.map(\.field).contains(field), "\(rejection.problems)")
         }
+    }
+
+    @Test func storedEventsRoundTrip() throws {
+        let event = try normalize(#"{"event":"Purchase","event_id":"r-1","properties":{"value":1.25,"currency":"EUR","contents":[{"id":"a\"b"}]},"user":{"email":"x@y.example","phone":"+12133734253"},"page":{"url":"https://p/é"},"limited_data_use":true,"visitor_id":"v1"}"#).get()
+        let text = event.storageJSON.serialized
+        #expect(NormalizedEvent(storage: try json(text)) == event)
+        #expect(try json(text) == event.storageJSON, "the serializer and the parser agree")
     }
 
     @Test func millisecondsAreDetectedAndCustomEventsAllowed() throws {

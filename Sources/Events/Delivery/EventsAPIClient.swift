@@ -56,9 +56,7 @@ public struct EventsAPIClient: Sendable {
             "data": .array(events.map(\.apiPayload)),
         ]
         if let code = pixel.testEventCode { envelope["test_event_code"] = .string(code) }
-        let encoder = JSONEncoder()
-        encoder.outputFormatting = [.sortedKeys, .withoutEscapingSlashes]
-        return String(decoding: (try? encoder.encode(JSONValue.object(envelope))) ?? Data(), as: UTF8.self)
+        return JSONValue.object(envelope).serialized
     }
 
     public func send(_ events: [NormalizedEvent], pixel: PixelTarget) async -> EventsAPIExchange {
