@@ -101,14 +101,7 @@ struct JSONParser {
 
     private mutating func string() throws -> String {
         index += 1
-        let start = index
-        // Fast path: no escapes.
-        while index < bytes.count, bytes[index] != UInt8(ascii: "\""), bytes[index] != UInt8(ascii: "\\") {
-            guard bytes[index] >= 0x20 else { throw fail("control character in a string") }
-            index += 1
-        }
-        guard index < bytes.count else { throw fail("unterminated string") }
-        var scalars = String(decoding: bytes[start..<index], as: UTF8.self)
+        var scalars = try plainRun()
         while bytes[index] != UInt8(ascii: "\"") {
             // An escape, then more plain bytes.
             index += 1
@@ -138,16 +131,22 @@ struct JSONParser {
             default: throw fail("invalid escape")
             }
             index += 1
-            let plain = index
-            while index < bytes.count, bytes[index] != UInt8(ascii: "\""), bytes[index] != UInt8(ascii: "\\") {
-                guard bytes[index] >= 0x20 else { throw fail("control character in a string") }
-                index += 1
-            }
-            guard index < bytes.count else { throw fail("unterminated string") }
-            scalars += String(decoding: bytes[plain..<index], as: UTF8.self)
+            scalars += try plainRun()
         }
         index += 1
         return scalars
+    }
+
+    /// The bytes up to the next quote or backslash (most strings have no escape at all); leaves
+    /// `index` on that quote or backslash.
+    private mutating func plainRun() throws -> String {
+        let start = index
+        while index < bytes.count, bytes[index] != UInt8(ascii: "\""), bytes[index] != UInt8(ascii: "\\") {
+            guard bytes[index] >= 0x20 else { throw fail("control character in a string") }
+            index += 1
+        }
+        guard index < bytes.count else { throw fail("unterminated string") }
+        return String(decoding: bytes[start..<index], as: UTF8.self)
     }
 
     /// Reads the four hex digits after `\u`; leaves `index` on the last one.

@@ -1,3 +1,4 @@
+import Events
 import Foundation
 import Logging
 import NIOConcurrencyHelpers
@@ -56,34 +57,15 @@ public struct JSONLogHandler: LogHandler {
         var object: [String: String] = [:]
         for (key, value) in metadata { object[key] = "\(value)" }
         for (key, value) in explicit ?? [:] { object[key] = "\(value)" }
-        var text = "{\"time\":\(Self.quoted(Self.timestamp())),\"level\":\(Self.quoted(level.rawValue)),"
-        text += "\"logger\":\(Self.quoted(label)),\"message\":\(Self.quoted(message.description))"
+        var text = "{\"time\":\(JSONValue.quoted(Self.timestamp())),\"level\":\(JSONValue.quoted(level.rawValue)),"
+        text += "\"logger\":\(JSONValue.quoted(label)),\"message\":\(JSONValue.quoted(message.description))"
         for key in object.keys.sorted() {
-            text += ",\(Self.quoted(key)):\(Self.quoted(object[key]!))"
+            text += ",\(JSONValue.quoted(key)):\(JSONValue.quoted(object[key]!))"
         }
         sink.write(text + "}")
     }
 
     static func timestamp() -> String {
         Date().formatted(.iso8601.year().month().day().dateSeparator(.dash).time(includingFractionalSeconds: true).timeSeparator(.colon))
-    }
-
-    /// A JSON string literal; control characters are escaped so a line can never be split.
-    static func quoted(_ text: String) -> String {
-        var out = "\""
-        out.reserveCapacity(text.utf8.count + 2)
-        for scalar in text.unicodeScalars {
-            switch scalar {
-            case "\"": out += "\\\""
-            case "\\": out += "\\\\"
-            case "\n": out += "\\n"
-            case "\r": out += "\\r"
-            case "\t": out += "\\t"
-            case _ where scalar.value < 0x20 || scalar.value == 0x7f || scalar.value == 0x2028 || scalar.value == 0x2029:
-                out += String(format: "\\u%04x", scalar.value)
-            default: out.unicodeScalars.append(scalar)
-            }
-        }
-        return out + "\""
     }
 }
