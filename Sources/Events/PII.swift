@@ -32,7 +32,7 @@ public enum PII {
     public static func hashPhone(_ raw: String, defaultCountryCode: String? = nil) -> String? {
         let trimmed = raw.trimmingCharacters(in: .whitespacesAndNewlines)
         if isHashed(trimmed) { return trimmed.lowercased() }
-        var digits = trimmed.filter(\.isASCIIDigit)
+        var digits = trimmed.filter { $0.isASCII && $0.isNumber }
         let international = trimmed.drop(while: { $0 == "(" || $0 == " " }).hasPrefix("+")
         if !international {
             if digits.hasPrefix("00") {
@@ -52,10 +52,6 @@ public enum PII {
         guard !trimmed.isEmpty else { return nil }
         return isHashed(trimmed) ? trimmed.lowercased() : sha256Hex(trimmed)
     }
-}
-
-extension Character {
-    var isASCIIDigit: Bool { isASCII && isNumber }
 }
 
 import Foundation

@@ -50,15 +50,13 @@ public struct JSONLogHandler: LogHandler {
         set { metadata[key] = newValue }
     }
 
-    public func log(
-        level: Logger.Level, message: Logger.Message, metadata explicit: Logger.Metadata?,
-        source: String, file: String, function: String, line: UInt
-    ) {
+    public func log(event: LogEvent) {
         var object: [String: String] = [:]
         for (key, value) in metadata { object[key] = "\(value)" }
-        for (key, value) in explicit ?? [:] { object[key] = "\(value)" }
-        var text = "{\"time\":\(JSONValue.quoted(Self.timestamp())),\"level\":\(JSONValue.quoted(level.rawValue)),"
-        text += "\"logger\":\(JSONValue.quoted(label)),\"message\":\(JSONValue.quoted(message.description))"
+        for (key, value) in event.metadata ?? [:] { object[key] = "\(value)" }
+        if let error = event.error { object["error"] = "\(error)" }
+        var text = "{\"time\":\(JSONValue.quoted(Self.timestamp())),\"level\":\(JSONValue.quoted(event.level.rawValue)),"
+        text += "\"logger\":\(JSONValue.quoted(label)),\"message\":\(JSONValue.quoted(event.message.description))"
         for key in object.keys.sorted() {
             text += ",\(JSONValue.quoted(key)):\(JSONValue.quoted(object[key]!))"
         }

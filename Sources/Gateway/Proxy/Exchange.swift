@@ -16,7 +16,6 @@ final class Exchange {
     let requestHead: HTTPRequestHead
     let startedAt = NIODeadline.now()
     var mode: Mode = .proxying
-    var site: SiteRoute?
 
     var upstreamHead: HTTPRequestHead?
     var upstreamKey: UpstreamKey?

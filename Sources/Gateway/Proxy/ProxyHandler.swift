@@ -124,7 +124,6 @@ final class ProxyHandler: ChannelDuplexHandler, UpstreamSink {
         guard let site = engine.sites.route(host: exchange.context.host) else {
             return respondError(.misdirectedRequest, detail: "This gateway serves no site for that host.", close: false)
         }
-        exchange.site = site
         exchange.context.site = site
         if let length = head.headers.first(name: "content-length").flatMap(Int.init), length > site.maxBodySize {
             return respondError(.payloadTooLarge, detail: "The request body is larger than this site accepts.", close: true)
@@ -185,7 +184,7 @@ final class ProxyHandler: ChannelDuplexHandler, UpstreamSink {
         guard let exchange else { return }
         exchange.bodyStall?.touch()
         exchange.requestBodyBytes += body.readableBytes
-        if let site = exchange.site, exchange.requestBodyBytes > site.maxBodySize {
+        if let site = exchange.context.site, exchange.requestBodyBytes > site.maxBodySize {
             exchange.upstream?.abandon()
             exchange.upstream = nil
             if exchange.responseHeadSent { return closeConnection(exchange, error: "request body too large") }
@@ -251,7 +250,7 @@ final class ProxyHandler: ChannelDuplexHandler, UpstreamSink {
     // MARK: Upstream
 
     private func connectUpstream(_ exchange: Exchange, context: ChannelHandlerContext) {
-        guard let site = exchange.site, let key = exchange.upstreamKey else { return }
+        guard let site = exchange.context.site, let key = exchange.upstreamKey else { return }
         gate.pause(.connecting)
         let pool = engine.pools.pool(for: context.eventLoop)
         pool.acquire(key, address: engine.address(of: site.config.upstream)).assumeIsolated().whenComplete { [self] result in
@@ -495,7 +494,7 @@ final class ProxyHandler: ChannelDuplexHandler, UpstreamSink {
             "bytes_out": String(exchange.responseBodyBytes),
             "duration_ms": milliseconds(exchange.startedAt, now),
         ]
-        if let site = exchange.site, case .proxying = exchange.mode, exchange.upstreamHead != nil {
+        if let site = exchange.context.site, case .proxying = exchange.mode, exchange.upstreamHead != nil {
             fields["upstream"] = site.config.upstream.description
         }
         if let connected = exchange.connectedAt { fields["upstream_connect_ms"] = milliseconds(exchange.startedAt, connected) }

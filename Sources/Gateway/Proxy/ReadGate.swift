@@ -14,8 +14,6 @@ struct ReadGate {
     private var reasons: Reason = []
     private var pendingRead = false
 
-    var isPaused: Bool { !reasons.isEmpty }
-
     /// Whether a `read()` may go through now; a held one is remembered.
     /// Callers issue `context.read()` themselves, after this returns: a read can re-enter the
     /// handler synchronously, and must not do so while the gate is being mutated.

@@ -120,7 +120,7 @@ struct ClickCaptureFilter: ProxyFilter {
         guard state.trackingAllowed, !state.capture.fromURL.isEmpty else { return }
         for id in state.capture.fromURL { capturedCounters[id.kind.parameter]?.increment() }
         sink?.offer(ClickRecord(
-            time: .now, unixMilliseconds: Int64(Date().timeIntervalSince1970 * 1000), visitorID: state.visitorID,
+            unixMilliseconds: Int64(Date().timeIntervalSince1970 * 1000), visitorID: state.visitorID,
             clickIDs: state.capture.fromURL.map { .init(parameter: $0.kind.parameter, platform: $0.kind.platform, value: $0.value) },
             ttp: state.ttp, clientAddress: context.clientAddress, userAgent: context.userAgent,
             landingURL: state.requestURL.text, referrer: context.referrer, smartlinkTarget: state.smartlinkTarget))

@@ -10,7 +10,6 @@ public struct ClickRecord: Sendable, Equatable {
         public var value: String
     }
 
-    public var time: ContinuousClock.Instant
     public var unixMilliseconds: Int64
     public var visitorID: String
     public var clickIDs: [ID]

@@ -1,6 +1,5 @@
 import ClickID
 import Config
-import Events
 import Metrics
 import NIOCore
 import NIOHTTP1
@@ -59,16 +58,4 @@ struct SmartlinkFilter: ProxyFilter {
     }
 
     private static let notFound = LocalResponse(status: .notFound, contentType: "text/plain; charset=utf-8", body: "No such link.\n")
-}
-
-/// The filters in the order their phases must run: capture first (the others read its state),
-/// then event ingest and smartlinks (which answer directly), then redirect preservation.
-public enum TrackingFilters {
-    public static func make(config: GatewayConfig, clickSink: (any ClickSink)?, ingestor: EventIngestor?) -> [any ProxyFilter] {
-        let smartlinks = SmartlinkFilter(config: config)
-        return [ClickCaptureFilter(tracking: config.tracking, sink: clickSink)]
-            + (ingestor.map { [EventIngestFilter(path: config.events.path, ingestor: $0)] } ?? [])
-            + (smartlinks.isEmpty ? [] : [smartlinks])
-            + [RedirectPreservationFilter(config: config)]
-    }
 }

@@ -27,7 +27,6 @@ enum UpstreamError: Error {
     case connectFailed(any Error)
     case responseHeaderTimeout
     case stalled
-    case closedEarly
 }
 
 /// Kept-alive upstream connections of one event loop. Proxy handlers and their upstream channels
