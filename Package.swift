@@ -69,10 +69,24 @@ let package = Package(
             ],
             swiftSettings: strict
         ),
+        // The tools behind `clickgate trace|extract|url|events test`: what a marketer's engineer runs.
+        .target(
+            name: "Diagnostics",
+            dependencies: [
+                "ClickID", "Events",
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOPosix", package: "swift-nio"),
+                .product(name: "NIOHTTP1", package: "swift-nio"),
+                .product(name: "NIOTLS", package: "swift-nio"),
+                .product(name: "NIOConcurrencyHelpers", package: "swift-nio"),
+                .product(name: "NIOSSL", package: "swift-nio-ssl"),
+            ],
+            swiftSettings: strict
+        ),
         .executableTarget(
             name: "clickgate",
             dependencies: [
-                "Gateway", "Config", "Events",
+                "Gateway", "Config", "Events", "ClickID", "Diagnostics",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
@@ -102,6 +116,7 @@ let package = Package(
                 .product(name: "Logging", package: "swift-log"),
             ],
             swiftSettings: strict),
+        .testTarget(name: "DiagnosticsTests", dependencies: ["Diagnostics", "ClickID"], swiftSettings: strict),
         .testTarget(
             name: "ClickIDTests",
             dependencies: ["ClickID", .product(name: "PropertyBased", package: "swift-property-based")],

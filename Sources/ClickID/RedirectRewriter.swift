@@ -91,17 +91,7 @@ public struct RedirectRewriter: Sendable {
 
     /// The `Refresh` header (`5; url=/next`): the URL part rewritten as a `Location` would be.
     public func rewriteRefresh(_ refresh: String) -> String? {
-        guard let semicolon = refresh.firstIndex(ofByte: .semicolon) else { return nil }
-        let rest = refresh[refresh.utf8.index(after: semicolon)...]
-        guard let eq = rest.firstIndex(ofByte: .equals), rest[..<eq].trimmingSpaces.lowercased() == "url" else { return nil }
-        var value = rest[rest.utf8.index(after: eq)...].trimmingSpaces
-        var quote: UInt8?
-        if let first = value.utf8.first, first == 0x27 || first == 0x22, value.utf8.count >= 2, value.utf8.last == first {
-            quote = first
-            value = value[value.utf8.index(after: value.startIndex)..<value.utf8.index(before: value.endIndex)]
-        }
-        guard let rewritten = rewriteLocation(String(value)) else { return nil }
-        let quoted = quote.map { q in String(decoding: [q], as: UTF8.self) }.map { "\($0)\(rewritten)\($0)" } ?? rewritten
-        return String(refresh[...semicolon]) + String(rest[...eq]) + quoted
+        guard let directive = RefreshDirective(refresh), let rewritten = rewriteLocation(String(directive.url)) else { return nil }
+        return directive.replacingURL(with: rewritten)
     }
 }

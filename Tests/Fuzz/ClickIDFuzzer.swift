@@ -1,4 +1,4 @@
-// libFuzzer entry point for the ClickID parsers. Built by scripts/fuzz together with
+// libFuzzer entry point for the ClickID parsers (and the pure helpers diagnostics use). Built by scripts/fuzz together with
 // Sources/ClickID/*.swift as one module (swiftc -sanitize=fuzzer,address), not by SwiftPM.
 //
 // Input lines: 1 a Location (or any URL reference), 2 the request's query, 3 a Cookie header,
@@ -46,5 +46,17 @@ public func clickIDFuzzTest(_ data: UnsafePointer<UInt8>, _ size: Int) -> CInt {
         precondition(!rewritten.contains("\r") && !rewritten.contains("\n"), "CR/LF in a Refresh")
     }
     _ = Smartlinks.redirectURL(target: "https://t.example/x?a=1", incomingQuery: requestQuery)
+
+    // The diagnostics' parsers: any text, no crash; a directive's URL is a slice of its text.
+    if let directive = RefreshDirective(refresh) {
+        precondition(directive.replacingURL(with: String(directive.url)) == refresh, "refresh round trip changed \(refresh)")
+    }
+    if let reference = URLReference(location) {
+        let found = TrackingParameters.inspect(reference)
+        precondition(found.clickIDs.allSatisfy { $0.nestedIn.count <= 3 }, "nesting not bounded")
+    }
+    if let built = try? CampaignURL.build(base: location, fields: [("utm_source", requestQuery.isEmpty ? "x" : requestQuery)]) {
+        precondition(URLReference(built.url) != nil, "built an unparseable URL from \(location)")
+    }
     return 0
 }

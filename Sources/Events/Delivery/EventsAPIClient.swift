@@ -103,8 +103,10 @@ public struct EventsAPIClient: Sendable {
         case 40001: return "no permission: the access token cannot send events for this pixel"
         case 40002: return "invalid value: the whole batch was rejected; the message names the field"
         case 40100: return "too many requests: slow down and retry"
-        case 40105: return "the access token is invalid or expired"
-        default: return "see TikTok's Events API error codes"
+        case 40105: return "the access token is missing, invalid or revoked: make a new one in Events Manager"
+        case 40007: return "not found: the pixel code (event_source_id) does not exist"
+        case 50000...59999: return "TikTok's servers failed: delivery retries with backoff"
+        default: return "an error code ClickGate does not know: read the message"
         }
     }
 }

@@ -18,7 +18,7 @@ public final class LogSink: Sendable {
     /// Appends to `path`, creating it when needed.
     public convenience init(appendingTo path: String) throws {
         if !FileManager.default.fileExists(atPath: path) {
-            FileManager.default.createFile(atPath: path, contents: nil)
+            _ = FileManager.default.createFile(atPath: path, contents: nil)
         }
         let handle = try FileHandle(forWritingTo: URL(fileURLWithPath: path))
         handle.seekToEndOfFile()

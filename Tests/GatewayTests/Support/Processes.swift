@@ -14,15 +14,23 @@ struct ProcessResult {
 ///
 /// The wait happens on a thread of its own: Swift concurrency has one cooperative thread per core
 /// here, and a test blocking one for a 1 GiB transfer would stall every other test's timers.
-func runProcess(_ executable: String, _ arguments: [String], environment: [String: String]? = nil) async throws -> ProcessResult {
+func runProcess(_ executable: String, _ arguments: [String], environment: [String: String]? = nil, input: String? = nil) async throws -> ProcessResult {
     try await withCheckedThrowingContinuation { continuation in
         Thread {
-            continuation.resume(with: Result { try runProcessBlocking(executable, arguments, environment: environment) })
+            continuation.resume(with: Result { try runProcessBlocking(executable, arguments, environment: environment, input: input) })
         }.start()
     }
 }
 
-private func runProcessBlocking(_ executable: String, _ arguments: [String], environment: [String: String]?) throws -> ProcessResult {
+/// Foundation's `Process.run()` is not safe to call from several threads at once on Linux (it
+/// crashed copying its arguments under parallel tests): every launch in the tests goes through this.
+func launch(_ process: Process) throws {
+    try processLaunchLock.withLock { try process.run() }
+}
+
+private let processLaunchLock = NIOLock()
+
+private func runProcessBlocking(_ executable: String, _ arguments: [String], environment: [String: String]?, input: String?) throws -> ProcessResult {
     let process = Process()
     process.executableURL = URL(fileURLWithPath: executable)
     process.arguments = arguments
@@ -31,7 +39,13 @@ private func runProcessBlocking(_ executable: String, _ arguments: [String], env
     let err = Pipe()
     process.standardOutput = out
     process.standardError = err
-    try process.run()
+    let stdin = Pipe()
+    process.standardInput = input == nil ? FileHandle.nullDevice : stdin
+    try launch(process)
+    if let input {
+        stdin.fileHandleForWriting.write(Data(input.utf8))
+        try stdin.fileHandleForWriting.close()
+    }
     let errData = NIOLockedValueBox(Data())
     let reader = Thread { errData.withLockedValue { $0 = readAll(err.fileHandleForReading.fileDescriptor) } }
     reader.start()
@@ -102,7 +116,7 @@ final class GatewayProcess: @unchecked Sendable {
         process.environment = ProcessInfo.processInfo.environment.merging(environment.merging(["SWIFTNIO_STRICT": "1"]) { a, _ in a }) { _, new in new }
         process.standardOutput = FileHandle(forWritingAtPath: "/dev/null")
         process.standardError = try FileHandle(forWritingTo: URL(fileURLWithPath: stderrPath))
-        try process.run()
+        try launch(process)
         for _ in 0..<300 {
             let log = (try? String(contentsOfFile: stderrPath, encoding: .utf8)) ?? ""
             if let line = log.split(separator: "\n").first(where: { $0.contains("\"listening\"") }),

@@ -14,6 +14,8 @@ import NIOSSL
 /// - `/reset`: promises 1,000,000 bytes, sends 10, closes.  `/garbage`: answers with non-HTTP.
 /// - `/hop`: answers with hop-by-hop headers that must not reach the client.
 /// - `/redirect`: 302 to `/landing`.
+/// - `/chain/…`: a redirect chain through every hop type a browser follows, for `clickgate trace`
+///   (see ``chainStep(_:query:cookie:)``).
 final class TestOrigin: Sendable {
     let channel: any Channel
     private let accepted: NIOLockedValueBox<[any Channel]>
@@ -146,8 +148,53 @@ private final class OriginHandler: ChannelDuplexHandler {
                 let status = HTTPResponseStatus(statusCode: Int(fields["status"] ?? "302") ?? 302)
                 send(status, ["location": fields["to"] ?? "/"], "", context)
             }
+        case "chain":
+            let query = head.uri.split(separator: "?", maxSplits: 1).dropFirst().first.map(String.init) ?? ""
+            let (status, headers, body) = Self.chainStep(parts.dropFirst().first ?? "", query: query, cookie: head.headers.first(name: "cookie"))
+            send(status, headers, body, context)
         default:
             send(.notFound, ["content-type": "text/plain"], "no route \(path)", context)
+        }
+    }
+
+    /// `start` (302 Location) → `refresh` (Refresh header) → `meta` (meta refresh, with decoys in a
+    /// comment and a noscript) → `js` (`location.href = … + location.search`) → `js2`
+    /// (`location.replace` with escaped slashes) → `landing`. Each step passes the query on, except
+    /// the step named by `lose=`, which drops it. `cookie` sets a cookie and redirects to itself; it
+    /// goes on only when the cookie comes back. `loop` and `loop2` send to each other.
+    static func chainStep(_ step: String, query: String, cookie: String?) -> (HTTPResponseStatus, HTTPHeaders, String) {
+        let html: HTTPHeaders = ["content-type": "text/html; charset=utf-8"]
+        let dropping = query.split(separator: "&").contains { $0 == "lose=\(step)" }
+        let carried = dropping || query.isEmpty ? "" : "?" + query
+        switch step {
+        case "start":
+            return (.found, ["location": "/chain/refresh" + carried], "")
+        case "refresh":
+            return (.ok, ["refresh": "0; url=/chain/meta" + carried, "content-type": "text/plain"], "refreshing")
+        case "meta":
+            let target = ("/chain/js" + carried).replacingOccurrences(of: "&", with: "&amp;")
+            return (.ok, html, """
+                <!doctype html><html><head><!-- <meta http-equiv="refresh" content="0; url=/decoy-comment"> -->
+                <noscript><meta http-equiv="refresh" content="0; url=/decoy-noscript"></noscript>
+                <META HTTP-EQUIV="Refresh" CONTENT="1; URL='\(target)'"></head><body>wait</body></html>
+                """)
+        case "js":
+            let search = dropping ? "" : " + window.location.search"
+            return (.ok, html, "<html><script>var seen = 1;\nif (location.href == \"x\") {}\nwindow.location.href = \"/chain/js2\"\(search);</script></html>")
+        case "js2":
+            let target = ("/chain/landing" + carried).replacingOccurrences(of: "/", with: "\\/")
+            return (.ok, html, "<html><body><script type=\"text/javascript\">location.replace('\(target)')</script></body></html>")
+        case "landing":
+            return (.ok, html, "<html><body><h1>landing</h1><script src=\"/app.js\"></script></body></html>")
+        case "cookie":
+            if cookie?.contains("gate=1") == true { return (.found, ["location": "/chain/landing" + carried], "") }
+            return (.found, ["location": "/chain/cookie" + carried, "set-cookie": "gate=1; Path=/; HttpOnly"], "")
+        case "loop":
+            return (.found, ["location": "/chain/loop2"], "")
+        case "loop2":
+            return (.found, ["location": "/chain/loop"], "")
+        default:
+            return (.notFound, ["content-type": "text/plain"], "no chain step \(step)")
         }
     }
 

@@ -1,0 +1,98 @@
+import ArgumentParser
+import Config
+import Events
+import Foundation
+import Gateway
+import Logging
+import ServiceLifecycle
+
+struct Serve: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "Run the gateway.",
+        discussion: """
+            Without --config, runs the embedded default: HTTPS on :8443 and HTTP on :8080 in front of a
+            built-in demo site, with a development certificate made in certs/ on first start.
+            Example: clickgate serve --config conf/clickgate.yaml
+            """)
+
+    @Option(name: .long, help: "The YAML configuration file.")
+    var config: String?
+
+    @Option(name: .long, help: "Where the development CA and certificate live (embedded default only).")
+    var certsDir = "certs"
+
+    func run() async throws {
+        let loaded: GatewayConfig
+        if let path = config {
+            do { loaded = try ConfigLoader.load(file: path) } catch {
+                FileHandle.standardError.write(Data("\(error)\n".utf8))
+                throw configErrorExit
+            }
+        } else {
+            if try DevCertificates.ensure(in: certsDir) {
+                FileHandle.standardError.write(Data("made a development CA and certificate in \(certsDir)/ (trust \(certsDir)/clickgate-dev-ca.pem to skip browser warnings)\n".utf8))
+            }
+            loaded = GatewayConfig.embeddedDefault(certificate: DevCertificates.Paths(directory: certsDir).pair)
+        }
+        let level = Logger.Level(rawValue: loaded.log.level) ?? .info
+        let logger = Logger(label: "clickgate") { JSONLogHandler(label: $0, sink: .stderr, level: level) }
+        let accessSink: LogSink?
+        switch loaded.log.access {
+        case .stdout: accessSink = .stdout
+        case .stderr: accessSink = .stderr
+        case .off: accessSink = nil
+        case .file(let path): accessSink = try LogSink(appendingTo: path)
+        }
+        let accessLog = Logger(label: "clickgate.access") { label in
+            guard let accessSink else { return SwiftLogNoOpLogHandler() }
+            return JSONLogHandler(label: label, sink: accessSink)
+        }
+        let store: any EventStore
+        do {
+            store = try openStore(loaded.events.store)
+        } catch {
+            FileHandle.standardError.write(Data("events.store: \(error)\n".utf8))
+            throw configErrorExit
+        }
+        let normalizer = EventNormalizer(customEvents: Set(loaded.events.customEvents), defaultCountryCode: loaded.events.phoneCountry)
+        var ingestor = EventIngestor(store: store, normalizer: normalizer)
+        ingestor.attributionWindow = TimeInterval(loaded.events.attributionWindow.components.seconds)
+        let clicks = BoundedClickQueue()
+        let server = GatewayServer(
+            config: loaded, logger: logger, accessLog: accessLog, clickSink: clicks, ingestor: ingestor,
+            apiKeys: apiKeys(loaded.events))
+        let ledger = ClickLedgerWriter(queue: clicks, store: store, logger: logger)
+        var settings = DeliveryWorker.Settings()
+        settings.batchSize = loaded.events.batchSize
+        settings.linger = loaded.events.linger
+        let delivery = DeliveryService(worker: DeliveryWorker(
+            store: store, api: EventsAPIClient(endpoint: loaded.events.endpoint, client: .shared),
+            pixels: pixelTargets(loaded.events, logger: logger), settings: settings, logger: logger))
+        // Services stop in reverse order: the proxy drains first, then delivery, then the ledger
+        // writes what is left.
+        let group = ServiceGroup(
+            configuration: .init(
+                services: [.init(service: ledger), .init(service: delivery), .init(service: server)],
+                gracefulShutdownSignals: [.sigterm, .sigint], logger: logger))
+        try await group.run()
+    }
+}
+
+/// Delivery as a lifecycle service: stops taking new batches on graceful shutdown.
+struct DeliveryService: Service {
+    let worker: DeliveryWorker
+
+    func run() async throws {
+        await worker.run(shouldStop: { Task.isShuttingDownGracefully })
+    }
+}
+
+/// The store `events.store` names.
+func openStore(_ location: String) throws -> any EventStore {
+    if location.hasPrefix("sqlite:") { return try SQLiteEventStore(path: String(location.dropFirst("sqlite:".count))) }
+    throw StoreUnavailable(description: "PostgreSQL stores are not supported by this build yet; use sqlite:PATH")
+}
+
+struct StoreUnavailable: Error, CustomStringConvertible {
+    let description: String
+}
