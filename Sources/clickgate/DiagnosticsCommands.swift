@@ -13,16 +13,16 @@ struct Trace: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         abstract: "Follow a redirect chain hop by hop and show where a click id is lost.",
         discussion: """
-            Follows 3xx Location, the Refresh header, <meta http-equiv=refresh> and small inline scripts that
-            set location (reported as "JS redirect (heuristic)"), carrying cookies between hops as a browser
-            does. Each hop shows its status, timing, click ids and UTM parameters; the hop that drops a click
-            id is named.
+            Follows 3xx Location, the Refresh header, <meta http-equiv=refresh> and small inline scripts that set location (reported as "JS redirect (heuristic)"), carrying cookies between hops as a browser does. Each hop shows its status, timing, click ids and UTM parameters; the hop that drops a click id is named.
+
             Exit status: 0 every click id reaches the end, 1 one is lost or altered, 2 the trace failed.
 
             Examples:
-              clickgate trace 'https://ads.example/c/42?ttclid=E.C.P.abc&utm_source=tiktok'
-              clickgate trace --user-agent desktop --json 'https://shop.example/?ttclid=E.C.P.abc'
-              clickgate trace --resolve shop.example:443:127.0.0.1 --cacert certs/clickgate-dev-ca.pem 'https://shop.example/?ttclid=x'
+              clickgate trace 'https://ads.example/c/42?ttclid=E.C.P.abc'
+              clickgate trace --user-agent desktop --json \\
+                'https://shop.example/?ttclid=E.C.P.abc'
+              clickgate trace --resolve shop.example:443:127.0.0.1 \\
+                --cacert certs/clickgate-dev-ca.pem 'https://shop.example/?ttclid=x'
             """)
 
     @Argument(help: "The URL to start from, as the ad opens it (quote it: it contains &).")
@@ -86,12 +86,12 @@ struct Extract: ParsableCommand {
     static let configuration = CommandConfiguration(
         abstract: "List the click ids and campaign parameters in URLs, naming each id's platform.",
         discussion: """
-            Reads the URLs given, or one per line on standard input. Finds ids inside wrapped URLs too
-            (?u=https%3A…), and warns about unfilled macros, ids after #, and broken encodings.
+            Reads the URLs given, or one per line on standard input. Finds ids inside wrapped URLs too (?u=https%3A…), and warns about unfilled macros, ids after #, and broken encodings.
+
             Exit status: 0 every URL has a usable click id, 1 some have none, 2 some input is not a URL.
 
             Examples:
-              clickgate extract 'https://shop.example/?ttclid=E.C.P.abc&utm_campaign=spring'
+              clickgate extract 'https://shop.example/?ttclid=E.C.P.abc&utm_campaign=x'
               grep -o 'https://[^ "]*' access.log | clickgate extract --json
             """)
 
@@ -122,13 +122,13 @@ struct URLCommand: ParsableCommand {
         static let configuration = CommandConfiguration(
             abstract: "Build a campaign URL with UTM parameters.",
             discussion: """
-                Keeps the base URL's parameters and their encoding, replaces UTM parameters it already has, and
-                moves click-id parameters to the front of the query (they must survive truncation). Values
-                that are ad-platform macros (__CAMPAIGN_NAME__, {{campaign.name}}) are written as they are.
+                Keeps the base URL's parameters and their encoding, replaces UTM parameters it already has, and moves click-id parameters to the front of the query (they must survive truncation). Values that are ad-platform macros (__CAMPAIGN_NAME__, {{campaign.name}}) are written as they are.
 
                 Examples:
-                  clickgate url build --base https://shop.example/landing --source tiktok --medium paid_social --campaign spring_sale
-                  clickgate url build --base 'https://shop.example/p?ref=7' --source tiktok --medium cpc --campaign __CAMPAIGN_NAME__ --content __CID_NAME__
+                  clickgate url build --base https://shop.example/landing \\
+                    --source tiktok --medium paid_social --campaign spring_sale
+                  clickgate url build --base 'https://shop.example/p?ref=7' --source tiktok \\
+                    --medium cpc --campaign __CAMPAIGN_NAME__ --content __CID_NAME__
                 """)
 
         @Option(help: "The landing page URL.") var base: String

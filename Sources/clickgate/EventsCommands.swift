@@ -6,7 +6,7 @@ import Foundation
 
 struct EventsCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
-        commandName: "events", abstract: "The event sidecar's queue.", subcommands: [DeadLetters.self, Replay.self, SendTest.self])
+        commandName: "events", abstract: "The event sidecar: its queue, and a test event to TikTok.", subcommands: [DeadLetters.self, Replay.self, SendTest.self])
 
     /// Where the store is: `--store`, else the config's `events.store`, else the embedded default's.
     struct StoreOptions: ParsableArguments {
@@ -82,13 +82,14 @@ struct EventsCommand: AsyncParsableCommand {
             commandName: "test",
             abstract: "Send one test event through the delivery client and show TikTok's raw answer.",
             discussion: """
-                Uses the pixel's code, token and the endpoint from the configuration; the request is printed
-                with the token redacted, then TikTok's answer and what its code means.
+                Uses the pixel's code and token and the endpoint from the configuration. Prints the request with the token redacted, then TikTok's raw answer and what its code means.
+
                 Exit status: 0 accepted, 1 refused by TikTok, 2 not sent (configuration, network).
 
                 Examples:
                   clickgate events test --pixel shop --test-event-code TEST12345
-                  clickgate events test --config /etc/clickgate/clickgate.yaml --pixel shop --event AddToCart --ttclid E.C.P.abc
+                  clickgate events test --config /etc/clickgate/clickgate.yaml \\
+                    --pixel shop --event AddToCart --ttclid E.C.P.abc --test-event-code TEST12345
                 """)
 
         @Option(help: "The YAML configuration with events.pixels and events.endpoint.")

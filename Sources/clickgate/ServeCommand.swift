@@ -10,8 +10,8 @@ struct Serve: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         abstract: "Run the gateway.",
         discussion: """
-            Without --config, runs the embedded default: HTTPS on :8443 and HTTP on :8080 in front of a
-            built-in demo site, with a development certificate made in certs/ on first start.
+            Without --config, runs the embedded default: HTTPS on :8443 and HTTP on :8080 in front of a built-in demo site, with a development certificate made in certs/ on first start.
+
             Example: clickgate serve --config conf/clickgate.yaml
             """)
 
