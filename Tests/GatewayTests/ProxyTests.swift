@@ -37,6 +37,7 @@ func echo(_ client: HTTPClient, _ url: String, headers: [(String, String)] = [],
             var headers = [
                 ("x-custom", "kept"), ("x-forwarded-for", "6.6.6.6"), ("forwarded", "for=6.6.6.6"),
                 ("x-forwarded-host", "evil.example"), ("x-forwarded-proto", "gopher"), ("proxy-authorization", "Basic c2VjcmV0"),
+                ("x-request-id", "client-chosen-id"),
             ]
             if !http2 { headers += [("connection", "x-drop-me"), ("x-drop-me", "1"), ("keep-alive", "timeout=5"), ("te", "trailers")] }
             let (response, seen) = try await echo(client, "https://localhost:\(gateway.httpsPort)/echo?a=1&b=%20", headers: headers, method: .POST, body: "hello")
@@ -51,7 +52,8 @@ func echo(_ client: HTTPClient, _ url: String, headers: [(String, String)] = [],
             #expect(seen.values("x-forwarded-proto") == ["https"])
             #expect(seen.values("x-forwarded-host") == ["localhost:\(gateway.httpsPort)"])
             #expect(seen.values("forwarded") == ["for=127.0.0.1;proto=https;host=\"localhost:\(gateway.httpsPort)\""])
-            #expect(seen.values("x-request-id").first?.count == 16)
+            #expect(seen.values("x-request-id").count == 1)
+            #expect(seen.values("x-request-id").first?.count == 16, "an untrusted client's id is replaced")
             for name in ["proxy-authorization", "x-drop-me", "keep-alive", "te", "upgrade", "transfer-encoding"] {
                 #expect(seen.values(name).isEmpty, "\(name) reached the origin")
             }
@@ -69,6 +71,13 @@ func echo(_ client: HTTPClient, _ url: String, headers: [(String, String)] = [],
             #expect(seen.values("forwarded") == ["for=203.0.113.9, for=127.0.0.1;proto=https;host=\"localhost:\(gateway.httpsPort)\""])
             let line = await gateway.awaitAccessLine { $0["path"] == "/echo" }
             #expect(line?["client"] == "203.0.113.9")
+
+            let (_, traced) = try await echo(client, "https://localhost:\(gateway.httpsPort)/echo?traced", headers: [("x-request-id", "lb-7f3a.9")])
+            #expect(traced.values("x-request-id") == ["lb-7f3a.9"], "a trusted peer's request id goes upstream as it is")
+            let tracedLine = await gateway.awaitAccessLine { $0["query"] == "traced" || $0["request_id"] == "lb-7f3a.9" }
+            #expect(tracedLine?["request_id"] == "lb-7f3a.9")
+            let (_, bogus) = try await echo(client, "https://localhost:\(gateway.httpsPort)/echo", headers: [("x-request-id", "has space;and=more")])
+            #expect(bogus.values("x-request-id").first?.count == 16, "an id that is not a sane token is replaced")
         }
     }
 

@@ -41,7 +41,18 @@ struct DownstreamInfo {
     let peerAddress: String
 }
 
+/// The id that ties a request's access-log line, its upstream request and its error page together.
 enum RequestID {
+    /// A trusted proxy's id when it is a sane token (1 to 128 of `A-Z a-z 0-9 . _ - :`), else a new one.
+    static func from(_ trustedValue: String?) -> String {
+        if let value = trustedValue, (1...128).contains(value.utf8.count),
+            value.utf8.allSatisfy({ ($0 >= 0x30 && $0 <= 0x3a) || ($0 >= 0x41 && $0 <= 0x5a) || ($0 >= 0x61 && $0 <= 0x7a) || $0 == 0x2d || $0 == 0x2e || $0 == 0x5f })
+        {
+            return value
+        }
+        return make()
+    }
+
     static func make() -> String {
         let value = UInt64.random(in: .min ... .max)
         let hex = String(value, radix: 16)

@@ -101,8 +101,9 @@ final class ProxyHandler: ChannelDuplexHandler, UpstreamSink {
 
     private func begin(_ head: HTTPRequestHead, context: ChannelHandlerContext) {
         let hostHeaders = head.headers["host"]
+        let peerTrusted = engine.config.trustedProxies.contains { $0.contains(downstream.peerAddress) }
         let requestContext = RequestContext(
-            requestID: RequestID.make(), peerAddress: downstream.peerAddress, scheme: downstream.scheme,
+            requestID: RequestID.from(peerTrusted ? head.headers.first(name: "x-request-id") : nil), peerAddress: downstream.peerAddress, scheme: downstream.scheme,
             httpVersion: downstream.httpVersion, host: SiteTable.normalizedHost(hostHeaders.first ?? "") ?? "")
         let exchange = Exchange(context: requestContext, head: head)
         exchange.context.userAgent = head.headers.first(name: "user-agent")
