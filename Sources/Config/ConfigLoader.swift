@@ -59,7 +59,7 @@ private struct Reader {
     func gateway(_ value: YAMLValue) -> GatewayConfig? {
         guard let root = value.object(allowedKeys: [
             "listen", "tls", "trusted_proxies", "unknown_host", "sites", "smartlinks", "events", "limits", "timeouts", "log",
-            "tracking",
+            "tracking", "admin",
         ]) else { return nil }
 
         let listen = root["listen"].map(self.listen) ?? GatewayConfig.Listen(
@@ -82,6 +82,7 @@ private struct Reader {
         let timeouts = root["timeouts"].flatMap(self.timeouts) ?? GatewayConfig.Timeouts()
         let log = root["log"].flatMap(self.log) ?? GatewayConfig.Log()
         let tracking = root["tracking"].flatMap(self.tracking) ?? GatewayConfig.Tracking()
+        let admin = root["admin"].flatMap(self.admin) ?? GatewayConfig.Admin()
 
         if listen.https != nil, let tls, tls.certificates.isEmpty {
             root.required("tls")?.report("listen.https needs at least one certificate in tls.certificates")
@@ -89,7 +90,7 @@ private struct Reader {
         guard let tls else { return nil }
         return GatewayConfig(
             listen: listen, tls: tls, trustedProxies: trusted, unknownHost: unknownHost, sites: sites,
-            smartlinks: smartlinks, events: events, limits: limits, timeouts: timeouts, log: log, tracking: tracking)
+            smartlinks: smartlinks, events: events, limits: limits, timeouts: timeouts, log: log, tracking: tracking, admin: admin)
     }
 
     func listen(_ value: YAMLValue) -> GatewayConfig.Listen {
@@ -373,6 +374,15 @@ private struct Reader {
     /// RFC 7230 token: valid as a cookie or header name.
     static func isCookieName(_ name: String) -> Bool {
         !name.isEmpty && name.allSatisfy { $0.isASCII && ($0.isLetter || $0.isNumber || "!#$%&'*+-.^_`|~".contains($0)) }
+    }
+
+    func admin(_ value: YAMLValue) -> GatewayConfig.Admin? {
+        guard let object = value.object(allowedKeys: ["history_interval"]) else { return nil }
+        var admin = GatewayConfig.Admin()
+        if let v = object["history_interval"], let d = v.parsed(ValueParsers.duration) {
+            if d < .seconds(1) || d > .seconds(600) { v.report("must be from 1s to 10m") } else { admin.historyInterval = d }
+        }
+        return admin
     }
 
     func log(_ value: YAMLValue) -> GatewayConfig.Log? {

@@ -26,6 +26,8 @@ public struct GatewayConfig: Sendable, Equatable {
     public var log: Log
     /// `tracking`
     public var tracking: Tracking
+    /// `admin`
+    public var admin: Admin
 
     public init(
         listen: Listen,
@@ -38,7 +40,8 @@ public struct GatewayConfig: Sendable, Equatable {
         limits: Limits = Limits(),
         timeouts: Timeouts = Timeouts(),
         log: Log = Log(),
-        tracking: Tracking = Tracking()
+        tracking: Tracking = Tracking(),
+        admin: Admin = Admin()
     ) {
         self.listen = listen
         self.tls = tls
@@ -51,6 +54,7 @@ public struct GatewayConfig: Sendable, Equatable {
         self.timeouts = timeouts
         self.log = log
         self.tracking = tracking
+        self.admin = admin
     }
 }
 
@@ -104,6 +108,8 @@ extension GatewayConfig {
     public struct Site: Sendable, Equatable {
         /// `hosts`: lower-cased names without port.
         public var hosts: [String]
+        /// How metrics, logs and the dashboard name the site: its first host.
+        public var name: String { hosts.first ?? "default" }
         /// `upstream`
         public var upstream: Upstream
         /// `cookie_domain`: host-only cookies when absent.
@@ -291,6 +297,14 @@ extension GatewayConfig {
         public var upstreamKeepalive: Duration = .seconds(30)
         /// `timeouts.shutdown_grace`: how long in-flight requests may drain on SIGTERM.
         public var shutdownGrace: Duration = .seconds(30)
+
+        public init() {}
+    }
+
+    /// What the admin listener (`listen.admin`) keeps besides its endpoints.
+    public struct Admin: Sendable, Equatable {
+        /// `admin.history_interval`: how often the dashboard's hour of metrics is sampled (1s to 10m).
+        public var historyInterval: Duration = .seconds(10)
 
         public init() {}
     }

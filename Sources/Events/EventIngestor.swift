@@ -30,7 +30,7 @@ public struct IngestResult: Sendable, Equatable {
 /// then from the click ledger), deduplicate, store. Nothing is acknowledged before it is stored.
 public struct EventIngestor: Sendable {
     public let store: any EventStore
-    public let normalizer: EventNormalizer
+    public var normalizer: EventNormalizer
     /// How far back a click may enrich an event (attribution window).
     public var attributionWindow: TimeInterval = 28 * 86_400
     public var maxEventsPerRequest = 1000

@@ -91,4 +91,6 @@ public protocol EventStore: Sendable {
     /// The visitor of each known hash, in one query.
     func visitors(forIdentities hashes: Set<String>) async throws -> [String: String]
     func stats(now: Date) async throws -> StoreStats
+    /// A small durable write: throws when the store cannot take events (disk full, read-only, gone).
+    func checkWritable() async throws
 }

@@ -55,6 +55,9 @@ public final class SQLiteEventStore: EventStore {
                 CREATE TABLE identities (hash TEXT PRIMARY KEY, visitor_id TEXT NOT NULL, seen_at REAL NOT NULL) WITHOUT ROWID;
                 """)
         }
+        migrator.registerMigration("v2: readiness probe") { db in
+            try db.execute(sql: "CREATE TABLE health (id INTEGER PRIMARY KEY, checked_at REAL NOT NULL)")
+        }
         return migrator
     }
 
@@ -203,6 +206,12 @@ public final class SQLiteEventStore: EventStore {
                 try db.execute(sql: "INSERT OR REPLACE INTO identities (hash, visitor_id, seen_at) VALUES (?, ?, ?)",
                                arguments: [hash, visitorID, at.timeIntervalSince1970])
             }
+        }
+    }
+
+    public func checkWritable() async throws {
+        try await pool.write { db in
+            try db.execute(sql: "INSERT INTO health (id, checked_at) VALUES (1, ?) ON CONFLICT(id) DO UPDATE SET checked_at = excluded.checked_at", arguments: [Date().timeIntervalSince1970])
         }
     }
 

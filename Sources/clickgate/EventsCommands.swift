@@ -3,6 +3,7 @@ import Config
 import Diagnostics
 import Events
 import Foundation
+import Gateway
 
 struct EventsCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
@@ -133,7 +134,7 @@ struct EventsCommand: AsyncParsableCommand {
                 let names = loaded.events.pixels.keys.sorted()
                 throw fail("\(config) has no pixel named '\(pixel)' (events.pixels: \(names.isEmpty ? "none" : names.joined(separator: ", ")))")
             }
-            var target = pixelTarget(name: pixel, configured)
+            var target = Credentials.pixelTarget(name: pixel, configured)
             guard target.accessToken != nil else {
                 let source = configured.accessTokenEnv.map { "set the environment variable \($0)" }
                     ?? configured.accessTokenFile.map { "put the token in \($0)" } ?? "configure access_token_env or access_token_file"

@@ -54,25 +54,29 @@ struct Serve: AsyncParsableCommand {
             FileHandle.standardError.write(Data("events.store: \(error)\n".utf8))
             throw configErrorExit
         }
-        let normalizer = EventNormalizer(customEvents: Set(loaded.events.customEvents), defaultCountryCode: loaded.events.phoneCountry)
-        var ingestor = EventIngestor(store: store, normalizer: normalizer)
-        ingestor.attributionWindow = TimeInterval(loaded.events.attributionWindow.components.seconds)
+        let observability = Observability.bootstrap(sampleEvery: loaded.admin.historyInterval)
+        let ingestor = EventIngestor(store: store, normalizer: EventNormalizer()).configured(for: loaded.events)
         let clicks = BoundedClickQueue()
-        let server = GatewayServer(
-            config: loaded, logger: logger, accessLog: accessLog, clickSink: clicks, ingestor: ingestor,
-            apiKeys: apiKeys(loaded.events))
-        let ledger = ClickLedgerWriter(queue: clicks, store: store, logger: logger)
         var settings = DeliveryWorker.Settings()
         settings.batchSize = loaded.events.batchSize
         settings.linger = loaded.events.linger
-        let delivery = DeliveryService(worker: DeliveryWorker(
+        let worker = DeliveryWorker(
             store: store, api: EventsAPIClient(endpoint: loaded.events.endpoint, client: .shared),
-            pixels: pixelTargets(loaded.events, logger: logger), settings: settings, logger: logger))
+            pixels: Credentials.pixelTargets(loaded.events, logger: logger), settings: settings, logger: logger)
+        let admin = AdminContext(
+            observability: observability, pausedPixels: { worker.pausedPixels },
+            onReload: { worker.updatePixels(Credentials.pixelTargets($0.events, logger: logger)) })
+        let server = GatewayServer(
+            config: loaded, logger: logger, accessLog: accessLog, clickSink: clicks, ingestor: ingestor, configPath: config, admin: admin)
+        let ledger = ClickLedgerWriter(queue: clicks, store: store, logger: logger)
         // Services stop in reverse order: the proxy drains first, then delivery, then the ledger
         // writes what is left.
         let group = ServiceGroup(
             configuration: .init(
-                services: [.init(service: ledger), .init(service: delivery), .init(service: server)],
+                services: [
+                    .init(service: ledger), .init(service: DeliveryService(worker: worker)), .init(service: MetricsSampler(observability: observability)),
+                    .init(service: server), .init(service: ReloadTriggers(server: server, logger: logger)),
+                ],
                 gracefulShutdownSignals: [.sigterm, .sigint], logger: logger))
         try await group.run()
     }

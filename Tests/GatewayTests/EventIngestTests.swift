@@ -21,6 +21,7 @@ private struct BrokenStore: EventStore {
     func latestClicks(visitorIDs: Set<String>, since: Date) async throws -> [String: ClickLedgerEntry] { try await base.latestClicks(visitorIDs: visitorIDs, since: since) }
     func expediteRetries(pixel: String, now: Date) async throws { try await base.expediteRetries(pixel: pixel, now: now) }
     func stats(now: Date) async throws -> StoreStats { try await base.stats(now: now) }
+    func checkWritable() async throws { throw DiskFull() }
 }
 
 private func post(_ gateway: TestGateway, _ body: String, headers: [String] = [], proto: String = "--http2") async throws -> (status: String, body: String) {

@@ -26,7 +26,7 @@ public final class DeliveryWorker: Sendable {
 
     private let store: any EventStore
     private let api: EventsAPIClient
-    private let pixels: [String: PixelTarget]
+    private let pixels: NIOLockedValueBox<[String: PixelTarget]>
     private let settings: Settings
     private let logger: Logger
     private let pausedUntil = NIOLockedValueBox<[String: Date]>([:])
@@ -47,9 +47,25 @@ public final class DeliveryWorker: Sendable {
     public init(store: any EventStore, api: EventsAPIClient, pixels: [PixelTarget], settings: Settings = Settings(), logger: Logger) {
         self.store = store
         self.api = api
-        self.pixels = Dictionary(pixels.map { ($0.name, $0) }, uniquingKeysWith: { first, _ in first })
+        self.pixels = NIOLockedValueBox(Self.byName(pixels))
         self.settings = settings
         self.logger = logger
+    }
+
+    private static func byName(_ pixels: [PixelTarget]) -> [String: PixelTarget] {
+        Dictionary(pixels.map { ($0.name, $0) }, uniquingKeysWith: { first, _ in first })
+    }
+
+    /// Takes the pixels of a reloaded configuration for the next batches; a pixel whose token
+    /// changed is no longer paused.
+    public func updatePixels(_ targets: [PixelTarget]) {
+        let new = Self.byName(targets)
+        let old = pixels.withLockedValue { pixels in
+            defer { pixels = new }
+            return pixels
+        }
+        let changed = new.filter { old[$0.key] != $0.value }.map(\.key)
+        pausedUntil.withLockedValue { paused in for name in changed { paused[name] = nil } }
     }
 
     /// Pixels currently paused for an authorization error.
@@ -83,7 +99,7 @@ public final class DeliveryWorker: Sendable {
                 try? await store.retryLater(events.map(\.id), at: until, error: "pixel paused")
                 continue
             }
-            guard let pixel = pixels[name], pixel.accessToken != nil else {
+            guard let pixel = pixels.withLockedValue({ $0[name] }), pixel.accessToken != nil else {
                 await dryRun(events, pixelName: name)
                 continue
             }
@@ -153,7 +169,7 @@ public final class DeliveryWorker: Sendable {
 
     /// No token for the pixel: the exact request is logged and the events count as delivered.
     private func dryRun(_ events: [LeasedEvent], pixelName: String) async {
-        let target = pixels[pixelName] ?? PixelTarget(name: pixelName, pixelCode: pixelName.isEmpty ? "(no pixel)" : pixelName, accessToken: nil, testEventCode: nil)
+        let target = pixels.withLockedValue { $0[pixelName] } ?? PixelTarget(name: pixelName, pixelCode: pixelName.isEmpty ? "(no pixel)" : pixelName, accessToken: nil, testEventCode: nil)
         logger.info("events api dry run (no access token configured)", metadata: [
             "pixel": "\(pixelName)", "endpoint": "\(api.endpoint)", "request": "\(EventsAPIClient.requestBody(events.map(\.event), pixel: target))",
         ])

@@ -1,5 +1,6 @@
 import AsyncHTTPClient
 import Foundation
+import Metrics
 import NIOCore
 import NIOHTTP1
 
@@ -69,12 +70,23 @@ public struct EventsAPIClient: Sendable {
         do {
             let response = try await client.execute(request, timeout: timeout)
             let text = String(buffer: try await response.body.collect(upTo: 1 << 20))
+            Counter(label: "clickgate_events_api_responses_total", dimensions: [("code", Self.answerCode(status: Int(response.status.code), body: text))]).increment()
             return EventsAPIExchange(
                 requestBody: body, httpStatus: Int(response.status.code), responseBody: text,
                 outcome: Self.classify(status: Int(response.status.code), body: text))
         } catch {
+            Counter(label: "clickgate_events_api_responses_total", dimensions: [("code", "transport")]).increment()
             return EventsAPIExchange(requestBody: body, httpStatus: nil, responseBody: "", outcome: .retry("transport: \(error)"))
         }
+    }
+
+    /// TikTok's `code` for a 2xx answer in Events API JSON (`"0"`, `"40002"`), else `http_<status>`: a
+    /// metrics label.
+    static func answerCode(status: Int, body: String) -> String {
+        if (200..<300).contains(status), let parsed = try? JSONValue.parse(Array(body.utf8)), case .number(let code)? = parsed["code"] {
+            return String(Int(code))
+        }
+        return "http_\(status)"
     }
 
     /// TikTok answers HTTP 200 even for errors: the body's `code` decides.

@@ -14,6 +14,7 @@ final class ProxyEngine: Sendable {
     let logger: Logger
     /// Where `builtin:demo` upstreams point once the demo origin is listening.
     let builtinDemoAddress: HostPort?
+    let metrics: RequestMetrics
 
     init(
         config: GatewayConfig, filters: [any ProxyFilter], pools: UpstreamPools, accessLog: Logger, logger: Logger,
@@ -26,6 +27,7 @@ final class ProxyEngine: Sendable {
         self.accessLog = accessLog
         self.logger = logger
         self.builtinDemoAddress = builtinDemoAddress
+        self.metrics = RequestMetrics(siteNames: config.sites.map(\.name))
     }
 
     func address(of upstream: GatewayConfig.Upstream) -> (host: String, port: Int) {

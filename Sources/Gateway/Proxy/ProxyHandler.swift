@@ -13,7 +13,9 @@ final class ProxyHandler: ChannelDuplexHandler, UpstreamSink {
     typealias OutboundIn = HTTPServerResponsePart
     typealias OutboundOut = HTTPServerResponsePart
 
-    private let engine: ProxyEngine
+    private let live: LiveConfiguration
+    /// The engine of the current request, taken from `live` as each request begins.
+    private var engine: ProxyEngine
     private let downstream: DownstreamInfo
     private var context: ChannelHandlerContext?
     private var gate = ReadGate()
@@ -21,8 +23,9 @@ final class ProxyHandler: ChannelDuplexHandler, UpstreamSink {
     /// Set once the connection is to close: nothing that arrives after may start.
     private var closing = false
 
-    init(engine: ProxyEngine, downstream: DownstreamInfo) {
-        self.engine = engine
+    init(live: LiveConfiguration, downstream: DownstreamInfo) {
+        self.live = live
+        self.engine = live.engine
         self.downstream = downstream
     }
 
@@ -100,6 +103,7 @@ final class ProxyHandler: ChannelDuplexHandler, UpstreamSink {
     // MARK: Request phase
 
     private func begin(_ head: HTTPRequestHead, context: ChannelHandlerContext) {
+        engine = live.engine
         let hostHeaders = head.headers["host"]
         let peerTrusted = engine.config.trustedProxies.contains { $0.contains(downstream.peerAddress) }
         let requestContext = RequestContext(
@@ -499,7 +503,11 @@ final class ProxyHandler: ChannelDuplexHandler, UpstreamSink {
             fields["upstream"] = site.config.upstream.description
         }
         if let connected = exchange.connectedAt { fields["upstream_connect_ms"] = milliseconds(exchange.startedAt, connected) }
-        if let headAt = exchange.responseHeadAt { fields["upstream_header_ms"] = milliseconds(exchange.startedAt, headAt) }
+        if let headAt = exchange.responseHeadAt {
+            fields["upstream_header_ms"] = milliseconds(exchange.startedAt, headAt)
+            if let site = exchange.context.site { engine.metrics.recordUpstream(site: site.name, headerAfter: headAt - exchange.startedAt) }
+        }
+        engine.metrics.countRequest(site: exchange.context.site?.name, status: status)
         if let error = exchange.error { fields["error"] = error }
         for filter in engine.filters { filter.logging(&fields, context: exchange.context) }
         engine.accessLog.info("access", metadata: fields.mapValues { .string($0) })

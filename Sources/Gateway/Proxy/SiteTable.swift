@@ -5,6 +5,8 @@ public struct SiteRoute: Sendable {
     public let index: Int
     public let config: GatewayConfig.Site
     public let maxBodySize: Int
+
+    public var name: String { config.name }
 }
 
 /// Host → site lookup, built once per configuration.

@@ -1,5 +1,6 @@
 import Config
 import Events
+import Foundation
 import Logging
 import NIOConcurrencyHelpers
 import NIOCore
@@ -14,7 +15,7 @@ import ServiceLifecycle
 /// The gateway process's network side: the HTTPS, HTTP and admin listeners (and the demo origin
 /// of the embedded default), run as a swift-service-lifecycle service.
 ///
-/// Requests enter in ``configureHTTP1(_:engine:scheme:)`` and ``configureHTTP2(_:engine:scheme:)``;
+/// Requests enter in ``configureHTTP1(_:live:scheme:)`` and ``configureHTTP2(_:live:scheme:)``;
 /// both end in a ``ProxyHandler``.
 public final class GatewayServer: Service, Sendable {
     public struct Addresses: Sendable {
@@ -28,34 +29,63 @@ public final class GatewayServer: Service, Sendable {
         var channels: [any Channel] = []
         var ownedChannels: [any Channel] = []
         var addresses = Addresses()
-        var pools: UpstreamPools?
+        var live: LiveConfiguration?
+        var demoAddress: HostPort?
+        /// Pools of replaced generations: their parked connections close at shutdown.
+        var retiredPools: [UpstreamPools] = []
         /// Lives only while serving: its deinit touches the event loops, so it must go before they stop.
         var quiescing: ServerQuiescingHelper?
     }
 
-    public let config: GatewayConfig
-    private let serverEvents: ServerEventsEndpoint?
+    private let initialConfig: GatewayConfig
+    /// The file reloads read; nil for the embedded default (a reload then re-reads certificates only).
+    private let configPath: String?
     private let logger: Logger
     private let accessLog: Logger
-    private let filters: [any ProxyFilter]
+    private let clickSink: (any ClickSink)?
+    private let ingestor: EventIngestor?
+    private let apiKeysOverride: Set<String>?
+    let admin: AdminContext
     private let group: MultiThreadedEventLoopGroup
     private let running = NIOLockedValueBox<Running?>(nil)
+    private let reloads = NIOLockedValueBox<Task<ReloadOutcome, Never>?>(nil)
 
     /// - Parameters:
     ///   - clickSink: where captured clicks go (the sidecar's click ledger).
-    ///   - ingestor: answers the first-party events path, and server events on the admin listener
-    ///     for holders of `apiKeys`; without one the events path is proxied.
+    ///   - ingestor: answers the first-party events path, and server events on the admin listener;
+    ///     without one the events path is proxied. Its validation follows each configuration.
+    ///   - apiKeys: keys for server events; nil reads `events.api_keys_env`/`_file` at each (re)load.
+    ///   - configPath: the file ``reload()`` reads.
     public init(
         config: GatewayConfig, logger: Logger, accessLog: Logger, clickSink: (any ClickSink)? = nil,
-        ingestor: EventIngestor? = nil, apiKeys: Set<String> = [], threads: Int = System.coreCount
+        ingestor: EventIngestor? = nil, apiKeys: Set<String>? = nil, configPath: String? = nil, admin: AdminContext = AdminContext(),
+        threads: Int = System.coreCount
     ) {
-        self.serverEvents = ingestor.map { ServerEventsEndpoint(ingestor: $0, apiKeys: apiKeys, pixels: config.events.pixels) }
-        self.config = config
+        self.initialConfig = config
+        self.configPath = configPath
         self.logger = logger
         self.accessLog = accessLog
-        self.filters = TrackingFilters.make(config: config, clickSink: clickSink, ingestor: ingestor)
+        self.clickSink = clickSink
+        self.ingestor = ingestor
+        self.apiKeysOverride = apiKeys
+        self.admin = admin
         self.group = MultiThreadedEventLoopGroup(numberOfThreads: threads)
     }
+
+    /// The configuration new requests use.
+    public var config: GatewayConfig {
+        running.withLockedValue { $0?.live?.current.config } ?? initialConfig
+    }
+
+    var generation: LiveConfiguration.Generation? {
+        running.withLockedValue { $0?.live?.current }
+    }
+
+    var isServing: Bool { running.withLockedValue { $0 != nil } }
+
+    var configFile: String? { configPath }
+
+    var eventStore: (any EventStore)? { ingestor?.store }
 
     /// Binds every listener; port 0 picks a free port (see the returned addresses).
     @discardableResult
@@ -64,31 +94,28 @@ public final class GatewayServer: Service, Sendable {
         var state = Running()
         let quiescing = ServerQuiescingHelper(group: group)
         state.quiescing = quiescing
+        let config = initialConfig
         do {
-            var demoAddress: HostPort?
             if config.sites.contains(where: { $0.upstream.scheme == .builtinDemo }) {
                 let demo = try await bindLocal(HostPort(host: "127.0.0.1", port: 0), router: DemoSite.router)
                 state.ownedChannels.append(demo)
                 state.addresses.demo = demo.localAddress
-                demoAddress = HostPort(host: "127.0.0.1", port: demo.localAddress?.port ?? 0)
+                state.demoAddress = HostPort(host: "127.0.0.1", port: demo.localAddress?.port ?? 0)
             }
-            let pools = try await UpstreamPools(group: group, config: config)
-            state.pools = pools
-            let engine = ProxyEngine(
-                config: config, filters: filters, pools: pools, accessLog: accessLog, logger: logger, builtinDemoAddress: demoAddress)
+            let live = LiveConfiguration(try await makeGeneration(config, number: 1, demoAddress: state.demoAddress))
+            state.live = live
             if let https = config.listen.https {
-                let tls = try CertificateStore(pairs: config.tls.certificates).makeServerContext()
-                let channel = try await bindProxy(https, engine: engine, tls: tls, quiescing: quiescing)
+                let channel = try await bindProxy(https, live: live, tls: true, quiescing: quiescing)
                 state.channels.append(channel)
                 state.addresses.https = channel.localAddress
             }
             if let http = config.listen.http {
-                let channel = try await bindProxy(http, engine: engine, tls: nil, quiescing: quiescing)
+                let channel = try await bindProxy(http, live: live, tls: false, quiescing: quiescing)
                 state.channels.append(channel)
                 state.addresses.http = channel.localAddress
             }
-            if let admin = config.listen.admin {
-                let channel = try await bindLocal(admin, router: AdminRoutes(serverEvents: serverEvents).router)
+            if let adminAddress = config.listen.admin {
+                let channel = try await bindLocal(adminAddress, router: AdminRoutes(server: self).router)
                 state.ownedChannels.append(channel)
                 state.addresses.admin = channel.localAddress
             }
@@ -108,6 +135,103 @@ public final class GatewayServer: Service, Sendable {
         return addresses
     }
 
+    /// Everything a configuration decides that requests use: upstream pools, filters, the engine,
+    /// the TLS context (certificates are read here), the server-events endpoint.
+    private func makeGeneration(_ config: GatewayConfig, number: Int, demoAddress: HostPort?) async throws -> LiveConfiguration.Generation {
+        let pools = try await UpstreamPools(group: group, config: config)
+        let configuredIngestor = ingestor?.configured(for: config.events)
+        let engine = ProxyEngine(
+            config: config, filters: TrackingFilters.make(config: config, clickSink: clickSink, ingestor: configuredIngestor), pools: pools,
+            accessLog: accessLog, logger: logger, builtinDemoAddress: demoAddress)
+        let tls = try config.listen.https.map { _ in try CertificateStore(pairs: config.tls.certificates).makeServerContext() }
+        let serverEvents = configuredIngestor.map {
+            ServerEventsEndpoint(ingestor: $0, apiKeys: apiKeysOverride ?? Credentials.apiKeys(config.events), pixels: config.events.pixels)
+        }
+        return .init(number: number, loadedAt: Date(), config: config, engine: engine, tls: tls, serverEvents: serverEvents)
+    }
+
+    // MARK: Reload
+
+    /// Reads the configuration file again and, when it is valid, serves new requests with it; an
+    /// invalid file is refused and the running configuration keeps serving. Reloads run one at a time.
+    public func reload() async -> ReloadOutcome {
+        await serialized { await self.apply(fromFile: true, reason: "reload") }
+    }
+
+    /// Builds a new generation from the running configuration: certificates and keys are read again.
+    public func reloadCertificates() async -> ReloadOutcome {
+        await serialized { await self.apply(fromFile: false, reason: "certificate files changed") }
+    }
+
+    private func serialized(_ body: @escaping @Sendable () async -> ReloadOutcome) async -> ReloadOutcome {
+        let task = reloads.withLockedValue { last -> Task<ReloadOutcome, Never> in
+            let previous = last
+            let next = Task {
+                _ = await previous?.value
+                return await body()
+            }
+            last = next
+            return next
+        }
+        return await task.value
+    }
+
+    private func apply(fromFile: Bool, reason: String) async -> ReloadOutcome {
+        guard let (live, demoAddress) = running.withLockedValue({ state in state?.live.map { ($0, state?.demoAddress) } }) else {
+            return ReloadOutcome(applied: false, generation: 0, message: "the gateway is not serving")
+        }
+        let current = live.current
+        var config = current.config
+        if fromFile, let configPath {
+            do { config = try ConfigLoader.load(file: configPath) } catch {
+                logger.error("reload refused: the configuration has problems; the running one keeps serving", metadata: ["error": "\(error)"])
+                return ReloadOutcome(applied: false, generation: current.number, message: "\(error)")
+            }
+        }
+        let notes = Self.restartOnlyChanges(from: current.config, to: config)
+        if demoAddress == nil, config.sites.contains(where: { $0.upstream.scheme == .builtinDemo }) {
+            return ReloadOutcome(applied: false, generation: current.number, message: "a builtin:demo upstream can only be added with a restart")
+        }
+        let next: LiveConfiguration.Generation
+        do {
+            next = try await makeGeneration(config, number: current.number + 1, demoAddress: demoAddress)
+        } catch {
+            logger.error("reload refused: the new configuration could not be set up; the running one keeps serving", metadata: ["error": "\(error)"])
+            return ReloadOutcome(applied: false, generation: current.number, message: "\(error)")
+        }
+        let replaced = live.replace(with: next)
+        running.withLockedValue { $0?.retiredPools.append(replaced.engine.pools) }
+        await admin.onReload(config)
+        logger.info("reloaded", metadata: [
+            "reason": "\(reason)", "generation": "\(next.number)", "sites": "\(config.sites.count)",
+            "needs_restart": .string(notes.joined(separator: "; ")),
+        ])
+        return ReloadOutcome(applied: true, generation: next.number, message: "generation \(next.number) serves new requests", notes: notes)
+    }
+
+    /// Settings a running process cannot change: they keep their old values until a restart.
+    static func restartOnlyChanges(from old: GatewayConfig, to new: GatewayConfig) -> [String] {
+        var notes: [String] = []
+        if old.listen != new.listen { notes.append("listen changes need a restart") }
+        if old.events.store != new.events.store { notes.append("events.store changes need a restart") }
+        if old.log != new.log { notes.append("log changes need a restart") }
+        if old.admin != new.admin { notes.append("admin changes need a restart") }
+        if old.events.batchSize != new.events.batchSize || old.events.linger != new.events.linger {
+            notes.append("events.batch_size and events.linger changes need a restart")
+        }
+        return notes
+    }
+
+    /// The certificate and key files of the running configuration with their sizes and change
+    /// times: when this changes, ``reloadCertificates()`` picks the new files up.
+    public func certificateFilesState() -> [String] {
+        config.tls.certificates.flatMap { [$0.certificatePath, $0.keyPath] }.map { path in
+            let attributes = try? FileManager.default.attributesOfItem(atPath: path)
+            let modified = (attributes?[.modificationDate] as? Date)?.timeIntervalSince1970 ?? 0
+            return "\(path) \(attributes?[.size] as? Int ?? -1) \(modified) \(attributes?[.systemFileNumber] as? Int ?? 0)"
+        }
+    }
+
     /// Service entry point: serves until a graceful shutdown is requested, then drains.
     public func run() async throws {
         try await start()
@@ -125,6 +249,7 @@ public final class GatewayServer: Service, Sendable {
             try? await group.shutdownGracefully()
             return
         }
+        let config = state.live?.current.config ?? initialConfig
         logger.info("draining", metadata: ["grace": "\(config.timeouts.shutdownGrace)"])
         let drained = group.next().makePromise(of: Void.self)
         if let quiescing = state.quiescing, !state.channels.isEmpty {
@@ -144,7 +269,7 @@ public final class GatewayServer: Service, Sendable {
             return first
         }
         if !finishedInTime { logger.warning("shutdown grace expired; closing the remaining connections") }
-        await state.pools?.closeIdle()
+        for pools in state.retiredPools + (state.live.map { [$0.engine.pools] } ?? []) { await pools.closeIdle() }
         for channel in state.ownedChannels { try? await channel.close() }
         state.quiescing = nil
         try? await group.shutdownGracefully()
@@ -153,11 +278,11 @@ public final class GatewayServer: Service, Sendable {
 
     // MARK: Listeners
 
+    /// New connections take the current generation: its TLS context, limits and timeouts.
     private func bindProxy(
-        _ address: HostPort, engine: ProxyEngine, tls: NIOSSLContext?, quiescing: ServerQuiescingHelper
+        _ address: HostPort, live: LiveConfiguration, tls: Bool, quiescing: ServerQuiescingHelper
     ) async throws -> any Channel {
-        let handshakeTimeout = TimeAmount(config.timeouts.handshake)
-        return try await ServerBootstrap(group: group)
+        try await ServerBootstrap(group: group)
             .serverChannelOption(.backlog, value: 1024)
             .serverChannelOption(.socketOption(.so_reuseaddr), value: 1)
             .serverChannelInitializer { channel in
@@ -169,17 +294,18 @@ public final class GatewayServer: Service, Sendable {
             .childChannelOption(.maxMessagesPerRead, value: 16)
             .childChannelInitializer { channel in
                 channel.eventLoop.makeCompletedFuture {
-                    guard let tls else { return try Self.configureHTTP1(channel, engine: engine, scheme: "http") }
+                    let generation = live.current
+                    guard tls, let context = generation.tls else { return try Self.configureHTTP1(channel, live: live, scheme: "http") }
                     let sync = channel.pipeline.syncOperations
-                    try sync.addHandler(NIOSSLServerHandler(context: tls))
+                    try sync.addHandler(NIOSSLServerHandler(context: context))
                     // After the TLS handler: it must see the handshake-completed event that handler fires.
-                    try sync.addHandler(HandshakeTimeout(timeout: handshakeTimeout))
+                    try sync.addHandler(HandshakeTimeout(timeout: TimeAmount(generation.config.timeouts.handshake)))
                     try sync.addHandler(ApplicationProtocolNegotiationHandler { result, channel in
                         channel.eventLoop.makeCompletedFuture {
                             if case .negotiated("h2") = result {
-                                try Self.configureHTTP2(channel, engine: engine, scheme: "https")
+                                try Self.configureHTTP2(channel, live: live, scheme: "https")
                             } else {
-                                try Self.configureHTTP1(channel, engine: engine, scheme: "https")
+                                try Self.configureHTTP1(channel, live: live, scheme: "https")
                             }
                         }
                     })
@@ -202,7 +328,8 @@ public final class GatewayServer: Service, Sendable {
             .get()
     }
 
-    static func configureHTTP1(_ channel: any Channel, engine: ProxyEngine, scheme: String) throws {
+    static func configureHTTP1(_ channel: any Channel, live: LiveConfiguration, scheme: String) throws {
+        let engine = live.engine
         let config = engine.config
         let sync = channel.pipeline.syncOperations
         let timeouts = HTTP1ConnectionTimeouts(
@@ -223,10 +350,11 @@ public final class GatewayServer: Service, Sendable {
                 "client": "\(peer)", "proto": "h1", "status": "\(status.code)", "error": "refused by the HTTP/1 parser: \(reason)",
             ])
         })
-        try sync.addHandler(ProxyHandler(engine: engine, downstream: DownstreamInfo(scheme: scheme, httpVersion: "h1", peerAddress: peer)))
+        try sync.addHandler(ProxyHandler(live: live, downstream: DownstreamInfo(scheme: scheme, httpVersion: "h1", peerAddress: peer)))
     }
 
-    static func configureHTTP2(_ channel: any Channel, engine: ProxyEngine, scheme: String) throws {
+    static func configureHTTP2(_ channel: any Channel, live: LiveConfiguration, scheme: String) throws {
+        let engine = live.engine
         let config = engine.config
         let sync = channel.pipeline.syncOperations
         let management = NIOHTTP2ServerConnectionManagementHandler(
@@ -258,30 +386,10 @@ public final class GatewayServer: Service, Sendable {
                 let streamSync = streamChannel.pipeline.syncOperations
                 try streamSync.addHandler(HTTP2FramePayloadToHTTP1ServerCodec())
                 try streamSync.addHandler(
-                    ProxyHandler(engine: engine, downstream: DownstreamInfo(scheme: scheme, httpVersion: "h2", peerAddress: peer)))
+                    ProxyHandler(live: live, downstream: DownstreamInfo(scheme: scheme, httpVersion: "h2", peerAddress: peer)))
             }
         }
         try sync.addHandler(management)
         try sync.addHandler(CloseOnConnectionError(logger: engine.logger))
-    }
-}
-
-/// The admin listener's routes (loopback by default): health, and server-side events.
-struct AdminRoutes: Sendable {
-    let serverEvents: ServerEventsEndpoint?
-
-    var router: LocalHTTPHandler.Router {
-        { head, body in
-            let path = head.uri.split(separator: "?").first.map(String.init) ?? head.uri
-            switch (head.method, path) {
-            case (_, "/healthz"):
-                return LocalResponse(status: .ok, contentType: "text/plain; charset=utf-8", body: "ok\n")
-            case (.POST, "/v1/events"):
-                guard let serverEvents else { return LocalResponse(status: .notFound, contentType: "text/plain", body: "events are not enabled\n") }
-                return await serverEvents.handle(head: head, body: body)
-            default:
-                return LocalResponse(status: .notFound, contentType: "text/plain; charset=utf-8", body: "not found\n")
-            }
-        }
     }
 }

@@ -30,7 +30,7 @@ struct ClickCaptureFilter: ProxyFilter {
     let sink: (any ClickSink)?
     private let capturedCounters: [String: Counter]
 
-    init(tracking: GatewayConfig.Tracking, sink: (any ClickSink)?) {
+    init(tracking: GatewayConfig.Tracking, siteNames: [String], sink: (any ClickSink)?) {
         var registry = ClickIDRegistry.standard
         for entry in tracking.clickIDs {
             let base = registry.kind(forParameter: entry.parameter)
@@ -48,8 +48,11 @@ struct ClickCaptureFilter: ProxyFilter {
         self.tracking = tracking
         self.sink = sink
         var counters: [String: Counter] = [:]
-        for kind in registry.kinds {
-            counters[kind.parameter] = Counter(label: "clickgate_click_ids_captured_total", dimensions: [("platform", kind.platform), ("parameter", kind.parameter)])
+        for site in siteNames {
+            for kind in registry.kinds {
+                counters[site + "|" + kind.parameter] = Counter(
+                    label: "clickgate_click_ids_captured_total", dimensions: [("site", site), ("platform", kind.platform), ("parameter", kind.parameter)])
+            }
         }
         self.capturedCounters = counters
     }
@@ -118,7 +121,8 @@ struct ClickCaptureFilter: ProxyFilter {
         fields["click_id"] = state.capture.fromURL.isEmpty ? (state.capture.fromCookies.isEmpty ? "none" : "cookie") : "url"
         if !state.capture.rejected.isEmpty { fields["click_id_rejected"] = state.capture.rejected.map(\.parameter).joined(separator: ",") }
         guard state.trackingAllowed, !state.capture.fromURL.isEmpty else { return }
-        for id in state.capture.fromURL { capturedCounters[id.kind.parameter]?.increment() }
+        let site = context.site?.name ?? "none"
+        for id in state.capture.fromURL { capturedCounters[site + "|" + id.kind.parameter]?.increment() }
         sink?.offer(ClickRecord(
             unixMilliseconds: Int64(Date().timeIntervalSince1970 * 1000), visitorID: state.visitorID,
             clickIDs: state.capture.fromURL.map { .init(parameter: $0.kind.parameter, platform: $0.kind.platform, value: $0.value) },

@@ -6,7 +6,7 @@ import Events
 public enum TrackingFilters {
     public static func make(config: GatewayConfig, clickSink: (any ClickSink)?, ingestor: EventIngestor?) -> [any ProxyFilter] {
         let smartlinks = SmartlinkFilter(config: config)
-        return [ClickCaptureFilter(tracking: config.tracking, sink: clickSink)]
+        return [ClickCaptureFilter(tracking: config.tracking, siteNames: config.sites.map(\.name), sink: clickSink)]
             + (ingestor.map { [EventIngestFilter(path: config.events.path, ingestor: $0)] } ?? [])
             + (smartlinks.isEmpty ? [] : [smartlinks])
             + [RedirectPreservationFilter(config: config)]

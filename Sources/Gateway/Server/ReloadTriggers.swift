@@ -1,0 +1,44 @@
+import Logging
+import ServiceLifecycle
+import UnixSignals
+
+/// What makes the gateway reload while it runs: SIGHUP (`systemctl reload`, `kill -HUP`) reloads
+/// the configuration file; a change to a certificate or key file re-reads the certificates.
+/// (`POST /reload` on the admin listener, used by `clickgate reload`, is the third way.)
+public struct ReloadTriggers: Service {
+    let server: GatewayServer
+    let certificateCheckInterval: Duration
+    let logger: Logger
+
+    public init(server: GatewayServer, certificateCheckInterval: Duration = .seconds(5), logger: Logger) {
+        self.server = server
+        self.certificateCheckInterval = certificateCheckInterval
+        self.logger = logger
+    }
+
+    public func run() async throws {
+        let signals = await UnixSignalsSequence(trapping: .sighup)
+        await withTaskGroup(of: Void.self) { tasks in
+            tasks.addTask {
+                for await _ in signals.cancelOnGracefulShutdown() {
+                    logger.info("SIGHUP: reloading the configuration")
+                    _ = await server.reload()
+                }
+            }
+            tasks.addTask {
+                var seen = server.certificateFilesState()
+                while !Task.isShuttingDownGracefully && !Task.isCancelled {
+                    try? await Task.sleep(for: certificateCheckInterval)
+                    let now = server.certificateFilesState()
+                    guard now != seen else { continue }
+                    logger.info("certificate files changed: reading them again")
+                    _ = await server.reloadCertificates()
+                    // After a refused reload (a key written before its certificate) the next change tries again.
+                    seen = server.certificateFilesState()
+                }
+            }
+            await tasks.next()
+            tasks.cancelAll()
+        }
+    }
+}
