@@ -5,7 +5,7 @@ struct ClickGateCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "clickgate",
         abstract: "An edge gateway that keeps paid-social click ids (TikTok's ttclid first) alive.",
-        subcommands: [Serve.self, CheckConfig.self, Reload.self, Certs.self, EventsCommand.self, Trace.self, Extract.self, URLCommand.self],
+        subcommands: [Serve.self, CheckConfig.self, Reload.self, Health.self, Certs.self, EventsCommand.self, Trace.self, Extract.self, URLCommand.self],
         defaultSubcommand: Serve.self)
 }
 

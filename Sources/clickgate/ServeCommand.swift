@@ -65,7 +65,7 @@ struct Serve: AsyncParsableCommand {
             pixels: Credentials.pixelTargets(loaded.events, logger: logger), settings: settings, logger: logger)
         let admin = AdminContext(
             observability: observability, pausedPixels: { worker.pausedPixels },
-            onReload: { worker.updatePixels(Credentials.pixelTargets($0.events, logger: logger)) })
+            onReload: { await worker.updatePixels(Credentials.pixelTargets($0.events, logger: logger)) })
         let server = GatewayServer(
             config: loaded, logger: logger, accessLog: accessLog, clickSink: clicks, ingestor: ingestor, configPath: config, admin: admin)
         let ledger = ClickLedgerWriter(queue: clicks, store: store, logger: logger)

@@ -97,13 +97,8 @@ import Testing
     /// drops the click id and the gateway puts it back; straight to the origin, it is lost.
     @Test func traceThroughTheGatewayShowsTheClickIDRestored() async throws {
         let scratch = TestFiles.makeScratch("trace-tls")
-        let (ca, caKey) = try DevCertificates.loadAuthority(in: TestFiles.certs)
-        let shop = try DevCertificates.issueCertificate(dnsNames: ["shop.test"], authority: ca, authorityKey: caKey)
-        try shop.certificatePEM.write(toFile: scratch + "/shop.pem", atomically: true, encoding: .utf8)
-        try shop.keyPEM.write(toFile: scratch + "/shop.key", atomically: true, encoding: .utf8)
         let origin = try await TestOrigin.start()
-        let yaml = TestFiles.yaml(upstream: origin.url, hosts: "[shop.test]")
-            .replacingOccurrences(of: "\(TestFiles.certs)/localhost.pem, key: \(TestFiles.certs)/localhost.key", with: "\(scratch)/shop.pem, key: \(scratch)/shop.key")
+        let yaml = TestFiles.yaml(upstream: origin.url, hosts: "[shop.test]", certificate: try TestFiles.certificate(for: ["shop.test"], in: scratch))
         let gateway = try await GatewayProcess.start(yaml: yaml, directory: scratch)
         defer {
             gateway.signal(SIGKILL)

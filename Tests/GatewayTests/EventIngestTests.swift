@@ -5,7 +5,7 @@ import Logging
 import Testing
 
 /// The store refuses every write: ingest must answer 503 and acknowledge nothing.
-private struct BrokenStore: EventStore {
+struct BrokenStore: EventStore {
     let base: SQLiteEventStore
     struct DiskFull: Error {}
     func enqueue(_ events: [OutboxEvent]) async throws -> [EnqueueOutcome] { throw DiskFull() }

@@ -58,15 +58,12 @@ import Testing
 
     @Test func sniPicksTheCertificateForTheRequestedName() async throws {
         let scratch = TestFiles.makeScratch("sni")
-        let (ca, caKey) = try DevCertificates.loadAuthority(in: TestFiles.certs)
-        let other = try DevCertificates.issueCertificate(dnsNames: ["shop.test", "*.shop.test"], authority: ca, authorityKey: caKey)
-        try other.certificatePEM.write(toFile: scratch + "/shop.pem", atomically: true, encoding: .utf8)
-        try other.keyPEM.write(toFile: scratch + "/shop.key", atomically: true, encoding: .utf8)
+        let other = try TestFiles.certificate(for: ["shop.test", "*.shop.test"], in: scratch)
         let origin = try await TestOrigin.start()
         let yaml = TestFiles.yaml(upstream: origin.url)
             .replacingOccurrences(
                 of: "    - { cert: \(TestFiles.certs)/localhost.pem, key: \(TestFiles.certs)/localhost.key }",
-                with: "    - { cert: \(TestFiles.certs)/localhost.pem, key: \(TestFiles.certs)/localhost.key }\n    - { cert: \(scratch)/shop.pem, key: \(scratch)/shop.key }")
+                with: "    - { cert: \(TestFiles.certs)/localhost.pem, key: \(TestFiles.certs)/localhost.key }\n    - { cert: \(other.cert), key: \(other.key) }")
             .replacingOccurrences(of: "hosts: [localhost, 127.0.0.1]", with: "hosts: [localhost, 127.0.0.1, shop.test, www.shop.test]")
         let gateway = try await TestGateway.start(yaml)
         defer { Task { await gateway.stop(); await origin.stop() } }

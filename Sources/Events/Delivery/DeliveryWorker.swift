@@ -56,16 +56,20 @@ public final class DeliveryWorker: Sendable {
         Dictionary(pixels.map { ($0.name, $0) }, uniquingKeysWith: { first, _ in first })
     }
 
-    /// Takes the pixels of a reloaded configuration for the next batches; a pixel whose token
-    /// changed is no longer paused.
-    public func updatePixels(_ targets: [PixelTarget]) {
+    /// Takes the pixels of a reloaded configuration for the next batches. Paused pixels are tried
+    /// again now, with the events their pause held back: a reload is what an operator does after
+    /// fixing a token or a permission (TikTok pauses them again if not).
+    public func updatePixels(_ targets: [PixelTarget]) async {
         let new = Self.byName(targets)
-        let old = pixels.withLockedValue { pixels in
-            defer { pixels = new }
-            return pixels
+        pixels.withLockedValue { $0 = new }
+        let unpaused = pausedUntil.withLockedValue { paused in
+            defer { paused.removeAll() }
+            return paused.keys.filter { new[$0] != nil }
         }
-        let changed = new.filter { old[$0.key] != $0.value }.map(\.key)
-        pausedUntil.withLockedValue { paused in for name in changed { paused[name] = nil } }
+        for name in unpaused {
+            try? await store.expediteRetries(pixel: name, now: Date())
+            logger.info("reloaded: the paused pixel's events are due now", metadata: ["pixel": "\(name)"])
+        }
     }
 
     /// Pixels currently paused for an authorization error.

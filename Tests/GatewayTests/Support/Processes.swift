@@ -91,13 +91,19 @@ final class GatewayProcess: @unchecked Sendable {
     let stderrPath: String
     let httpsPort: Int
     let httpPort: Int
+    let adminPort: Int
+    let configPath: String
 
-    private init(process: Process, stderrPath: String, httpsPort: Int, httpPort: Int) {
+    private init(process: Process, stderrPath: String, httpsPort: Int, httpPort: Int, adminPort: Int, configPath: String) {
         self.process = process
         self.stderrPath = stderrPath
         self.httpsPort = httpsPort
         self.httpPort = httpPort
+        self.adminPort = adminPort
+        self.configPath = configPath
     }
+
+    var adminURL: String { "http://127.0.0.1:\(adminPort)" }
 
     /// - Parameters:
     ///   - directory: where the config and logs go; reuse it to restart on the same store.
@@ -123,7 +129,9 @@ final class GatewayProcess: @unchecked Sendable {
                 let object = try? JSONSerialization.jsonObject(with: Data(line.utf8)) as? [String: String]
             {
                 func port(_ key: String) -> Int { Int(object[key]?.split(separator: ":").last ?? "") ?? 0 }
-                return GatewayProcess(process: process, stderrPath: stderrPath, httpsPort: port("https"), httpPort: port("http"))
+                return GatewayProcess(
+                    process: process, stderrPath: stderrPath, httpsPort: port("https"), httpPort: port("http"), adminPort: port("admin"),
+                    configPath: configPath)
             }
             if !process.isRunning { break }
             try await Task.sleep(for: .milliseconds(50))

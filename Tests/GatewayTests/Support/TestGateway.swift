@@ -27,15 +27,28 @@ enum TestFiles {
         return dir
     }
 
-    /// A configuration with one site in front of `upstream`, on ephemeral loopback ports.
+    /// A certificate for `names` signed by the test CA, written into `directory`.
+    static func certificate(for names: [String], in directory: String) throws -> (cert: String, key: String) {
+        let (ca, caKey) = try DevCertificates.loadAuthority(in: certs)
+        let issued = try DevCertificates.issueCertificate(dnsNames: names, authority: ca, authorityKey: caKey)
+        let paths = (cert: directory + "/\(names[0]).pem", key: directory + "/\(names[0]).key")
+        try issued.keyPEM.write(toFile: paths.key, atomically: true, encoding: .utf8)
+        try issued.certificatePEM.write(toFile: paths.cert, atomically: true, encoding: .utf8)
+        return paths
+    }
+
+    /// A configuration with one site in front of `upstream`, on ephemeral loopback ports, served
+    /// with `certificate` (default: the test CA's localhost pair).
     static func yaml(
-        upstream: String, hosts: String = "[localhost, 127.0.0.1]", site: String = "", top: String = "", timeouts: String = "", limits: String = ""
+        upstream: String, hosts: String = "[localhost, 127.0.0.1]", site: String = "", top: String = "", timeouts: String = "", limits: String = "",
+        certificate: (cert: String, key: String)? = nil
     ) -> String {
-        """
+        let pair = certificate ?? (certs + "/localhost.pem", certs + "/localhost.key")
+        return """
         listen: { https: "127.0.0.1:0", http: "127.0.0.1:0", admin: "127.0.0.1:0" }
         tls:
           certificates:
-            - { cert: \(certs)/localhost.pem, key: \(certs)/localhost.key }
+            - { cert: \(pair.cert), key: \(pair.key) }
         sites:
           - hosts: \(hosts)
             upstream: \(upstream)
