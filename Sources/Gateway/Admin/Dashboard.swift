@@ -72,13 +72,15 @@ function grouped(values, name, group) {
   return out;
 }
 
-// Per-minute rates between consecutive samples, for each group.
+// Per-minute rates between consecutive samples, for each group. A live sample taken moments after
+// the last recorded one would make a noisy rate: it is skipped.
+let interval = 10;
 function rates(samples, name, group) {
   const series = {};
   for (let i = 1; i < samples.length; i++) {
     const a = grouped(samples[i - 1].values, name, group), b = grouped(samples[i].values, name, group);
     const dt = (samples[i].t - samples[i - 1].t) / 60;
-    if (dt <= 0) continue;
+    if (dt * 60 < interval / 2) continue;
     for (const g of new Set([...Object.keys(a), ...Object.keys(b)])) {
       (series[g] = series[g] || []).push([samples[i].t, Math.max(0, ((b[g] || 0) - (a[g] || 0)) / dt)]);
     }
@@ -119,7 +121,7 @@ function chart(id, series, opts = {}) {
   }
   for (let i = 4; i >= 0; i--) {
     const back = span * i / 4;
-    const label = i === 0 ? "now" : back >= 120 ? "-" + Math.round(back / 60) + "m" : "-" + Math.round(back) + "s";
+    const label = i === 0 ? "now" : back >= 60 ? "-" + Math.round(back / 60) + "m" : "-" + Math.round(back) + "s";
     out += `<text x="${x(now - back)}" y="${h - 4}" fill="#8b98a5" font-size="10" text-anchor="${i === 4 ? "start" : i === 0 ? "end" : "middle"}">${label}</text>`;
   }
   names.forEach((n, i) => {
@@ -144,6 +146,7 @@ let since = 0;
 function render(history, status) {
   const samples = history.samples, last = samples[samples.length - 1].values, first = samples[0].values;
   since = samples[0].t;
+  interval = history.interval_seconds || 10;
   const r = status.readiness;
   const pill = document.getElementById("ready");
   pill.textContent = r.ready ? "ready" : "not ready";
@@ -166,7 +169,7 @@ function render(history, status) {
   const total = delivered(last);
   big("coverage-big", ids.map(id => [id.replace("_or_", " / ") + " of " + fmt(total) + " delivered", total ? Math.round(100 * withId(last, id) / total) + "%" : "–"]));
   const coverage = {};
-  for (const id of ids) coverage[id] = samples.filter(s => delivered(s) > 0).map(s => [s.t, withId(s.values, id) / delivered(s.values)]);
+  for (const id of ids) coverage[id] = samples.filter(s => delivered(s.values) > 0).map(s => [s.t, withId(s.values, id) / delivered(s.values)]);
   chart("coverage", coverage, { max: 1, percent: true });
 
   const outcomeColors = { delivered: "#3fb950", retried: "#d29922", "dead-lettered": "#f85149" };
