@@ -261,8 +261,18 @@ private struct Reader {
             if path.hasPrefix("/") { events.path = path } else { v.report("must start with '/'") }
         }
         if let v = object["store"], let store = v.nonEmptyString() {
-            if store.hasPrefix("sqlite:") || store.hasPrefix("postgres://") || store.hasPrefix("postgresql://") {
+            if store.hasPrefix("sqlite:"), store.count > "sqlite:".count {
                 events.store = store
+            } else if store.hasPrefix("postgres://") || store.hasPrefix("postgresql://") {
+                let url = URLComponents(string: store)
+                let sslmode = url?.queryItems?.first { $0.name == "sslmode" }?.value ?? "prefer"
+                if url?.host?.isEmpty ?? true || url?.user?.isEmpty ?? true {
+                    v.report("expected postgres://USER[:PASSWORD]@HOST[:PORT]/DATABASE")
+                } else if !["disable", "allow", "prefer", "require", "verify-ca", "verify-full"].contains(sslmode) {
+                    v.report("sslmode '\(sslmode)' is not one of disable, prefer, require, verify-full")
+                } else {
+                    events.store = store
+                }
             } else {
                 v.report("expected sqlite:PATH or postgres://USER@HOST/DB")
             }

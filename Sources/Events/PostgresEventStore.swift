@@ -1,5 +1,6 @@
 import Foundation
 import Logging
+import NIOConcurrencyHelpers
 import NIOSSL
 import PostgresNIO
 
@@ -13,25 +14,51 @@ import PostgresNIO
 public final class PostgresEventStore: EventStore {
     private let client: PostgresClient
     private let runner: Task<Void, Never>
+    private let schema: Task<Void, Never>
     private let logger: Logger
+    /// Nil once the schema is in place; before that, why the database cannot be used yet.
+    private let unavailable = NIOLockedValueBox<String?>("connecting to PostgreSQL")
 
-    /// Connects lazily (the pool retries on its own), then applies the schema; throws when the
-    /// database cannot be reached within `startTimeout` or the schema cannot be applied.
-    public init(url: String, logger: Logger, startTimeout: Duration = .seconds(30)) async throws {
+    /// Starts connecting and applying the schema in the background, retrying until the database
+    /// answers: a gateway starts (and proxies) while its database is still down. Throws only for
+    /// a URL that cannot work.
+    public init(url: String, logger: Logger) throws {
         let configuration = try Self.configuration(from: url)
         let client = PostgresClient(configuration: configuration, backgroundLogger: logger)
         self.client = client
         self.logger = logger
         runner = Task { await client.run() }
-        do {
-            try await Self.withDeadline(startTimeout, what: "connecting to PostgreSQL") { try await Self.migrate(client, logger: logger) }
-        } catch {
-            runner.cancel()
-            throw error
+        let unavailable = self.unavailable
+        schema = Task {
+            var delay: Duration = .milliseconds(250)
+            while !Task.isCancelled {
+                do {
+                    try await Self.withDeadline(.seconds(15), what: "applying the schema") { try await Self.migrate(client, logger: logger) }
+                    unavailable.withLockedValue { $0 = nil }
+                    return
+                } catch {
+                    unavailable.withLockedValue { $0 = "PostgreSQL is not reachable: \(error)" }
+                    logger.error("events store: PostgreSQL is not reachable; retrying", metadata: ["error": "\(error)", "url": "\(Self.redacted(url))"])
+                    try? await Task.sleep(for: delay)
+                    delay = min(delay * 2, .seconds(5))
+                }
+            }
         }
     }
 
-    deinit { runner.cancel() }
+    deinit {
+        schema.cancel()
+        runner.cancel()
+    }
+
+    /// Waits for the schema (command-line tools use this); throws with the last error after `timeout`.
+    public func waitUntilReady(timeout: Duration) async throws {
+        let deadline = ContinuousClock.now + timeout
+        while let reason = unavailable.withLockedValue({ $0 }) {
+            guard ContinuousClock.now < deadline else { throw StoreTimeout(description: reason) }
+            try await Task.sleep(for: .milliseconds(100))
+        }
+    }
 
     // MARK: Connection settings
 
@@ -158,6 +185,7 @@ public final class PostgresEventStore: EventStore {
 
     @discardableResult
     private func run<T: Sendable>(_ what: String, _ body: @escaping @Sendable (PostgresClient) async throws -> T) async throws -> T {
+        if let reason = unavailable.withLockedValue({ $0 }) { throw StoreTimeout(description: "\(what): \(reason)") }
         let client = self.client
         return try await Self.withDeadline(Self.operationTimeout, what: what) { try await body(client) }
     }

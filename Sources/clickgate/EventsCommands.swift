@@ -4,6 +4,7 @@ import Diagnostics
 import Events
 import Foundation
 import Gateway
+import Logging
 
 struct EventsCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
@@ -17,7 +18,7 @@ struct EventsCommand: AsyncParsableCommand {
         @Option(name: .long, help: "A store location (sqlite:PATH), overriding the configuration.")
         var store: String?
 
-        func open() throws -> any EventStore {
+        func open() async throws -> any EventStore {
             var location = store ?? GatewayConfig.Events().store
             if store == nil, let config {
                 do { location = try ConfigLoader.load(file: config).events.store } catch {
@@ -25,7 +26,9 @@ struct EventsCommand: AsyncParsableCommand {
                     throw configErrorExit
                 }
             }
-            return try openStore(location)
+            let store = try openStore(location, logger: Logger(label: "clickgate") { _ in SwiftLogNoOpLogHandler() })
+            if let shared = store as? PostgresEventStore { try await shared.waitUntilReady(timeout: .seconds(15)) }
+            return store
         }
     }
 

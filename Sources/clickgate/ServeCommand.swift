@@ -49,7 +49,7 @@ struct Serve: AsyncParsableCommand {
         }
         let store: any EventStore
         do {
-            store = try openStore(loaded.events.store)
+            store = try openStore(loaded.events.store, logger: logger)
         } catch {
             FileHandle.standardError.write(Data("events.store: \(error)\n".utf8))
             throw configErrorExit
@@ -91,12 +91,8 @@ struct DeliveryService: Service {
     }
 }
 
-/// The store `events.store` names.
-func openStore(_ location: String) throws -> any EventStore {
+/// The store `events.store` names. A PostgreSQL store connects in the background.
+func openStore(_ location: String, logger: Logger) throws -> any EventStore {
     if location.hasPrefix("sqlite:") { return try SQLiteEventStore(path: String(location.dropFirst("sqlite:".count))) }
-    throw StoreUnavailable(description: "PostgreSQL stores are not supported by this build yet; use sqlite:PATH")
-}
-
-struct StoreUnavailable: Error, CustomStringConvertible {
-    let description: String
+    return try PostgresEventStore(url: location, logger: logger)
 }

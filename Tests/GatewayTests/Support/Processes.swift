@@ -1,3 +1,4 @@
+import EventsTestSupport
 import Foundation
 import NIOConcurrencyHelpers
 import NIOCore
@@ -21,14 +22,6 @@ func runProcess(_ executable: String, _ arguments: [String], environment: [Strin
         }.start()
     }
 }
-
-/// Foundation's `Process.run()` is not safe to call from several threads at once on Linux (it
-/// crashed copying its arguments under parallel tests): every launch in the tests goes through this.
-func launch(_ process: Process) throws {
-    try processLaunchLock.withLock { try process.run() }
-}
-
-private let processLaunchLock = NIOLock()
 
 private func runProcessBlocking(_ executable: String, _ arguments: [String], environment: [String: String]?, input: String?) throws -> ProcessResult {
     let process = Process()

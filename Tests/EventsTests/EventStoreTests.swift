@@ -1,13 +1,15 @@
 import Events
+import EventsTestSupport
 import Foundation
+import Logging
 import Testing
 
-private func scratchDatabase() -> String {
+func scratchDatabase() -> String {
     let dir = NSTemporaryDirectory() + "clickgate-store-\(UUID().uuidString.prefix(8))"
     return dir + "/events.sqlite"
 }
 
-private func event(_ id: String, name: String = "Purchase") -> NormalizedEvent {
+func event(_ id: String, name: String = "Purchase") -> NormalizedEvent {
     NormalizedEvent(
         event: name, eventID: id, eventTime: 1_760_000_000, user: NormalizedEvent.User(), properties: ["value": .number(1)],
         page: nil, limitedDataUse: false, visitorID: nil)
@@ -43,8 +45,55 @@ private func event(_ id: String, name: String = "Purchase") -> NormalizedEvent {
         #expect(commits < 400, "group commit: \(commits) transactions for 400 submissions")
     }
 
-    @Test func leasesAreExclusiveUntilTheyExpire() async throws {
-        let store = try SQLiteEventStore(path: scratchDatabase())
+
+    @Test func reopeningReleasesTheLeasesOfADeadRun() async throws {
+        let path = scratchDatabase()
+        do {
+            let store = try SQLiteEventStore(path: path)
+            _ = try await store.enqueue([OutboxEvent(pixel: "main", event: event("r1"))])
+            #expect(try await store.lease(limit: 1, for: .seconds(600), now: Date()).count == 1)
+        }
+        let reopened = try SQLiteEventStore(path: path)
+        #expect(try await reopened.lease(limit: 1, for: .seconds(600), now: Date()).map(\.event.eventID) == ["r1"])
+    }
+
+
+
+}
+
+/// What every store must do the same way; the PostgreSQL runs use a real server (TestPostgres).
+@Suite struct EventStoreContractTests {
+    @Test(arguments: StoreKind.allCases)
+    func duplicatesAreRecognisedByPixelEventAndID(_ kind: StoreKind) async throws {
+        let store = try await kind.make()
+        let first = try await store.enqueue([
+            OutboxEvent(pixel: "main", event: event("e1")), OutboxEvent(pixel: "main", event: event("e1")),
+            OutboxEvent(pixel: "main", event: event("e2")),
+        ])
+        #expect(first[1] == .duplicate, "the same key twice in one request")
+        #expect(first[0] != .duplicate && first[2] != .duplicate)
+        #expect(try await store.enqueue([OutboxEvent(pixel: "main", event: event("e1"))]) == [.duplicate])
+        let other = try await store.enqueue([OutboxEvent(pixel: "second", event: event("e1")), OutboxEvent(pixel: "main", event: event("e1", name: "Lead"))])
+        #expect(!other.contains(.duplicate))
+        #expect(try await store.stats(now: Date()).queueDepth == 4)
+    }
+
+    @Test(arguments: StoreKind.allCases)
+    func concurrentCopiesOfOneEventAreStoredOnce(_ kind: StoreKind) async throws {
+        let store = try await kind.make()
+        let stored = try await withThrowingTaskGroup(of: Int.self) { group in
+            for _ in 0..<40 {
+                group.addTask { try await store.enqueue([OutboxEvent(pixel: "main", event: event("same"))]).filter { $0 != .duplicate }.count }
+            }
+            return try await group.reduce(0, +)
+        }
+        #expect(stored == 1)
+        try await store.checkWritable()
+    }
+
+    @Test(arguments: StoreKind.allCases)
+    func leasesAreExclusiveUntilTheyExpire(_ kind: StoreKind) async throws {
+        let store = try await kind.make()
         _ = try await store.enqueue((0..<5).map { OutboxEvent(pixel: "main", event: event("l\($0)")) })
         let now = Date()
         let first = try await store.lease(limit: 3, for: .seconds(30), now: now)
@@ -62,19 +111,9 @@ private func event(_ id: String, name: String = "Purchase") -> NormalizedEvent {
         #expect(try await store.lease(limit: 10, for: .seconds(30), now: now.addingTimeInterval(101)).count == 1)
     }
 
-    @Test func reopeningReleasesTheLeasesOfADeadRun() async throws {
-        let path = scratchDatabase()
-        do {
-            let store = try SQLiteEventStore(path: path)
-            _ = try await store.enqueue([OutboxEvent(pixel: "main", event: event("r1"))])
-            #expect(try await store.lease(limit: 1, for: .seconds(600), now: Date()).count == 1)
-        }
-        let reopened = try SQLiteEventStore(path: path)
-        #expect(try await reopened.lease(limit: 1, for: .seconds(600), now: Date()).map(\.event.eventID) == ["r1"])
-    }
-
-    @Test func deadLettersCanBeListedAndReplayed() async throws {
-        let store = try SQLiteEventStore(path: scratchDatabase())
+    @Test(arguments: StoreKind.allCases)
+    func deadLettersCanBeListedAndReplayed(_ kind: StoreKind) async throws {
+        let store = try await kind.make()
         _ = try await store.enqueue([OutboxEvent(pixel: "main", event: event("d1")), OutboxEvent(pixel: "main", event: event("d2"))])
         let leased = try await store.lease(limit: 10, for: .seconds(30), now: Date())
         try await store.deadLetter([leased[0].id], reason: "40002: invalid value for properties.currency")
@@ -87,8 +126,9 @@ private func event(_ id: String, name: String = "Purchase") -> NormalizedEvent {
         #expect(try await store.stats(now: Date()).queueDepth == 2)
     }
 
-    @Test func theClickLedgerAndIdentitiesJoinVisitors() async throws {
-        let store = try SQLiteEventStore(path: scratchDatabase())
+    @Test(arguments: StoreKind.allCases)
+    func theClickLedgerAndIdentitiesJoinVisitors(_ kind: StoreKind) async throws {
+        let store = try await kind.make()
         let now = Date()
         try await store.recordClicks([
             ClickLedgerEntry(visitorID: "v1", clickedAt: now.addingTimeInterval(-40 * 86_400), ttclid: "OLD", ttp: nil, ip: nil, userAgent: nil, landingURL: nil, referrer: nil),
@@ -103,3 +143,22 @@ private func event(_ id: String, name: String = "Purchase") -> NormalizedEvent {
         #expect(try await store.visitors(forIdentities: ["x", email]) == [email: "v1"])
     }
 }
+
+enum StoreKind: String, CaseIterable, Sendable, CustomTestStringConvertible {
+    case sqlite, postgres
+
+    var testDescription: String { rawValue }
+
+    func make() async throws -> any EventStore {
+        switch self {
+        case .sqlite:
+            return try SQLiteEventStore(path: scratchDatabase())
+        case .postgres:
+            let store = try PostgresEventStore(url: try TestPostgres.shared.makeDatabase(), logger: quietLogger)
+            try await store.waitUntilReady(timeout: .seconds(30))
+            return store
+        }
+    }
+}
+
+let quietLogger = Logger(label: "test") { _ in SwiftLogNoOpLogHandler() }

@@ -1,0 +1,121 @@
+import Foundation
+import NIOConcurrencyHelpers
+
+/// A real PostgreSQL server (Debian's packages) in a temporary directory on a loopback port, for
+/// one test run: `initdb`, `pg_ctl start`, one fresh database per caller, `stop()` at the end.
+///
+/// PostgreSQL refuses to run as root; as root the server runs as the `postgres` user.
+public final class TestPostgres: Sendable {
+    public let port: Int
+    public let directory: String
+    private let binaries: String
+    private let databases = NIOLockedValueBox(0)
+
+    /// One server per test process, started on first use and stopped when the process exits.
+    public static let shared: TestPostgres = {
+        do {
+            let server = try TestPostgres()
+            stopAtExit.withLockedValue { $0 = server }
+            atexit { try? stopAtExit.withLockedValue { $0 }?.stop() }
+            return server
+        } catch {
+            fatalError("cannot start the test PostgreSQL: \(error)")
+        }
+    }()
+
+    private static let stopAtExit = NIOLockedValueBox<TestPostgres?>(nil)
+
+    public struct Failure: Error, CustomStringConvertible {
+        public var description: String
+    }
+
+    public init() throws {
+        guard let version = try? FileManager.default.contentsOfDirectory(atPath: "/usr/lib/postgresql").sorted().last else {
+            throw Failure(description: "PostgreSQL is not installed (scripts/test installs Debian's postgresql)")
+        }
+        binaries = "/usr/lib/postgresql/\(version)/bin"
+        directory = NSTemporaryDirectory() + "clickgate-pg-\(getpid())-\(UUID().uuidString.prefix(6))"
+        port = Self.freePort()
+        try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)
+        if getuid() == 0 { try run("/bin/chown", ["postgres:postgres", directory], asServer: false) }
+        try run(binaries + "/initdb", ["-D", directory + "/data", "-U", "clickgate", "--auth=trust", "-E", "UTF8", "--no-sync"])
+        try start()
+    }
+
+    /// Starts (or restarts) the server on the same port and data.
+    public func start() throws {
+        try run(binaries + "/pg_ctl", startsDaemon: true, [
+            "-D", directory + "/data", "-l", directory + "/server.log", "-w", "-t", "30", "start",
+            "-o", "-p \(port) -k \(directory) -c listen_addresses=127.0.0.1 -c max_connections=200 -c fsync=on",
+        ])
+    }
+
+    /// Stops the server (fast shutdown: open connections are closed).
+    public func stop() throws {
+        try run(binaries + "/pg_ctl", ["-D", directory + "/data", "-m", "fast", "-w", "stop"])
+    }
+
+    /// A new empty database; its URL for `events.store`.
+    public func makeDatabase(_ prefix: String = "t") throws -> String {
+        let name = prefix.lowercased() + "_" + String(databases.withLockedValue { n in
+            n += 1
+            return n
+        }) + "_" + UUID().uuidString.prefix(6).lowercased()
+        try run(binaries + "/createdb", ["-h", "127.0.0.1", "-p", String(port), "-U", "clickgate", name])
+        return "postgres://clickgate@127.0.0.1:\(port)/\(name)?sslmode=disable"
+    }
+
+    /// - Parameter startsDaemon: the command leaves a server running. Foundation notices a child's
+    ///   exit by a descriptor it passes down; a server that inherits it would keep `waitUntilExit`
+    ///   waiting forever, so descriptors above 2 are closed first.
+    @discardableResult
+    func run(_ executable: String, startsDaemon: Bool = false, _ arguments: [String], asServer: Bool = true) throws -> String {
+        var command = [executable] + arguments
+        if asServer && getuid() == 0 { command = ["/usr/sbin/runuser", "-u", "postgres", "--"] + command }
+        if startsDaemon {
+            let closeInherited = #"for fd in $(ls /proc/$$/fd); do [ "$fd" -gt 2 ] && eval "exec $fd>&-"; done; exec "$@""#
+            command = ["/bin/bash", "-c", closeInherited, "bash"] + command
+        }
+        let process = Process()
+        process.executableURL = URL(fileURLWithPath: command[0])
+        process.arguments = Array(command.dropFirst())
+        // A file, not a pipe: the server that `pg_ctl start` leaves running inherits the descriptor
+        // and would hold a pipe open forever.
+        let outputPath = NSTemporaryDirectory() + "clickgate-pg-output-\(UUID().uuidString)"
+        FileManager.default.createFile(atPath: outputPath, contents: nil)
+        defer { try? FileManager.default.removeItem(atPath: outputPath) }
+        let output = try FileHandle(forWritingTo: URL(fileURLWithPath: outputPath))
+        process.standardOutput = output
+        process.standardError = output
+        process.standardInput = FileHandle.nullDevice
+        try launch(process)
+        process.waitUntilExit()
+        try output.close()
+        let text = (try? String(contentsOfFile: outputPath, encoding: .utf8)) ?? ""
+        guard process.terminationStatus == 0 else {
+            throw Failure(description: "\(executable) \(arguments.joined(separator: " ")) exited \(process.terminationStatus): \(text)")
+        }
+        return text
+    }
+
+    private static func freePort() -> Int {
+        let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
+        defer { close(fd) }
+        var address = sockaddr_in()
+        address.sin_family = sa_family_t(AF_INET)
+        address.sin_addr.s_addr = inet_addr("127.0.0.1")
+        address.sin_port = 0
+        var length = socklen_t(MemoryLayout<sockaddr_in>.size)
+        _ = withUnsafeMutablePointer(to: &address) { $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(fd, $0, length) } }
+        _ = withUnsafeMutablePointer(to: &address) { $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { getsockname(fd, $0, &length) } }
+        return Int(UInt16(bigEndian: address.sin_port))
+    }
+}
+
+/// Foundation's `Process.run()` is not safe to call from several threads at once on Linux (it
+/// crashed copying its arguments under parallel tests): every launch in the tests goes through this.
+public func launch(_ process: Process) throws {
+    try processLaunchLock.withLock { try process.run() }
+}
+
+private let processLaunchLock = NIOLock()
