@@ -253,7 +253,7 @@ private struct Reader {
 
     func events(_ value: YAMLValue) -> GatewayConfig.Events? {
         guard let object = value.object(allowedKeys: [
-            "path", "store", "endpoint", "pixels", "custom_events", "phone_country", "attribution_window", "batch_size", "linger",
+            "path", "store", "endpoint", "pixels", "custom_events", "phone_country", "attribution_window", "batch_size", "linger", "lease",
             "api_keys_env", "api_keys_file",
         ]) else { return nil }
         var events = GatewayConfig.Events()
@@ -296,6 +296,9 @@ private struct Reader {
         events.apiKeysEnv = object["api_keys_env"]?.nonEmptyString()
         if let v = object["api_keys_file"] { events.apiKeysFile = existingFile(v) }
         if let d = object["linger"]?.parsed(ValueParsers.duration) { events.linger = d }
+        if let v = object["lease"], let d = v.parsed(ValueParsers.duration) {
+            if d < .seconds(5) || d > .seconds(3600) { v.report("must be from 5s to 1h (longer than a request to the Events API takes)") } else { events.lease = d }
+        }
         for (name, entry) in object["pixels"]?.namedEntries() ?? [] {
             guard let pixel = entry.object(allowedKeys: ["pixel_code", "access_token_env", "access_token_file", "test_event_code"]),
                 let code = pixel.required("pixel_code")?.nonEmptyString()

@@ -249,6 +249,9 @@ extension GatewayConfig {
         public var batchSize = 50
         /// `events.linger`: how long delivery waits for more events when the queue is empty.
         public var linger: Duration = .seconds(1)
+        /// `events.lease`: how long a batch being sent belongs to the instance sending it; after a
+        /// crash, another instance (or the restarted one, with PostgreSQL) takes it over then.
+        public var lease: Duration = .seconds(60)
 
         public init(
             path: String = "/_clickgate/events",

@@ -60,6 +60,7 @@ struct Serve: AsyncParsableCommand {
         var settings = DeliveryWorker.Settings()
         settings.batchSize = loaded.events.batchSize
         settings.linger = loaded.events.linger
+        settings.lease = loaded.events.lease
         let worker = DeliveryWorker(
             store: store, api: EventsAPIClient(endpoint: loaded.events.endpoint, client: .shared),
             pixels: Credentials.pixelTargets(loaded.events, logger: logger), settings: settings, logger: logger)

@@ -216,8 +216,8 @@ public final class GatewayServer: Service, Sendable {
         if old.events.store != new.events.store { notes.append("events.store changes need a restart") }
         if old.log != new.log { notes.append("log changes need a restart") }
         if old.admin != new.admin { notes.append("admin changes need a restart") }
-        if old.events.batchSize != new.events.batchSize || old.events.linger != new.events.linger {
-            notes.append("events.batch_size and events.linger changes need a restart")
+        if old.events.batchSize != new.events.batchSize || old.events.linger != new.events.linger || old.events.lease != new.events.lease {
+            notes.append("events.batch_size, events.linger and events.lease changes need a restart")
         }
         return notes
     }

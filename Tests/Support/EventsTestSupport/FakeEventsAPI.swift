@@ -23,6 +23,8 @@ public final class FakeEventsAPI: Sendable {
         /// Every batch containing one of these ids is refused with 40002.
         var poisoned: Set<String> = []
         var delivered: [String] = []
+        /// The last delivered copy of each event, by event_id.
+        var events: [String: JSONValue] = [:]
         var batchSizes: [Int] = []
         var requests = 0
         var testEventCodes: [String?] = []
@@ -37,6 +39,8 @@ public final class FakeEventsAPI: Sendable {
     public var batchSizes: [Int] { state.withLockedValue { $0.batchSizes } }
     public var requests: Int { state.withLockedValue { $0.requests } }
     public var testEventCodes: [String?] { state.withLockedValue { $0.testEventCodes } }
+    /// The delivered event with this event_id, as TikTok received it.
+    public func event(_ eventID: String) -> JSONValue? { state.withLockedValue { $0.events[eventID] } }
 
     private init(channel: any Channel, token: String, state: NIOLockedValueBox<State>) {
         self.channel = channel
@@ -147,6 +151,7 @@ private final class FakeAPIHandler: ChannelInboundHandler {
         }
         state.withLockedValue { s in
             s.delivered += ids
+            for item in data { if let id = item["event_id"]?.stringValue { s.events[id] = item } }
             s.batchSizes.append(ids.count)
             s.testEventCodes.append(json["test_event_code"]?.stringValue)
         }
