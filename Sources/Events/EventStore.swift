@@ -61,6 +61,16 @@ public struct ClickLedgerEntry: Sendable, Equatable {
     }
 }
 
+/// Rows ``EventStore/prune(now:retention:)`` deleted.
+public struct PruneCounts: Sendable, Equatable {
+    public var dedupKeys = 0
+    public var clicks = 0
+    public var identities = 0
+
+    public init() {}
+    public var total: Int { dedupKeys + clicks + identities }
+}
+
 public struct StoreStats: Sendable, Equatable {
     public var queueDepth: Int
     /// Seconds since the oldest undelivered event was received.
@@ -93,4 +103,7 @@ public protocol EventStore: Sendable {
     func stats(now: Date) async throws -> StoreStats
     /// A small durable write: throws when the store cannot take events (disk full, read-only, gone).
     func checkWritable() async throws
+    /// Deletes what can no longer matter, in small batches: dedup keys older than the dedup window,
+    /// clicks and identity links older than `retention` (the attribution window).
+    func prune(now: Date, retention: TimeInterval) async throws -> PruneCounts
 }

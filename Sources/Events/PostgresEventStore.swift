@@ -135,7 +135,10 @@ public final class PostgresEventStore: EventStore {
                 user_agent TEXT, landing_url TEXT, referrer TEXT)
             """,
             "CREATE INDEX clicks_visitor ON clicks (visitor_id, clicked_at)",
+            "CREATE INDEX clicks_time ON clicks (clicked_at)",
+            "CREATE INDEX dedup_seen ON dedup (seen_at)",
             "CREATE TABLE identities (hash TEXT PRIMARY KEY, visitor_id TEXT NOT NULL, seen_at DOUBLE PRECISION NOT NULL)",
+            "CREATE INDEX identities_seen ON identities (seen_at)",
             "CREATE TABLE health (id INTEGER PRIMARY KEY, checked_at DOUBLE PRECISION NOT NULL)",
         ]),
     ]
@@ -391,6 +394,40 @@ public final class PostgresEventStore: EventStore {
             for try await (hash, visitor) in rows.decode((String, String).self) { out[hash] = visitor }
             return out
         }
+    }
+
+    public func prune(now: Date, retention: TimeInterval) async throws -> PruneCounts {
+        let logger = self.logger
+        let dedupCutoff = now.timeIntervalSince1970 - SQLiteEventStore.dedupWindow
+        let cutoff = now.timeIntervalSince1970 - retention
+        // Batches of 5,000 keep each transaction short; instances pruning at once skip each other's rows.
+        func deleteAll(_ table: String, _ column: String, before: Double) async throws -> Int {
+            var total = 0
+            while true {
+                let deleted = try await run("pruning \(table)") { client in
+                    let rows = try await client.query(PostgresQuery(unsafeSQL: """
+                        DELETE FROM \(table) WHERE ctid IN (SELECT ctid FROM \(table) WHERE \(column) < $1 LIMIT 5000 FOR UPDATE SKIP LOCKED)
+                        RETURNING 1
+                        """, binds: try Self.binds(before)), logger: logger)
+                    var count = 0
+                    for try await _ in rows { count += 1 }
+                    return count
+                }
+                total += deleted
+                if deleted < 5000 { return total }
+            }
+        }
+        var counts = PruneCounts()
+        counts.dedupKeys = try await deleteAll("dedup", "seen_at", before: dedupCutoff)
+        counts.clicks = try await deleteAll("clicks", "clicked_at", before: cutoff)
+        counts.identities = try await deleteAll("identities", "seen_at", before: cutoff)
+        return counts
+    }
+
+    private static func binds(_ value: Double) throws -> PostgresBindings {
+        var binds = PostgresBindings()
+        binds.append(value)
+        return binds
     }
 
     public func stats(now: Date) async throws -> StoreStats {

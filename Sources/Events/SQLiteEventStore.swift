@@ -58,6 +58,13 @@ public final class SQLiteEventStore: EventStore {
         migrator.registerMigration("v2: readiness probe") { db in
             try db.execute(sql: "CREATE TABLE health (id INTEGER PRIMARY KEY, checked_at REAL NOT NULL)")
         }
+        migrator.registerMigration("v3: pruning by age") { db in
+            try db.execute(sql: """
+                CREATE INDEX dedup_seen ON dedup (seen_at);
+                CREATE INDEX clicks_time ON clicks (clicked_at);
+                CREATE INDEX identities_seen ON identities (seen_at);
+                """)
+        }
         return migrator
     }
 
@@ -213,6 +220,31 @@ public final class SQLiteEventStore: EventStore {
         try await pool.write { db in
             try db.execute(sql: "INSERT INTO health (id, checked_at) VALUES (1, ?) ON CONFLICT(id) DO UPDATE SET checked_at = excluded.checked_at", arguments: [Date().timeIntervalSince1970])
         }
+    }
+
+    public func prune(now: Date, retention: TimeInterval) async throws -> PruneCounts {
+        let dedupCutoff = now.timeIntervalSince1970 - Self.dedupWindow
+        let cutoff = now.timeIntervalSince1970 - retention
+        var counts = PruneCounts()
+        // Batches of 5,000, each its own transaction: ingest waits at most one batch for the writer.
+        func deleteAll(_ sql: String, before: Double) async throws -> Int {
+            var total = 0
+            while true {
+                let deleted = try await pool.write { db in
+                    try db.execute(sql: sql, arguments: [before])
+                    return db.changesCount
+                }
+                total += deleted
+                if deleted < 5000 { return total }
+            }
+        }
+        counts.dedupKeys = try await deleteAll(
+            "DELETE FROM dedup WHERE (pixel, event, event_id) IN (SELECT pixel, event, event_id FROM dedup WHERE seen_at < ? LIMIT 5000)",
+            before: dedupCutoff)
+        counts.clicks = try await deleteAll("DELETE FROM clicks WHERE rowid IN (SELECT rowid FROM clicks WHERE clicked_at < ? LIMIT 5000)", before: cutoff)
+        counts.identities = try await deleteAll(
+            "DELETE FROM identities WHERE hash IN (SELECT hash FROM identities WHERE seen_at < ? LIMIT 5000)", before: cutoff)
+        return counts
     }
 
     public func stats(now: Date) async throws -> StoreStats {

@@ -76,6 +76,7 @@ struct Serve: AsyncParsableCommand {
             configuration: .init(
                 services: [
                     .init(service: ledger), .init(service: DeliveryService(worker: worker)), .init(service: MetricsSampler(observability: observability)),
+                    .init(service: StoreMaintenance(store: store, events: loaded.events, logger: logger)),
                     .init(service: server), .init(service: ReloadTriggers(server: server, logger: logger)),
                 ],
                 gracefulShutdownSignals: [.sigterm, .sigint], logger: logger))

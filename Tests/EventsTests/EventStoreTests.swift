@@ -144,6 +144,31 @@ func event(_ id: String, name: String = "Purchase") -> NormalizedEvent {
     }
 }
 
+extension EventStoreContractTests {
+    @Test(arguments: StoreKind.allCases)
+    func pruningDeletesWhatCanNoLongerMatter(_ kind: StoreKind) async throws {
+        let store = try await kind.make()
+        let now = Date()
+        _ = try await store.enqueue((0..<3).map { OutboxEvent(pixel: "main", event: event("p\($0)")) })
+        try await store.recordClicks([
+            ClickLedgerEntry(visitorID: "old", clickedAt: now.addingTimeInterval(-30 * 86_400), ttclid: "T", ttp: nil, ip: nil, userAgent: nil, landingURL: nil, referrer: nil),
+            ClickLedgerEntry(visitorID: "new", clickedAt: now, ttclid: "T2", ttp: nil, ip: nil, userAgent: nil, landingURL: nil, referrer: nil),
+        ])
+        try await store.linkIdentity(["h-old"], visitorID: "old", at: now.addingTimeInterval(-30 * 86_400))
+        try await store.linkIdentity(["h-new"], visitorID: "new", at: now)
+
+        let early = try await store.prune(now: now, retention: 28 * 86_400)
+        #expect(early.dedupKeys == 0 && early.clicks == 1 && early.identities == 1)
+        #expect(try await store.latestClicks(visitorIDs: ["old", "new"], since: .distantPast).keys.sorted() == ["new"])
+        #expect(try await store.visitors(forIdentities: ["h-old", "h-new"]) == ["h-new": "new"])
+
+        // Past the 48 h window the dedup keys go; the same event_id is new again.
+        let later = try await store.prune(now: now.addingTimeInterval(49 * 3600), retention: 28 * 86_400)
+        #expect(later.dedupKeys == 3)
+        #expect(try await store.enqueue([OutboxEvent(pixel: "main", event: event("p0"))]) != [.duplicate])
+    }
+}
+
 enum StoreKind: String, CaseIterable, Sendable, CustomTestStringConvertible {
     case sqlite, postgres
 

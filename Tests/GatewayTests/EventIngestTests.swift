@@ -22,6 +22,7 @@ struct BrokenStore: EventStore {
     func expediteRetries(pixel: String, now: Date) async throws { try await base.expediteRetries(pixel: pixel, now: now) }
     func stats(now: Date) async throws -> StoreStats { try await base.stats(now: now) }
     func checkWritable() async throws { throw DiskFull() }
+    func prune(now: Date, retention: TimeInterval) async throws -> PruneCounts { try await base.prune(now: now, retention: retention) }
 }
 
 private func post(_ gateway: TestGateway, _ body: String, headers: [String] = [], proto: String = "--http2") async throws -> (status: String, body: String) {
