@@ -61,9 +61,11 @@ public struct MetricsSampler: Service {
     }
 
     public func run() async throws {
-        while !Task.isShuttingDownGracefully && !Task.isCancelled {
-            observability.history.record(observability.tally.snapshot())
-            try? await Task.sleep(for: observability.history.interval)
+        try? await cancelWhenGracefulShutdown {
+            while !Task.isCancelled {
+                observability.history.record(observability.tally.snapshot())
+                try await Task.sleep(for: observability.history.interval)
+            }
         }
     }
 }

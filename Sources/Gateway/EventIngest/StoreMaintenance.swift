@@ -20,7 +20,12 @@ public struct StoreMaintenance: Service {
     }
 
     public func run() async throws {
-        while !Task.isShuttingDownGracefully && !Task.isCancelled {
+        // The long sleep between rounds must not hold up a shutdown.
+        try? await cancelWhenGracefulShutdown { try await loop() }
+    }
+
+    private func loop() async throws {
+        while !Task.isCancelled {
             do {
                 let pruned = try await store.prune(now: Date(), retention: retention)
                 if pruned.total > 0 {
@@ -31,7 +36,7 @@ public struct StoreMaintenance: Service {
             } catch {
                 logger.warning("events store: pruning failed; will try again", metadata: ["error": "\(error)"])
             }
-            try? await Task.sleep(for: interval)
+            try await Task.sleep(for: interval)
         }
     }
 }

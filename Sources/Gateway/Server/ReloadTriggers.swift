@@ -28,7 +28,7 @@ public struct ReloadTriggers: Service {
             tasks.addTask {
                 var seen = server.certificateFilesState()
                 while !Task.isShuttingDownGracefully && !Task.isCancelled {
-                    try? await Task.sleep(for: certificateCheckInterval)
+                    guard (try? await cancelWhenGracefulShutdown({ try await Task.sleep(for: certificateCheckInterval) })) != nil else { return }
                     let now = server.certificateFilesState()
                     guard now != seen else { continue }
                     logger.info("certificate files changed: reading them again")
