@@ -43,7 +43,7 @@ enum Dashboard {
   <section><h2>Coverage of delivered events</h2><div class="big" id="coverage-big"></div><svg id="coverage"></svg><div class="legend" id="coverage-legend"></div></section>
   <section><h2>Delivery outcomes per minute</h2><svg id="outcomes"></svg><div class="legend" id="outcomes-legend"></div></section>
   <section><h2>TikTok answers, last hour</h2><div id="codes"></div></section>
-  <section><h2>Event queue</h2><div class="big" id="queue-big"></div><svg id="queue"></svg><div class="legend" id="queue-legend"></div></section>
+  <section><h2>Event queue</h2><div class="big" id="queue-big"></div><svg id="queue" style="height:120px"></svg><div class="legend" id="queue-legend"></div><svg id="age" style="height:120px"></svg><div class="legend" id="age-legend"></div></section>
   <section><h2>Requests per minute, by status</h2><svg id="requests"></svg><div class="legend" id="requests-legend"></div></section>
 </main>
 <script>
@@ -121,7 +121,8 @@ function chart(id, series, opts = {}) {
   }
   for (let i = 4; i >= 0; i--) {
     const back = span * i / 4;
-    const label = i === 0 ? "now" : back >= 60 ? "-" + Math.round(back / 60) + "m" : "-" + Math.round(back) + "s";
+    const minutes = back / 60;
+    const label = i === 0 ? "now" : back < 60 ? "-" + Math.round(back) + "s" : "-" + (minutes >= 10 ? Math.round(minutes) : Number(minutes.toFixed(1))) + "m";
     out += `<text x="${x(now - back)}" y="${h - 4}" fill="#8b98a5" font-size="10" text-anchor="${i === 4 ? "start" : i === 0 ? "end" : "middle"}">${label}</text>`;
   }
   names.forEach((n, i) => {
@@ -190,6 +191,7 @@ function render(history, status) {
   const q = status.queue || {};
   big("queue-big", [["queued", fmt(q.depth || 0)], ["oldest undelivered", age(q.oldest_undelivered_seconds)], ["dead letters", fmt(q.dead_letters || 0)]]);
   chart("queue", levels(samples, "clickgate_events_queue_depth", () => "queued events"));
+  chart("age", levels(samples, "clickgate_events_oldest_undelivered_seconds", () => "oldest undelivered event, age"), { seconds: true, colors: { "oldest undelivered event, age": "#d29922" } });
 
   chart("requests", rates(samples, "clickgate_requests_total", l => l.code[0] + "xx"), { colors: { "2xx": "#3fb950", "3xx": "#58a6ff", "4xx": "#d29922", "5xx": "#f85149" } });
   document.body.dataset.loaded = "1";
