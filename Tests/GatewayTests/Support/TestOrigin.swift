@@ -14,6 +14,8 @@ import NIOSSL
 /// - `/reset`: promises 1,000,000 bytes, sends 10, closes.  `/garbage`: answers with non-HTTP.
 /// - `/hop`: answers with hop-by-hop headers that must not reach the client.
 /// - `/redirect`: 302 to `/landing`.
+/// - `/journey/…`: the pages of a landing site and its cross-domain checkout, for the browser tests
+///   (see ``journeyStep(_:host:)``).
 /// - `/chain/…`: a redirect chain through every hop type a browser follows, for `clickgate trace`
 ///   (see ``chainStep(_:query:cookie:)``).
 final class TestOrigin: Sendable {
@@ -148,12 +150,48 @@ private final class OriginHandler: ChannelDuplexHandler {
                 let status = HTTPResponseStatus(statusCode: Int(fields["status"] ?? "302") ?? 302)
                 send(status, ["location": fields["to"] ?? "/"], "", context)
             }
+        case "journey":
+            let (status, headers, body) = Self.journeyStep(parts.dropFirst().first ?? "", host: head.headers.first(name: "host") ?? "")
+            send(status, headers, body, context)
         case "chain":
             let query = head.uri.split(separator: "?", maxSplits: 1).dropFirst().first.map(String.init) ?? ""
             let (status, headers, body) = Self.chainStep(parts.dropFirst().first ?? "", query: query, cookie: head.headers.first(name: "cookie"))
             send(status, headers, body, context)
         default:
             send(.notFound, ["content-type": "text/plain"], "no route \(path)", context)
+        }
+    }
+
+    /// `landing`, `offer`: pages that show the cookies their script can read. `hop`: 302 to `offer`
+    /// dropping the query. `to-checkout` / `to-thirdparty`: 302 to the checkout host or a third party
+    /// (same port) without the query. `checkout`: sets `_ttp` as TikTok's Pixel would, then posts one
+    /// Purchase twice to the first-party events path; `window.journey` holds the event id and both answers.
+    static func journeyStep(_ step: String, host: String) -> (HTTPResponseStatus, HTTPHeaders, String) {
+        let html: HTTPHeaders = ["content-type": "text/html; charset=utf-8"]
+        let port = host.split(separator: ":").last.map(String.init) ?? "443"
+        func page(_ title: String, _ script: String = "") -> String {
+            """
+            <!doctype html><html><head><title>\(title)</title></head><body><h1>\(title)</h1>
+            <p id="cookies"></p><script>document.getElementById('cookies').textContent = document.cookie;\(script)</script></body></html>
+            """
+        }
+        switch step {
+        case "landing", "offer": return (.ok, html, page(step))
+        case "hop": return (.found, ["location": "/journey/offer"], "")
+        case "to-checkout": return (.found, ["location": "https://checkout.test:\(port)/journey/checkout"], "")
+        case "to-thirdparty": return (.found, ["location": "https://thirdparty.test:\(port)/journey/landing"], "")
+        case "checkout":
+            return (.ok, html, page("checkout", """
+                document.cookie = "_ttp=ttp.journey-1; path=/; max-age=3600";
+                window.journey = { eventId: crypto.randomUUID(), answers: [] };
+                const body = JSON.stringify({ event: "Purchase", event_id: window.journey.eventId,
+                  properties: { value: 42.5, currency: "EUR", order_id: "o-" + window.journey.eventId },
+                  user: { email: "Buyer@Example.com" } });
+                const post = () => fetch("/_clickgate/events", { method: "POST", headers: { "content-type": "application/json" }, body })
+                  .then(r => r.text().then(t => window.journey.answers.push(r.status + " " + t)));
+                post().then(post);
+                """))
+        default: return (.notFound, ["content-type": "text/plain"], "no journey step \(step)")
         }
     }
 

@@ -35,7 +35,7 @@ public final class TestPostgres: Sendable {
         }
         binaries = "/usr/lib/postgresql/\(version)/bin"
         directory = NSTemporaryDirectory() + "clickgate-pg-\(getpid())-\(UUID().uuidString.prefix(6))"
-        port = Self.freePort()
+        port = freeLoopbackPort()
         try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)
         if getuid() == 0 { try run("/bin/chown", ["postgres:postgres", directory], asServer: false) }
         try run(binaries + "/initdb", ["-D", directory + "/data", "-U", "clickgate", "--auth=trust", "-E", "UTF8", "--no-sync"])
@@ -97,19 +97,6 @@ public final class TestPostgres: Sendable {
         }
         return text
     }
-
-    private static func freePort() -> Int {
-        let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
-        defer { close(fd) }
-        var address = sockaddr_in()
-        address.sin_family = sa_family_t(AF_INET)
-        address.sin_addr.s_addr = inet_addr("127.0.0.1")
-        address.sin_port = 0
-        var length = socklen_t(MemoryLayout<sockaddr_in>.size)
-        _ = withUnsafeMutablePointer(to: &address) { $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(fd, $0, length) } }
-        _ = withUnsafeMutablePointer(to: &address) { $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { getsockname(fd, $0, &length) } }
-        return Int(UInt16(bigEndian: address.sin_port))
-    }
 }
 
 /// Foundation's `Process.run()` is not safe to call from several threads at once on Linux (it
@@ -119,3 +106,17 @@ public func launch(_ process: Process) throws {
 }
 
 private let processLaunchLock = NIOLock()
+
+/// A TCP port on 127.0.0.1 that was free a moment ago (for configurations that must name theirs).
+public func freeLoopbackPort() -> Int {
+    let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
+    defer { close(fd) }
+    var address = sockaddr_in()
+    address.sin_family = sa_family_t(AF_INET)
+    address.sin_addr.s_addr = inet_addr("127.0.0.1")
+    address.sin_port = 0
+    var length = socklen_t(MemoryLayout<sockaddr_in>.size)
+    _ = withUnsafeMutablePointer(to: &address) { $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(fd, $0, length) } }
+    _ = withUnsafeMutablePointer(to: &address) { $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { getsockname(fd, $0, &length) } }
+    return Int(UInt16(bigEndian: address.sin_port))
+}
