@@ -127,6 +127,54 @@ import Testing
         }
     }
 
+    /// CVE-2024-27316: a header block that never ends, CONTINUATION after CONTINUATION. The gateway
+    /// stops after a few frames and closes the connection; others are served.
+    @Test func http2ContinuationFloodEndsTheConnection() async throws {
+        try await withGateway { gateway, _ in
+            // HEADERS without END_HEADERS, then CONTINUATION frames without END_HEADERS, each adding a header.
+            var flood = RawHTTP2.frame(type: 0x1, flags: 0x1, stream: 1, payload: [0x82, 0x87, 0x84, 0x41, 0x09] + Array("localhost".utf8))
+            for i in 0..<2000 { flood += RawHTTP2.frame(type: 0x9, flags: 0x0, stream: 1, payload: [0x40, 0x03] + Array("x-f".utf8) + [0x04] + Array(String(format: "%04d", i % 10000).utf8)) }
+            let (frames, closed) = try await RawHTTP2.exchange(port: gateway.httpsPort, flood, timeout: .seconds(5))
+            #expect(closed, "the connection stayed open through a CONTINUATION flood")
+            #expect(frames.contains(0x7), "no GOAWAY among \(Set(frames))")
+            let ok = try await curl(["--http2", "-o", "/dev/null", "-w", "%{http_code}", "https://localhost:\(gateway.httpsPort)/echo"])
+            #expect(ok.stdout == "200")
+        }
+    }
+
+    /// SETTINGS (and PING) frames faster than their acknowledgements can be written: the buffered
+    /// control frames are bounded and the connection is closed.
+    @Test func http2ControlFrameFloodEndsTheConnection() async throws {
+        try await withGateway { gateway, _ in
+            var flood: [UInt8] = []
+            for i in 0..<20_000 {
+                flood += i % 2 == 0
+                    ? RawHTTP2.frame(type: 0x4, flags: 0, stream: 0, payload: [0x00, 0x03, 0x00, 0x00, 0x00, 0x64])
+                    : RawHTTP2.frame(type: 0x6, flags: 0, stream: 0, payload: [UInt8](repeating: UInt8(i & 0xff), count: 8))
+            }
+            let (_, closed) = try await RawHTTP2.exchange(port: gateway.httpsPort, flood, timeout: .seconds(8), readPaused: true)
+            #expect(closed, "the connection stayed open through a control-frame flood it could not answer")
+            let ok = try await curl(["--http2", "-o", "/dev/null", "-w", "%{http_code}", "https://localhost:\(gateway.httpsPort)/echo"])
+            #expect(ok.stdout == "200")
+        }
+    }
+
+    /// Bytes that are not TLS, and a TLS record with an impossible length, on the HTTPS port: the
+    /// connection is closed and the listener keeps serving.
+    @Test(arguments: [
+        ("plain HTTP", Array("GET / HTTP/1.1\r\nHost: localhost\r\n\r\n".utf8)),
+        ("oversized record", [0x16, 0x03, 0x01, 0xff, 0xff] + [UInt8](repeating: 0x41, count: 512)),
+        ("garbage handshake", [0x16, 0x03, 0x03, 0x00, 0x20] + [UInt8](repeating: 0x00, count: 32)),
+    ])
+    func malformedTLSIsDropped(name: String, bytes: [UInt8]) async throws {
+        try await withGateway { gateway, _ in
+            let (_, closed) = try await RawHTTP.exchange(port: gateway.httpsPort, [String(decoding: bytes, as: UTF8.self)], timeout: .seconds(5))
+            #expect(closed, "\(name): the connection stayed open")
+            let ok = try await curl(["-o", "/dev/null", "-w", "%{http_code}", "https://localhost:\(gateway.httpsPort)/echo"])
+            #expect(ok.stdout == "200", "\(name): the listener stopped serving")
+        }
+    }
+
     @Test func http2StreamsBeyondTheConcurrencyLimitAreRefused() async throws {
         try await withGateway(limits: "h2_max_concurrent_streams: 4") { gateway, _ in
             // Ten requests that stay open (the origin never answers /hang) on one connection, after

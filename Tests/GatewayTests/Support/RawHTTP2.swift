@@ -24,8 +24,9 @@ enum RawHTTP2 {
     }
 
     /// Sends `bytes` after the preface and an empty SETTINGS; returns frame types the server sent
-    /// and whether it closed the connection within `timeout`.
-    static func exchange(port: Int, _ bytes: [UInt8], timeout: Duration) async throws -> (frameTypes: [UInt8], closed: Bool) {
+    /// and whether it closed the connection within `timeout`. With `readPaused`, nothing the server
+    /// writes is read, so its acknowledgements pile up on its side.
+    static func exchange(port: Int, _ bytes: [UInt8], timeout: Duration, readPaused: Bool = false) async throws -> (frameTypes: [UInt8], closed: Bool) {
         var tls = TLSConfiguration.makeClientConfiguration()
         tls.trustRoots = .file(TestFiles.caFile)
         tls.applicationProtocols = ["h2"]
@@ -39,6 +40,12 @@ enum RawHTTP2 {
                 }
             }
             .connect(host: "127.0.0.1", port: port).get()
+        if readPaused {
+            // TLS must finish its handshake first; after that, stop reading.
+            try await Task.sleep(for: .milliseconds(300))
+            try await channel.setOption(.autoRead, value: false)
+            try await channel.setOption(.socketOption(.so_rcvbuf), value: 4096)
+        }
         try await channel.writeAndFlush(ByteBuffer(bytes: preface + frame(type: 0x4, flags: 0, stream: 0, payload: []) + bytes))
         let deadline = ContinuousClock.now + timeout
         while channel.isActive, ContinuousClock.now < deadline { try await Task.sleep(for: .milliseconds(20)) }
