@@ -48,7 +48,7 @@ import Testing
     /// itself once the database is up.
     @Test func aStoreRecoversWhenItsDatabaseReturns() async throws {
         let server = try TestPostgres()
-        defer { try? server.stop() }
+        defer { server.shutDown() }
         let url = try server.makeDatabase("outage")
         try server.stop()
         let store = try PostgresEventStore(url: url, logger: quietLogger)

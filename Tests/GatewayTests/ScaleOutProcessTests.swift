@@ -149,7 +149,7 @@ import Testing
     /// setting click-id cookies, readiness says why; when the database is back, all of it recovers.
     @Test func whilePostgreSQLIsDownTheProxyKeepsWorking() async throws {
         let database = try TestPostgres()
-        defer { try? database.stop() }
+        defer { database.shutDown() }
         let cluster = try await startCluster(1, store: try database.makeDatabase("outage"))
         defer { cluster.stop() }
         let gateway = cluster.gateways[0]

@@ -6,7 +6,8 @@ import NIOConcurrencyHelpers
 ///
 /// PostgreSQL refuses to run as root; as root the server runs as the `postgres` user.
 public final class TestPostgres: Sendable {
-    public let port: Int
+    public var port: Int { portBox.withLockedValue { $0 } }
+    private let portBox: NIOLockedValueBox<Int>
     public let directory: String
     private let binaries: String
     private let databases = NIOLockedValueBox(0)
@@ -16,7 +17,7 @@ public final class TestPostgres: Sendable {
         do {
             let server = try TestPostgres()
             stopAtExit.withLockedValue { $0 = server }
-            atexit { try? stopAtExit.withLockedValue { $0 }?.stop() }
+            atexit { stopAtExit.withLockedValue { $0 }?.shutDown() }
             return server
         } catch {
             fatalError("cannot start the test PostgreSQL: \(error)")
@@ -35,24 +36,60 @@ public final class TestPostgres: Sendable {
         }
         binaries = "/usr/lib/postgresql/\(version)/bin"
         directory = NSTemporaryDirectory() + "clickgate-pg-\(getpid())-\(UUID().uuidString.prefix(6))"
-        port = freeLoopbackPort()
+        portBox = NIOLockedValueBox(freeLoopbackPort())
         try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)
         if getuid() == 0 { try run("/bin/chown", ["postgres:postgres", directory], asServer: false) }
         try run(binaries + "/initdb", ["-D", directory + "/data", "-U", "clickgate", "--auth=trust", "-E", "UTF8", "--no-sync"])
-        try start()
+        // A port free a moment ago; a parallel test may bind it meanwhile, so others are tried.
+        portBox.withLockedValue { $0 = freeLoopbackPort() }
+        for attempt in 1...5 {
+            do {
+                try start()
+                return
+            } catch where attempt < 5 {
+                portBox.withLockedValue { $0 = freeLoopbackPort() }
+            }
+        }
     }
 
-    /// Starts (or restarts) the server on the same port and data.
+    /// Starts (or restarts) the server on the same port and data; a restart waits out a port that
+    /// is briefly taken.
     public func start() throws {
-        try run(binaries + "/pg_ctl", startsDaemon: true, [
-            "-D", directory + "/data", "-l", directory + "/server.log", "-w", "-t", "30", "start",
-            "-o", "-p \(port) -k \(directory) -c listen_addresses=127.0.0.1 -c max_connections=200 -c fsync=on",
-        ])
+        for attempt in 1...10 {
+            do {
+                return try startOnce()
+            } catch where attempt < 10 && !isFresh {
+                Thread.sleep(forTimeInterval: 0.3)
+            }
+        }
     }
 
-    /// Stops the server (fast shutdown: open connections are closed).
+    /// True until the first successful start: a fresh server may move to another port instead.
+    private var isFresh: Bool { startedOnce.withLockedValue { !$0 } }
+    private let startedOnce = NIOLockedValueBox(false)
+
+    private func startOnce() throws {
+        do {
+            try run(binaries + "/pg_ctl", startsDaemon: true, [
+                "-D", directory + "/data", "-l", directory + "/server.log", "-w", "-t", "30", "start",
+                "-o", "-p \(port) -k \(directory) -c listen_addresses=127.0.0.1 -c max_connections=200 -c fsync=on",
+            ])
+        } catch {
+            let log = (try? String(contentsOfFile: directory + "/server.log", encoding: .utf8)) ?? ""
+            throw Failure(description: "\(error)\nserver log: \(log.suffix(600))")
+        }
+        startedOnce.withLockedValue { $0 = true }
+    }
+
+    /// Stops the server (fast shutdown: open connections are closed); ``start()`` brings it back.
     public func stop() throws {
         try run(binaries + "/pg_ctl", ["-D", directory + "/data", "-m", "fast", "-w", "stop"])
+    }
+
+    /// Stops the server if it runs and deletes its files.
+    public func shutDown() {
+        try? stop()
+        try? FileManager.default.removeItem(atPath: directory)
     }
 
     /// A new empty database; its URL for `events.store`.
