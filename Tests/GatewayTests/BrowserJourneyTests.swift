@@ -14,6 +14,7 @@ import Testing
         let api: FakeEventsAPI
         let origin: TestOrigin
         let port: Int
+        let certificate: String
 
         func url(_ host: String, _ path: String) -> String { "https://\(host):\(port)\(path)" }
     }
@@ -25,24 +26,34 @@ import Testing
         let origin = try await TestOrigin.start()
         let scratch = TestFiles.makeScratch("journeys")
         let certificate = try TestFiles.certificate(for: Self.hosts, in: scratch)
-        let port = freeLoopbackPort()
-        let yaml = """
-            listen: { https: "127.0.0.1:\(port)", admin: "127.0.0.1:0" }
-            tls: { certificates: [ { cert: \(certificate.cert), key: \(certificate.key) } ] }
-            sites:
-              - { hosts: [lp.test], upstream: "\(origin.url)", decorate_hosts: [checkout.test], pixel: main }
-              - { hosts: [checkout.test], upstream: "\(origin.url)", pixel: main }
-              - { hosts: [thirdparty.test], upstream: "\(origin.url)" }   # someone else's site, also reachable
-            smartlinks:
-              - { path: /go/spring, host: lp.test, targets: [ { url: "https://lp.test:\(port)/journey/landing" } ] }
-            events:
-              store: sqlite:\(scratch)/events.sqlite
-              endpoint: \(api.url)
-              linger: 100ms
-              pixels: { main: { pixel_code: CJOURNEY, access_token_env: JOURNEY_TOKEN } }
-            """
-        let gateway = try await GatewayProcess.start(yaml: yaml, directory: scratch, environment: ["JOURNEY_TOKEN": "journey-token"])
-        return Setup(gateway: gateway, api: api, origin: origin, port: port)
+        // The smartlink's target names the port, so it is chosen here; if a parallel test takes it
+        // first, another is tried.
+        var attempt = 0
+        while true {
+            attempt += 1
+            let port = freeLoopbackPort()
+            let yaml = """
+                listen: { https: "127.0.0.1:\(port)", admin: "127.0.0.1:0" }
+                tls: { certificates: [ { cert: \(certificate.cert), key: \(certificate.key) } ] }
+                sites:
+                  - { hosts: [lp.test], upstream: "\(origin.url)", decorate_hosts: [checkout.test], pixel: main }
+                  - { hosts: [checkout.test], upstream: "\(origin.url)", pixel: main }
+                  - { hosts: [thirdparty.test], upstream: "\(origin.url)" }   # someone else's site, also reachable
+                smartlinks:
+                  - { path: /go/spring, host: lp.test, targets: [ { url: "https://lp.test:\(port)/journey/landing" } ] }
+                events:
+                  store: sqlite:\(scratch)/events.sqlite
+                  endpoint: \(api.url)
+                  linger: 100ms
+                  pixels: { main: { pixel_code: CJOURNEY, access_token_env: JOURNEY_TOKEN } }
+                """
+            do {
+                let gateway = try await GatewayProcess.start(yaml: yaml, directory: scratch, environment: ["JOURNEY_TOKEN": "journey-token"])
+                return Setup(gateway: gateway, api: api, origin: origin, port: port, certificate: certificate.cert)
+            } catch where attempt < 3 {
+                continue
+            }
+        }
     }
 
     func stop(_ setup: Setup) {
@@ -63,7 +74,7 @@ import Testing
     func journeysThroughTheGateway(protocolName: String) async throws {
         let setup = try await start()
         defer { stop(setup) }
-        let browser = try await Chromium.launch(hosts: Self.hosts, extraFlags: protocolName == "h2" ? [] : ["--disable-http2"])
+        let browser = try await Chromium.launch(hosts: Self.hosts, trusting: setup.certificate, extraFlags: protocolName == "h2" ? [] : ["--disable-http2"])
         let shots = OperationsTests.repository.appendingPathComponent("artifacts/journeys").path + "/" + (protocolName == "h2" ? "h2" : "h1")
         do {
             // 1. The ad click: a first-party ttclid cookie the page's script can read; the visitor id is HttpOnly.
@@ -133,7 +144,7 @@ import Testing
     @Test func globalPrivacyControlSetsNoCookieAndLimitsTheEvent() async throws {
         let setup = try await start()
         defer { stop(setup) }
-        let browser = try await Chromium.launch(hosts: Self.hosts)
+        let browser = try await Chromium.launch(hosts: Self.hosts, trusting: setup.certificate)
         defer { Task { await browser.close() } }
         try await browser.send("Network.enable")
         try await browser.send("Network.setExtraHTTPHeaders", ["headers": .object(["Sec-GPC": .string("1")])])

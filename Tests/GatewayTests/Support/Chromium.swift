@@ -1,3 +1,4 @@
+import Crypto
 import Events
 import EventsTestSupport
 import Foundation
@@ -6,6 +7,7 @@ import NIOCore
 import NIOHTTP1
 import NIOPosix
 import NIOWebSocket
+import X509
 
 /// Debian's headless Chromium, driven over the DevTools protocol (a WebSocket of JSON messages):
 /// what a real visitor's browser does, without Selenium.
@@ -27,8 +29,17 @@ final class Chromium: Sendable {
     }
 
     /// Starts the real binary (not Debian's wrapper script) and opens one page.
-    /// - Parameter hosts: names that resolve to 127.0.0.1 for this browser.
-    static func launch(hosts: [String], extraFlags: [String] = []) async throws -> Chromium {
+    /// - Parameters:
+    ///   - hosts: names that resolve to 127.0.0.1 for this browser.
+    ///   - trusting: the PEM file of the certificate the test hosts present; certificate errors are
+    ///     ignored for its key only (Chromium's SPKI allow-list), not for any other site.
+    static func launch(hosts: [String], trusting certificateFile: String, extraFlags: [String] = []) async throws -> Chromium {
+        // The file holds the chain, leaf first.
+        let chain = try String(contentsOfFile: certificateFile, encoding: .utf8)
+        let end = "-----END CERTIFICATE-----"
+        let leaf = try Certificate(pemEncoded: String(chain[..<(chain.range(of: end)?.upperBound ?? chain.endIndex)]))
+        let spki = try leaf.publicKey.serializeAsPEM().derBytes
+        let pin = Data(SHA256.hash(data: spki)).base64EncodedString()
         let binary = ["/usr/lib/chromium/chromium", "/usr/bin/chromium"].first(where: FileManager.default.isExecutableFile(atPath:)) ?? "/usr/bin/chromium"
         let userDataDir = TestFiles.makeScratch("chromium")
         let process = Process()
@@ -36,8 +47,7 @@ final class Chromium: Sendable {
         process.arguments = [
             "--headless", "--no-sandbox", "--disable-gpu", "--remote-debugging-port=0", "--user-data-dir=\(userDataDir)",
             "--host-resolver-rules=" + hosts.map { "MAP \($0) 127.0.0.1" }.joined(separator: ", "),
-            // The test hosts carry the development CA's certificate; only they are reached.
-            "--ignore-certificate-errors", "--no-first-run", "--no-default-browser-check", "--window-size=1200,900", "about:blank",
+            "--ignore-certificate-errors-spki-list=\(pin)", "--no-first-run", "--no-default-browser-check", "--window-size=1200,900", "about:blank",
         ] + extraFlags
         process.standardOutput = FileHandle.nullDevice
         process.standardError = FileHandle.nullDevice
