@@ -1,0 +1,112 @@
+import AsyncHTTPClient
+import EventsTestSupport
+import Foundation
+import NIOConcurrencyHelpers
+import NIOCore
+import Testing
+
+/// A bounded mixed-load soak: page views with click ids, downloads and event posts at once against
+/// the gateway process, its RSS sampled every second. 20 s by default; set `SOAK_SECONDS` for a long
+/// soak (`SOAK_SECONDS=3600 scripts/test --filter Soak`). (Named …ProcessTests: scripts/test runs it
+/// in the phase of its own.)
+///
+/// HTTP/1.1 only for now: with AsyncHTTPClient as the HTTP/2 client, about 200 streams at the start
+/// of a burst end in RST_STREAM(CANCEL) after complete responses (curl and Chromium over HTTP/2 see
+/// nothing of the kind); until that is understood it would make this test about the client.
+@Suite struct SoakProcessTests {
+    @Test func mixedLoadShowsNoMemoryGrowth() async throws {
+        let seconds = Int(ProcessInfo.processInfo.environment["SOAK_SECONDS"] ?? "") ?? 20
+        let api = try await FakeEventsAPI.start(token: "soak-token")
+        let origin = try await TestOrigin.start()
+        let scratch = TestFiles.makeScratch("soak")
+        let yaml = TestFiles.yaml(upstream: origin.url, site: "pixel: main", top: """
+            events:
+              store: sqlite:\(scratch)/events.sqlite
+              endpoint: \(api.url)
+              linger: 200ms
+              pixels: { main: { pixel_code: CSOAK01, access_token_env: SOAK_TOKEN } }
+            """)
+        let gateway = try await GatewayProcess.start(yaml: yaml, directory: scratch, environment: ["SOAK_TOKEN": "soak-token"])
+        let h1 = TestClients.make(http2: false)
+        defer {
+            gateway.signal(SIGKILL)
+            Task {
+                try? await h1.shutdown()
+                await api.stop()
+                await origin.stop()
+            }
+        }
+        let base = "https://localhost:\(gateway.httpsPort)"
+        let deadline = ContinuousClock.now + .seconds(seconds)
+        let counts = await withTaskGroup(of: (ok: Int, failed: Int).self) { group in
+            func worker(_ body: @escaping @Sendable (Int) async throws -> Bool) {
+                group.addTask {
+                    var result = (ok: 0, failed: 0)
+                    var i = 0
+                    while ContinuousClock.now < deadline {
+                        i += 1
+                        do {
+                            if try await body(i) { result.ok += 1 } else { result.failed += 1 }
+                        } catch {
+                            result.failed += 1
+                            failures.withLockedValue { if $0.count < 5 { $0.append("\(error)") } }
+                        }
+                    }
+                    return result
+                }
+            }
+            for w in 0..<6 {
+                worker { i in
+                    let response = try await h1.execute(HTTPClientRequest(url: "\(base)/echo?ttclid=E.C.P.soak\(w)x\(i)&utm_source=tiktok"), timeout: .seconds(10))
+                    _ = try await response.body.collect(upTo: 1 << 20)
+                    return response.status == .ok
+                }
+            }
+            for _ in 0..<4 {
+                worker { _ in
+                    let response = try await h1.execute(HTTPClientRequest(url: "\(base)/bytes/65536"), timeout: .seconds(10))
+                    _ = try await response.body.collect(upTo: 1 << 20)
+                    return response.status == .ok
+                }
+            }
+            for w in 0..<2 {
+                worker { i in
+                    var request = HTTPClientRequest(url: "\(base)/_clickgate/events")
+                    request.method = .POST
+                    request.headers.add(name: "content-type", value: "application/json")
+                    request.body = .bytes(ByteBuffer(string: #"{"event":"Purchase","event_id":"soak-\#(w)-\#(i)","properties":{"value":1,"currency":"EUR"}}"#))
+                    let response = try await h1.execute(request, timeout: .seconds(10))
+                    _ = try await response.body.collect(upTo: 1 << 16)
+                    if response.status.code != 202 { failures.withLockedValue { if $0.count < 5 { $0.append("event: HTTP \(response.status.code)") } } }
+                    return response.status.code == 202
+                }
+            }
+            // The sampler.
+            group.addTask {
+                var samples: [Int] = []
+                while ContinuousClock.now < deadline {
+                    samples.append(gateway.memory().rss)
+                    try? await Task.sleep(for: .seconds(1))
+                }
+                rssSamples.withLockedValue { $0 = samples }
+                return (0, 0)
+            }
+            return await group.reduce(into: (ok: 0, failed: 0)) { $0.ok += $1.ok; $0.failed += $1.failed }
+        }
+        let samples = rssSamples.withLockedValue { $0 }
+        let mib = samples.map { $0 >> 20 }
+        print("soak \(seconds)s: \(counts.ok) requests ok, \(counts.failed) failed; RSS MiB per second: \(mib)")
+        #expect(counts.failed == 0, "\(failures.withLockedValue { $0 })")
+        #expect(counts.ok > 1000, "the soak produced too little load to mean anything")
+        // After the first quarter (warm-up: pools, caches, allocator arenas), no growth trend: the
+        // last quarter's median stays within 8 MiB of the second quarter's.
+        let quarter = max(1, samples.count / 4)
+        func median(_ slice: ArraySlice<Int>) -> Int { slice.sorted()[slice.count / 2] }
+        let early = median(samples[quarter..<min(samples.count, 2 * quarter)])
+        let late = median(samples[(samples.count - quarter)...])
+        #expect(late - early < 8 << 20, "RSS grew from \(early >> 20) to \(late >> 20) MiB under steady load: \(mib)")
+    }
+}
+
+private let rssSamples = NIOLockedValueBox<[Int]>([])
+private let failures = NIOLockedValueBox<[String]>([])
