@@ -159,6 +159,19 @@ import Testing
         }
     }
 
+    /// An HTTP/2 request whose END_STREAM comes after the response was complete (AsyncHTTPClient
+    /// sends it in a frame of its own): the stream is not reset; its complete response stands.
+    @Test func http2ResponsesCompleteBeforeTheRequestEndAreNotReset() async throws {
+        try await withGateway { gateway, _ in
+            // HEADERS for GET /echo without END_STREAM; the request's end never comes within the wait.
+            let headers = RawHTTP2.frame(type: 0x1, flags: 0x4, stream: 1, payload: [0x82, 0x87, 0x44, 0x05] + Array("/echo".utf8) + [0x41, 0x09] + Array("localhost".utf8))
+            let (frames, closed) = try await RawHTTP2.exchange(port: gateway.httpsPort, headers, timeout: .seconds(1))
+            #expect(frames.contains(0x1) && frames.contains(0x0), "the response: \(frames)")
+            #expect(!frames.contains(0x3), "the stream was reset after its response: \(frames)")
+            #expect(!closed)
+        }
+    }
+
     /// Bytes that are not TLS, and a TLS record with an impossible length, on the HTTPS port: the
     /// connection is closed and the listener keeps serving.
     @Test(arguments: [

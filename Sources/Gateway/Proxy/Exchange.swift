@@ -46,7 +46,9 @@ final class Exchange {
     init(context: RequestContext, head: HTTPRequestHead) {
         self.context = context
         self.requestHead = head
-        self.keepAlive = head.isKeepAlive
+        // NIO calls no HTTP/2 request keep-alive (its rule reads HTTP/1 headers); an HTTP/2 stream
+        // ends by itself, and closing it early resets it.
+        self.keepAlive = head.version.major == 2 || head.isKeepAlive
     }
 
     func cancelTimers() {

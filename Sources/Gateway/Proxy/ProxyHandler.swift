@@ -22,6 +22,9 @@ final class ProxyHandler: ChannelDuplexHandler, UpstreamSink {
     private var exchange: Exchange?
     /// Set once the connection is to close: nothing that arrives after may start.
     private var closing = false
+    /// HTTP/2 only: the response ended before the request did; the stream waits for the request's
+    /// END_STREAM (it then closes by itself) until this fires.
+    private var awaitingRequestEnd: Scheduled<Void>?
 
     init(live: LiveConfiguration, downstream: DownstreamInfo) {
         self.live = live
@@ -45,7 +48,12 @@ final class ProxyHandler: ChannelDuplexHandler, UpstreamSink {
         switch unwrapInboundIn(data) {
         case .head(let head): begin(head, context: context)
         case .body(let body): requestBody(body, context: context)
-        case .end: requestEnd(context: context)
+        case .end:
+            if let pending = awaitingRequestEnd {
+                pending.cancel()
+                awaitingRequestEnd = nil
+            }
+            requestEnd(context: context)
         }
     }
 
@@ -341,9 +349,10 @@ final class ProxyHandler: ChannelDuplexHandler, UpstreamSink {
         if exchange.requestEnded {
             engine.pools.pool(for: context.eventLoop).release(upstream)
         } else {
-            // The origin answered before reading the whole request: the connection is out of step.
+            // The origin answered before reading the whole request: that connection is out of step,
+            // and so is an HTTP/1.1 client's; an HTTP/2 stream is not (see `finish`).
             upstream.abandon()
-            exchange.keepAlive = false
+            if downstream.httpVersion != "h2" { exchange.keepAlive = false }
         }
         resumeReads(.partnerBusy)
         exchange.responseEnded = true
@@ -452,13 +461,26 @@ final class ProxyHandler: ChannelDuplexHandler, UpstreamSink {
         exchange.cancelTimers()
         self.exchange = nil
         log(exchange, status: exchange.status.map { Int($0.code) } ?? 0)
-        let mustClose = !exchange.keepAlive || !exchange.requestEnded
+        // On HTTP/1.1 a request still arriving leaves the connection out of step: it closes. An HTTP/2
+        // stream is on its own: some clients send END_STREAM in a frame after the headers, and a
+        // response can be complete before it arrives. Closing the stream then would reset it
+        // (RST_STREAM CANCEL) and the client would see its complete response fail.
+        let waitForRequest = !exchange.requestEnded && exchange.keepAlive && downstream.httpVersion == "h2"
+        let mustClose = !exchange.keepAlive || (!exchange.requestEnded && !waitForRequest)
         // Before the end is written: that write may hand us the next pipelined request at once.
         if mustClose { closing = true }
         if writingEnd {
             context.writeAndFlush(wrapOutboundOut(.end(nil)), promise: nil)
         }
         if mustClose { context.close(promise: nil) }
+        if waitForRequest {
+            // A request that never ends is not kept forever: the body timeout closes (resets) the stream.
+            awaitingRequestEnd = context.eventLoop.assumeIsolated().scheduleTask(in: TimeAmount(engine.config.timeouts.body)) { [weak self] in
+                guard let self, self.awaitingRequestEnd != nil else { return }
+                self.awaitingRequestEnd = nil
+                self.context?.close(promise: nil)
+            }
+        }
     }
 
     private func closeConnection(_ exchange: Exchange, error: String) {
