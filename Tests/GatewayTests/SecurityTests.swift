@@ -41,13 +41,7 @@ import Testing
         let api = try await FakeEventsAPI.start(token: token)
         let origin = try await TestOrigin.start()
         let scratch = TestFiles.makeScratch("secrets")
-        let yaml = TestFiles.yaml(upstream: origin.url, site: "pixel: main", top: """
-            events:
-              store: sqlite:\(scratch)/events.sqlite
-              endpoint: \(api.url)
-              linger: 100ms
-              pixels: { main: { pixel_code: CSECRET, access_token_env: SECRET_TOKEN } }
-            """)
+        let yaml = TestFiles.deliveringYAML(upstream: origin.url, scratch: scratch, api: api, pixelCode: "CSECRET", tokenEnv: "SECRET_TOKEN")
         let gateway = try await GatewayProcess.start(yaml: yaml, directory: scratch, environment: ["SECRET_TOKEN": token])
         defer {
             gateway.signal(SIGKILL)

@@ -18,13 +18,7 @@ import Testing
         let api = try await FakeEventsAPI.start(token: "soak-token")
         let origin = try await TestOrigin.start()
         let scratch = TestFiles.makeScratch("soak")
-        let yaml = TestFiles.yaml(upstream: origin.url, site: "pixel: main", top: """
-            events:
-              store: sqlite:\(scratch)/events.sqlite
-              endpoint: \(api.url)
-              linger: 200ms
-              pixels: { main: { pixel_code: CSOAK01, access_token_env: SOAK_TOKEN } }
-            """)
+        let yaml = TestFiles.deliveringYAML(upstream: origin.url, scratch: scratch, api: api, pixelCode: "CSOAK01", tokenEnv: "SOAK_TOKEN", linger: "200ms")
         let gateway = try await GatewayProcess.start(yaml: yaml, directory: scratch, environment: ["SOAK_TOKEN": "soak-token"])
         let h1 = TestClients.make(http2: false)
         let h2 = TestClients.make(http2: true)

@@ -1,6 +1,7 @@
 import AsyncHTTPClient
 import Config
 import Events
+import EventsTestSupport
 import Foundation
 import Gateway
 import Logging
@@ -35,6 +36,18 @@ enum TestFiles {
         try issued.keyPEM.write(toFile: paths.key, atomically: true, encoding: .utf8)
         try issued.certificatePEM.write(toFile: paths.cert, atomically: true, encoding: .utf8)
         return paths
+    }
+
+    /// One site whose events go to `api` as pixel `main` (token from the environment variable
+    /// `tokenEnv`), stored in `scratch`.
+    static func deliveringYAML(upstream: String, scratch: String, api: FakeEventsAPI, pixelCode: String, tokenEnv: String, linger: String = "100ms") -> String {
+        yaml(upstream: upstream, site: "pixel: main", top: """
+            events:
+              store: sqlite:\(scratch)/events.sqlite
+              endpoint: \(api.url)
+              linger: \(linger)
+              pixels: { main: { pixel_code: \(pixelCode), access_token_env: \(tokenEnv) } }
+            """)
     }
 
     /// A configuration with one site in front of `upstream`, on ephemeral loopback ports, served
