@@ -41,13 +41,6 @@ public struct TrackingParameters: Sendable, Equatable {
         return found
     }
 
-    /// The first usable value of each click id found directly in the URL (not nested), by parameter.
-    public var directClickIDs: [String: String] {
-        var out: [String: String] = [:]
-        for id in clickIDs where id.nestedIn.isEmpty && id.problem == nil && out[id.parameter] == nil { out[id.parameter] = id.value }
-        return out
-    }
-
     private mutating func collect(_ url: URLReference, registry: ClickIDRegistry, nestedIn: [String]) {
         let place = nestedIn.isEmpty ? "" : " (in the URL inside \(nestedIn.joined(separator: " → ")))"
         var seenValues: [String: String] = [:]

@@ -33,7 +33,7 @@ public final class PostgresEventStore: EventStore {
             var delay: Duration = .milliseconds(250)
             while !Task.isCancelled {
                 do {
-                    try await Self.withDeadline(.seconds(15), what: "applying the schema") { try await Self.migrate(client, logger: logger) }
+                    try await withDeadline(.seconds(15), what: "applying the schema") { try await Self.migrate(client, logger: logger) }
                     unavailable.withLockedValue { $0 = nil }
                     return
                 } catch {
@@ -55,7 +55,7 @@ public final class PostgresEventStore: EventStore {
     public func waitUntilReady(timeout: Duration) async throws {
         let deadline = ContinuousClock.now + timeout
         while let reason = unavailable.withLockedValue({ $0 }) {
-            guard ContinuousClock.now < deadline else { throw StoreTimeout(description: reason) }
+            guard ContinuousClock.now < deadline else { throw DeadlineExceeded(description: reason) }
             try await Task.sleep(for: .milliseconds(100))
         }
     }
@@ -162,25 +162,8 @@ public final class PostgresEventStore: EventStore {
         }
     }
 
-    /// Runs `body`, or throws a clear error when it takes longer than `limit` (the pool retries
-    /// an unreachable server forever).
-    static func withDeadline<T: Sendable>(_ limit: Duration, what: String, _ body: @escaping @Sendable () async throws -> T) async throws -> T {
-        try await withThrowingTaskGroup(of: T?.self) { tasks in
-            tasks.addTask { try await body() }
-            tasks.addTask {
-                try await Task.sleep(for: limit)
-                return nil
-            }
-            defer { tasks.cancelAll() }
-            guard let first = try await tasks.next(), let value = first else {
-                throw StoreTimeout(description: "\(what): no answer within \(limit.components.seconds) s")
-            }
-            return value
-        }
-    }
-
-    struct StoreTimeout: Error, CustomStringConvertible {
-        var description: String
+    public struct StoreUnavailable: Error, CustomStringConvertible {
+        public var description: String
     }
 
     /// Every call gives up after this: a request must not hang on a database that went away.
@@ -188,9 +171,9 @@ public final class PostgresEventStore: EventStore {
 
     @discardableResult
     private func run<T: Sendable>(_ what: String, _ body: @escaping @Sendable (PostgresClient) async throws -> T) async throws -> T {
-        if let reason = unavailable.withLockedValue({ $0 }) { throw StoreTimeout(description: "\(what): \(reason)") }
+        if let reason = unavailable.withLockedValue({ $0 }) { throw StoreUnavailable(description: "\(what): \(reason)") }
         let client = self.client
-        return try await Self.withDeadline(Self.operationTimeout, what: what) { try await body(client) }
+        return try await withDeadline(Self.operationTimeout, what: what) { try await body(client) }
     }
 
     // MARK: EventStore

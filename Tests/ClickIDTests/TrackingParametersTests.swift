@@ -32,7 +32,6 @@ import Testing
         #expect(found.clickIDs.last?.platform == "microsoft")
         #expect(found.clickIDs[2].problem == .empty)
         #expect(found.campaign.map(\.name) == ["utm_source", "utm_campaign"])
-        #expect(found.directClickIDs == ["ttclid": "E.C.P.a"])
         #expect(found.warnings.contains { $0.contains("appears twice") })
         #expect(found.warnings.contains { $0.contains("macro {{campaign.name}}") })
         #expect(found.warnings.contains { $0.contains("fbclid is in the fragment") })

@@ -85,18 +85,13 @@ struct AdminRoutes: Sendable {
     func readiness() async -> Readiness {
         var checks = ["listeners": server.isServing ? "ok" : "not listening"]
         if let store = server.eventStore {
-            checks["store"] = await withTaskGroup(of: String?.self) { probes in
-                probes.addTask {
-                    do { try await store.checkWritable() } catch { return "not writable: \(error)" }
-                    return "ok"
-                }
-                probes.addTask {
-                    try? await Task.sleep(for: .seconds(2))
-                    return nil
-                }
-                let first = await probes.next() ?? nil
-                probes.cancelAll()
-                return first ?? "no answer within 2 s"
+            do {
+                try await withDeadline(.seconds(2), what: "the store") { try await store.checkWritable() }
+                checks["store"] = "ok"
+            } catch let timeout as DeadlineExceeded {
+                checks["store"] = "\(timeout)"
+            } catch {
+                checks["store"] = "not writable: \(error)"
             }
         }
         let paused = server.admin.pausedPixels()

@@ -26,15 +26,16 @@ public struct ReloadTriggers: Service {
                 }
             }
             tasks.addTask {
-                var seen = server.certificateFilesState()
-                while !Task.isShuttingDownGracefully && !Task.isCancelled {
-                    guard (try? await cancelWhenGracefulShutdown({ try await Task.sleep(for: certificateCheckInterval) })) != nil else { return }
-                    let now = server.certificateFilesState()
-                    guard now != seen else { continue }
-                    logger.info("certificate files changed: reading them again")
-                    _ = await server.reloadCertificates()
-                    // After a refused reload (a key written before its certificate) the next change tries again.
-                    seen = server.certificateFilesState()
+                try? await cancelWhenGracefulShutdown {
+                    var seen = server.certificateFilesState()
+                    while !Task.isCancelled {
+                        try await Task.sleep(for: certificateCheckInterval)
+                        guard server.certificateFilesState() != seen else { continue }
+                        logger.info("certificate files changed: reading them again")
+                        _ = await server.reloadCertificates()
+                        // After a refused reload (a key written before its certificate) the next change tries again.
+                        seen = server.certificateFilesState()
+                    }
                 }
             }
             await tasks.next()
