@@ -61,7 +61,7 @@ public struct NormalizedEvent: Sendable, Equatable {
     /// Back from ``storageJSON``; nil when the stored bytes are not an event.
     public init?(storage: JSONValue) {
         guard case .string(let event)? = storage["event"], case .string(let eventID)? = storage["event_id"],
-            case .number(let time)? = storage["event_time"]
+            case .number(let stored)? = storage["event_time"], let time = Int64(exactly: stored.rounded(.towardZero))
         else { return nil }
         func strings(_ value: JSONValue?) -> [String]? {
             guard case .array(let items)? = value else { return nil }
@@ -82,7 +82,7 @@ public struct NormalizedEvent: Sendable, Equatable {
         var page: Page?
         if let p = storage["page"] { page = Page(url: p["url"]?.stringValue, referrer: p["referrer"]?.stringValue) }
         self.init(
-            event: event, eventID: eventID, eventTime: Int64(time), user: user, properties: properties, page: page,
+            event: event, eventID: eventID, eventTime: time, user: user, properties: properties, page: page,
             limitedDataUse: storage["limited_data_use"] == .bool(true), visitorID: storage["visitor_id"]?.stringValue)
     }
 
@@ -205,9 +205,10 @@ public struct EventNormalizer: Sendable {
             if case .number(let n) = value, n.isFinite, n > 0 {
                 let seconds = n > 1e11 ? n / 1000 : n
                 let delta = seconds - now.timeIntervalSince1970
+                // Checked before the conversion: a time past Int64's range would trap, not be refused.
                 if delta > maxFuture { problem("event_time", "is more than 5 minutes in the future") }
                 else if -delta > maxAge { problem("event_time", "is older than 7 days") }
-                eventTime = Int64(seconds)
+                else { eventTime = Int64(seconds) }
             } else {
                 problem("event_time", "must be Unix seconds (or milliseconds) as a number")
             }

@@ -7,22 +7,55 @@ import GRDB
 public final class SQLiteEventStore: EventStore {
     private let pool: DatabasePool
     private let committer: GroupCommitter
+    /// The descriptor holding the owner's lock on `PATH.lock`; closing it releases the lock.
+    private let ownerLock: Int32?
     static let dedupWindow: TimeInterval = 48 * 3600
 
-    public init(path: String) throws {
+    /// A second process delivering from the same file would release the first one's leases and
+    /// send its batches again: several gateways share work through PostgreSQL instead.
+    public struct OwnerLockError: Error, CustomStringConvertible {
+        public let description: String
+    }
+
+    /// - Parameter owner: true for the one process that serves and delivers from this store: it
+    ///   takes an exclusive lock beside the file (a second owner gets ``OwnerLockError``) and releases
+    ///   leases a dead run left behind. Tools (dead-letters, replay) open it with false, beside a
+    ///   running gateway, and leave its leases alone.
+    public init(path: String, owner: Bool = true) throws {
         let directory = (path as NSString).deletingLastPathComponent
         if !directory.isEmpty { try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true) }
-        var configuration = Configuration()
-        configuration.prepareDatabase { db in
-            try db.execute(sql: "PRAGMA synchronous = FULL")
-            try db.execute(sql: "PRAGMA busy_timeout = 5000")
+        ownerLock = owner ? try Self.lockExclusively(path) : nil
+        do {
+            var configuration = Configuration()
+            configuration.busyMode = .timeout(5)
+            configuration.prepareDatabase { db in try db.execute(sql: "PRAGMA synchronous = FULL") }
+            pool = try DatabasePool(path: path, configuration: configuration)
+            try Self.migrator.migrate(pool)
+            if owner {
+                // Leases left behind were held by a run that died (kill -9 mid-batch), so those
+                // events are due again now, not when the leases expire.
+                try pool.write { db in try db.execute(sql: "UPDATE outbox SET lease_until = NULL WHERE lease_until IS NOT NULL") }
+            }
+        } catch {
+            if let ownerLock { close(ownerLock) }
+            throw error
         }
-        pool = try DatabasePool(path: path, configuration: configuration)
-        try Self.migrator.migrate(pool)
-        // One process owns an SQLite store: leases left behind were held by a run that died
-        // (kill -9 mid-batch), so those events are due again now, not when the leases expire.
-        try pool.write { db in try db.execute(sql: "UPDATE outbox SET lease_until = NULL WHERE lease_until IS NOT NULL") }
         committer = GroupCommitter(pool: pool)
+    }
+
+    deinit {
+        if let ownerLock { close(ownerLock) }
+    }
+
+    private static func lockExclusively(_ path: String) throws -> Int32 {
+        let fd = open(path + ".lock", O_CREAT | O_RDWR | O_CLOEXEC, 0o644)
+        guard fd >= 0 else { throw OwnerLockError(description: "cannot open \(path).lock: \(String(cString: strerror(errno)))") }
+        guard flock(fd, LOCK_EX | LOCK_NB) == 0 else {
+            close(fd)
+            throw OwnerLockError(
+                description: "\(path) is already open in another clickgate process (it holds \(path).lock); several gateways share work through PostgreSQL")
+        }
+        return fd
     }
 
     /// Transactions that stored events so far (each is one fsync of the WAL).

@@ -26,7 +26,7 @@ struct EventsCommand: AsyncParsableCommand {
                     throw configErrorExit
                 }
             }
-            let store = try openStore(location, logger: Logger(label: "clickgate") { _ in SwiftLogNoOpLogHandler() })
+            let store = try openStore(location, owner: false, logger: Logger(label: "clickgate") { _ in SwiftLogNoOpLogHandler() })
             if let shared = store as? PostgresEventStore { try await shared.waitUntilReady(timeout: .seconds(15)) }
             return store
         }

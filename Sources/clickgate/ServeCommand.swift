@@ -93,8 +93,9 @@ struct DeliveryService: Service {
     }
 }
 
-/// The store `events.store` names. A PostgreSQL store connects in the background.
-func openStore(_ location: String, logger: Logger) throws -> any EventStore {
-    if location.hasPrefix("sqlite:") { return try SQLiteEventStore(path: String(location.dropFirst("sqlite:".count))) }
+/// The store `events.store` names. A PostgreSQL store connects in the background. `owner` is
+/// false for tools opening an SQLite store beside the gateway that serves it.
+func openStore(_ location: String, owner: Bool = true, logger: Logger) throws -> any EventStore {
+    if location.hasPrefix("sqlite:") { return try SQLiteEventStore(path: String(location.dropFirst("sqlite:".count)), owner: owner) }
     return try PostgresEventStore(url: location, logger: logger)
 }

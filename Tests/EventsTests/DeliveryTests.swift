@@ -4,6 +4,7 @@ import EventsTestSupport
 import Foundation
 import Logging
 import NIOConcurrencyHelpers
+import NIOCore
 import Testing
 
 /// Keeps log lines so tests can read what an operator would.
@@ -59,13 +60,13 @@ private func drain(_ worker: DeliveryWorker, _ store: SQLiteEventStore, rounds: 
 
     func worker(
         _ api: FakeEventsAPI, _ store: SQLiteEventStore, token: String? = "test-token", testEventCode: String? = nil, log: CapturedLog = CapturedLog(),
-        batchSize: Int = 50
+        batchSize: Int = 50, timeout: TimeAmount = .seconds(10)
     ) -> DeliveryWorker {
         var settings = DeliveryWorker.Settings()
         settings.lease = .seconds(2)
         settings.batchSize = batchSize
         return DeliveryWorker(
-            store: store, api: EventsAPIClient(endpoint: api.url, client: http, timeout: .seconds(1)),
+            store: store, api: EventsAPIClient(endpoint: api.url, client: http, timeout: timeout),
             pixels: [PixelTarget(name: "main", pixelCode: "CPIXEL1", accessToken: token, testEventCode: testEventCode)],
             settings: settings, logger: log.logger)
     }
@@ -86,7 +87,8 @@ private func drain(_ worker: DeliveryWorker, _ store: SQLiteEventStore, rounds: 
         let store = try scratchStore()
         _ = try await store.enqueue(events(30))
         api.inject([.http500, .rateLimit, .garbage, .drop, .hang, .http500])
-        try await drain(worker(api, store), store)
+        // Short enough for the hang to end quickly; a slow answer under load past it would be sent twice.
+        try await drain(worker(api, store, timeout: .seconds(3)), store)
         #expect(api.delivered.count == 30)
         #expect(Set(api.delivered).count == 30, "no event delivered twice")
         await api.stop()

@@ -57,6 +57,20 @@ func event(_ id: String, name: String = "Purchase") -> NormalizedEvent {
         #expect(try await reopened.lease(limit: 1, for: .seconds(600), now: Date()).map(\.event.eventID) == ["r1"])
     }
 
+    /// One process owns a file: a second gateway on it is refused by name, while a tool opened
+    /// beside the owner reads the queue and leaves the owner's leases alone.
+    @Test func aSecondOwnerIsRefusedAndToolsLeaveLeasesAlone() async throws {
+        let path = scratchDatabase()
+        let owner = try SQLiteEventStore(path: path)
+        _ = try await owner.enqueue([OutboxEvent(pixel: "main", event: event("o1"))])
+        #expect(try await owner.lease(limit: 1, for: .seconds(600), now: Date()).count == 1)
+        let refusal = #expect(throws: SQLiteEventStore.OwnerLockError.self) { try SQLiteEventStore(path: path) }
+        #expect(refusal?.description.contains(path + " is already open in another clickgate process") == true)
+        let tool = try SQLiteEventStore(path: path, owner: false)
+        #expect(try await tool.stats(now: Date()).queueDepth == 1)
+        #expect(try await owner.lease(limit: 1, for: .seconds(600), now: Date()).isEmpty, "the tool released the owner's lease")
+    }
+
 
 
 }

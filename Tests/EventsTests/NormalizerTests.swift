@@ -74,6 +74,7 @@ private func normalize(_ text: String, enrichment: EventEnrichment = EventEnrich
         (#"{"event":"purchase"}"#, "event"),
         (#"{"event":"Purchase","event_time":1760000900}"#, "event_time"),
         (#"{"event":"Purchase","event_time":1759000000}"#, "event_time"),
+        (#"{"event":"Purchase","event_time":1e30}"#, "event_time"),
         (#"{"event":"Purchase","event_time":"yesterday"}"#, "event_time"),
         (#"{"event":"Purchase","properties":{"currency":"EURO"}}"#, "properties.currency"),
         (#"{"event":"Purchase","properties":{"value":"19.99"}}"#, "properties.value"),

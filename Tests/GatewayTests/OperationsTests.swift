@@ -17,15 +17,6 @@ import Testing
         (try? JSONSerialization.jsonObject(with: Data(text.utf8)) as? [String: Any]) ?? [:]
     }
 
-    func waitUntil(_ what: String, timeout: Duration = .seconds(20), _ condition: () async throws -> Bool) async throws {
-        let deadline = ContinuousClock.now + timeout
-        while ContinuousClock.now < deadline {
-            if try await condition() { return }
-            try await Task.sleep(for: .milliseconds(200))
-        }
-        Issue.record("timed out waiting for \(what)")
-    }
-
     /// Traffic and deliveries show up in /metrics, /status and the dashboard (opened in headless
     /// Chromium, screenshot kept in artifacts/); a pixel TikTok refuses makes the gateway not ready,
     /// and a reload with the right token makes it ready again and delivers what waited.

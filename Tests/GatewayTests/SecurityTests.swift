@@ -54,7 +54,8 @@ import Testing
             _ = try await curl(["-X", "POST", "-H", "content-type: application/json", "--data-binary",
                 #"{"event":"Purchase","event_id":"\#(id)","properties":{"value":1,"currency":"EUR"}}"#, "https://localhost:\(gateway.httpsPort)/_clickgate/events"])
         }
-        // The paused pixel is retried at once by a reload.
+        // Once the refused token has paused the pixel, a reload retries it at once.
+        try await waitUntil("the pixel is paused") { gateway.log.contains("events api: pixel paused") }
         _ = try await runProcess(clickgateBinary, ["reload", "--admin", "127.0.0.1:\(gateway.adminPort)"])
         let deadline = ContinuousClock.now + .seconds(30)
         while ContinuousClock.now < deadline, !Set(["secret-1", "secret-2"]).isSubset(of: Set(api.delivered)) {

@@ -77,6 +77,21 @@ import Testing
         }
     }
 
+    /// Shutdown lets in-flight requests run for `timeouts.shutdown_grace` (5 s in the tests), then
+    /// closes what is left: a request the upstream never answers cannot hold the process open.
+    @Test func shutdownEndsWhenTheGraceExpiresWithARequestInFlight() async throws {
+        let origin = try await TestOrigin.start()
+        let gateway = try await TestGateway.start(TestFiles.yaml(upstream: origin.url, timeouts: "upstream_response_header: 60s"))
+        let stuck = Task { try await curl(["--http1.1", "-w", "%{http_code}", "-o", "/dev/null", "https://localhost:\(gateway.httpsPort)/hang"]) }
+        try await waitUntil("the request reaches the origin") { origin.connectionCount == 1 }
+        let started = ContinuousClock.now
+        await gateway.stop()
+        let took = ContinuousClock.now - started
+        #expect(took >= .seconds(4) && took < .seconds(10), "shutdown took \(took)")
+        #expect(try await stuck.value.stdout != "200")
+        await origin.stop()
+    }
+
     @Test func upstreamGarbageGets502() async throws {
         try await withGateway { gateway, _ in
             let result = try await curl(["-w", "%{http_code}", "-o", "/dev/null", "https://localhost:\(gateway.httpsPort)/garbage"])

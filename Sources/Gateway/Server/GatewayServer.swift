@@ -35,6 +35,7 @@ public final class GatewayServer: Service, Sendable {
         var retiredPools: [UpstreamPools] = []
         /// Lives only while serving: its deinit touches the event loops, so it must go before they stop.
         var quiescing: ServerQuiescingHelper?
+        let connections = OpenConnections()
     }
 
     private let initialConfig: GatewayConfig
@@ -105,12 +106,12 @@ public final class GatewayServer: Service, Sendable {
             let live = LiveConfiguration(try await makeGeneration(config, number: 1, demoAddress: state.demoAddress))
             state.live = live
             if let https = config.listen.https {
-                let channel = try await bindProxy(https, live: live, tls: true, quiescing: quiescing)
+                let channel = try await bindProxy(https, live: live, tls: true, quiescing: quiescing, connections: state.connections)
                 state.channels.append(channel)
                 state.addresses.https = channel.localAddress
             }
             if let http = config.listen.http {
-                let channel = try await bindProxy(http, live: live, tls: false, quiescing: quiescing)
+                let channel = try await bindProxy(http, live: live, tls: false, quiescing: quiescing, connections: state.connections)
                 state.channels.append(channel)
                 state.addresses.http = channel.localAddress
             }
@@ -257,18 +258,27 @@ public final class GatewayServer: Service, Sendable {
         } else {
             drained.succeed()
         }
-        let grace = config.timeouts.shutdownGrace
-        let finishedInTime = await withTaskGroup(of: Bool.self) { tasks in
-            tasks.addTask { (try? await drained.futureResult.get()) != nil }
-            tasks.addTask {
-                try? await Task.sleep(for: grace)
-                return false
+        // Whichever comes first; not a task group racing `drained.futureResult.get()`, which
+        // ignores cancellation and so would wait out a request that never ends.
+        let grace = TimeAmount(config.timeouts.shutdownGrace)
+        let finishedInTime = await withCheckedContinuation { (continuation: CheckedContinuation<Bool, Never>) in
+            let once = NIOLockedValueBox<CheckedContinuation<Bool, Never>?>(continuation)
+            let finish: @Sendable (Bool) -> Void = { value in
+                once.withLockedValue { pending in
+                    defer { pending = nil }
+                    return pending
+                }?.resume(returning: value)
             }
-            let first = await tasks.next() ?? false
-            tasks.cancelAll()
-            return first
+            let timer = group.next().scheduleTask(in: grace) { finish(false) }
+            drained.futureResult.whenComplete { _ in
+                timer.cancel()
+                finish(true)
+            }
         }
-        if !finishedInTime { logger.warning("shutdown grace expired; closing the remaining connections") }
+        if !finishedInTime {
+            logger.warning("shutdown grace expired; closing the remaining connections", metadata: ["connections": "\(state.connections.count)"])
+            await state.connections.closeAll()
+        }
         for pools in state.retiredPools + (state.live.map { [$0.engine.pools] } ?? []) { await pools.closeIdle() }
         for channel in state.ownedChannels { try? await channel.close() }
         state.quiescing = nil
@@ -280,7 +290,7 @@ public final class GatewayServer: Service, Sendable {
 
     /// New connections take the current generation: its TLS context, limits and timeouts.
     private func bindProxy(
-        _ address: HostPort, live: LiveConfiguration, tls: Bool, quiescing: ServerQuiescingHelper
+        _ address: HostPort, live: LiveConfiguration, tls: Bool, quiescing: ServerQuiescingHelper, connections: OpenConnections
     ) async throws -> any Channel {
         try await ServerBootstrap(group: group)
             .serverChannelOption(.backlog, value: 1024)
@@ -293,7 +303,8 @@ public final class GatewayServer: Service, Sendable {
             .childChannelOption(.socketOption(.tcp_nodelay), value: 1)
             .childChannelOption(.maxMessagesPerRead, value: 16)
             .childChannelInitializer { channel in
-                channel.eventLoop.makeCompletedFuture {
+                connections.add(channel)
+                return channel.eventLoop.makeCompletedFuture {
                     let generation = live.current
                     guard tls, let context = generation.tls else { return try Self.configureHTTP1(channel, live: live, scheme: "http") }
                     let sync = channel.pipeline.syncOperations

@@ -12,7 +12,7 @@ import X509
 /// Debian's headless Chromium, driven over the DevTools protocol (a WebSocket of JSON messages):
 /// what a real visitor's browser does, without Selenium.
 final class Chromium: Sendable {
-    let process: Process
+    let process: ChildProcess
     let userDataDir: String
     private let channel: any Channel
     private let pending = NIOLockedValueBox<[Int: CheckedContinuation<JSONValue, any Error>]>([:])
@@ -22,7 +22,7 @@ final class Chromium: Sendable {
         var description: String
     }
 
-    private init(process: Process, userDataDir: String, channel: any Channel) {
+    private init(process: ChildProcess, userDataDir: String, channel: any Channel) {
         self.process = process
         self.userDataDir = userDataDir
         self.channel = channel
@@ -42,16 +42,12 @@ final class Chromium: Sendable {
         let pin = Data(SHA256.hash(data: spki)).base64EncodedString()
         let binary = ["/usr/lib/chromium/chromium", "/usr/bin/chromium"].first(where: FileManager.default.isExecutableFile(atPath:)) ?? "/usr/bin/chromium"
         let userDataDir = TestFiles.makeScratch("chromium")
-        let process = Process()
-        process.executableURL = URL(fileURLWithPath: binary)
-        process.arguments = [
+        let flags = [
             "--headless", "--no-sandbox", "--disable-gpu", "--remote-debugging-port=0", "--user-data-dir=\(userDataDir)",
             "--host-resolver-rules=" + hosts.map { "MAP \($0) 127.0.0.1" }.joined(separator: ", "),
             "--ignore-certificate-errors-spki-list=\(pin)", "--no-first-run", "--no-default-browser-check", "--window-size=1200,900", "about:blank",
         ] + extraFlags
-        process.standardOutput = FileHandle.nullDevice
-        process.standardError = FileHandle.nullDevice
-        try EventsTestSupport.launch(process)
+        let process = try ChildProcess(binary, flags)
         var port = 0
         for _ in 0..<200 {
             if let text = try? String(contentsOfFile: userDataDir + "/DevToolsActivePort", encoding: .utf8),
@@ -63,7 +59,7 @@ final class Chromium: Sendable {
             try await Task.sleep(for: .milliseconds(50))
         }
         guard port > 0 else {
-            process.terminate()
+            await process.stop()
             throw Failure(description: "chromium did not open its DevTools port")
         }
         let list = try await curl(["http://127.0.0.1:\(port)/json/list"])
@@ -102,9 +98,11 @@ final class Chromium: Sendable {
         return channel
     }
 
-    /// One DevTools command; its `result`, or a failure with the browser's error.
+    /// One DevTools command; its `result`, or a failure with the browser's error. A browser under
+    /// load has been seen never to answer (a screenshot of a busy page): after `timeout` the
+    /// command fails instead of holding the test forever.
     @discardableResult
-    func send(_ method: String, _ params: [String: JSONValue] = [:]) async throws -> JSONValue {
+    func send(_ method: String, _ params: [String: JSONValue] = [:], timeout: TimeAmount = .seconds(30)) async throws -> JSONValue {
         let id = nextID.withLockedValue { n in
             n += 1
             return n
@@ -119,7 +117,19 @@ final class Chromium: Sendable {
             channel.writeAndFlush(frame).whenFailure { [pending] error in
                 pending.withLockedValue { $0.removeValue(forKey: id) }?.resume(throwing: error)
             }
+            channel.eventLoop.scheduleTask(in: timeout) { [pending] in
+                pending.withLockedValue { $0.removeValue(forKey: id) }?.resume(throwing: Failure(description: "DevTools: no answer to \(method)"))
+            }
         }
+    }
+
+    /// The DevTools connection is gone (the browser exited): nothing pending will be answered.
+    fileprivate func failPending() {
+        let waiting = pending.withLockedValue { pending in
+            defer { pending.removeAll() }
+            return Array(pending.values)
+        }
+        for continuation in waiting { continuation.resume(throwing: Failure(description: "DevTools: the browser closed the connection")) }
     }
 
     fileprivate func receive(_ text: String) {
@@ -160,7 +170,7 @@ final class Chromium: Sendable {
 
     /// Saves what the page shows (kept in artifacts/ for whoever reads a failure).
     func screenshot(to path: String) async {
-        guard let data = try? await send("Page.captureScreenshot", ["format": .string("png")])["data"]?.stringValue,
+        guard let data = try? await send("Page.captureScreenshot", ["format": .string("png")], timeout: .seconds(10))["data"]?.stringValue,
             let bytes = Data(base64Encoded: data)
         else { return }
         try? FileManager.default.createDirectory(atPath: (path as NSString).deletingLastPathComponent, withIntermediateDirectories: true)
@@ -169,8 +179,7 @@ final class Chromium: Sendable {
 
     func close() async {
         try? await channel.close()
-        process.terminate()
-        process.waitUntilExit()
+        await process.stop()
     }
 
     private final class Inbound: ChannelInboundHandler, Sendable {
@@ -183,6 +192,11 @@ final class Chromium: Sendable {
             let frame = unwrapInboundIn(data)
             guard frame.opcode == .text else { return }
             browser.receive(String(buffer: frame.unmaskedData))
+        }
+
+        func channelInactive(context: ChannelHandlerContext) {
+            browser.failPending()
+            context.fireChannelInactive()
         }
     }
 }

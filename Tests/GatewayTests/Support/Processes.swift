@@ -3,6 +3,7 @@ import Foundation
 import NIOConcurrencyHelpers
 import NIOCore
 import NIOPosix
+import Testing
 
 /// Output of a finished child process.
 struct ProcessResult {
@@ -24,29 +25,26 @@ func runProcess(_ executable: String, _ arguments: [String], environment: [Strin
 }
 
 private func runProcessBlocking(_ executable: String, _ arguments: [String], environment: [String: String]?, input: String?) throws -> ProcessResult {
-    let process = Process()
-    process.executableURL = URL(fileURLWithPath: executable)
-    process.arguments = arguments
-    if let environment { process.environment = environment }
     let out = Pipe()
     let err = Pipe()
-    process.standardOutput = out
-    process.standardError = err
     let stdin = Pipe()
-    process.standardInput = input == nil ? FileHandle.nullDevice : stdin
-    try launch(process)
-    if let input {
-        stdin.fileHandleForWriting.write(Data(input.utf8))
-        try stdin.fileHandleForWriting.close()
-    }
+    let child = try ChildProcess(
+        executable, arguments, environment: environment, stdin: input == nil ? nil : stdin.fileHandleForReading.fileDescriptor,
+        stdout: out.fileHandleForWriting.fileDescriptor, stderr: err.fileHandleForWriting.fileDescriptor)
+    // The child has its copies; ours must close for the reads below to see the end.
+    try out.fileHandleForWriting.close()
+    try err.fileHandleForWriting.close()
+    try stdin.fileHandleForReading.close()
+    if let input { stdin.fileHandleForWriting.write(Data(input.utf8)) }
+    try stdin.fileHandleForWriting.close()
     let errData = NIOLockedValueBox(Data())
     let reader = Thread { errData.withLockedValue { $0 = readAll(err.fileHandleForReading.fileDescriptor) } }
     reader.start()
     let outData = readAll(out.fileHandleForReading.fileDescriptor)
-    process.waitUntilExit()
+    let status = child.waitBlocking()
     while !reader.isFinished { usleep(1000) }
     return ProcessResult(
-        status: process.terminationStatus, stdout: String(decoding: outData, as: UTF8.self),
+        status: status, stdout: String(decoding: outData, as: UTF8.self),
         stderr: String(decoding: errData.withLockedValue { $0 }, as: UTF8.self))
 }
 
@@ -79,15 +77,15 @@ let clickgateBinary: String = {
 }()
 
 /// The gateway as its own process, as an operator runs it.
-final class GatewayProcess: @unchecked Sendable {
-    let process: Process
+final class GatewayProcess: Sendable {
+    let process: ChildProcess
     let stderrPath: String
     let httpsPort: Int
     let httpPort: Int
     let adminPort: Int
     let configPath: String
 
-    private init(process: Process, stderrPath: String, httpsPort: Int, httpPort: Int, adminPort: Int, configPath: String) {
+    private init(process: ChildProcess, stderrPath: String, httpsPort: Int, httpPort: Int, adminPort: Int, configPath: String) {
         self.process = process
         self.stderrPath = stderrPath
         self.httpsPort = httpsPort
@@ -108,14 +106,13 @@ final class GatewayProcess: @unchecked Sendable {
         try (yaml + "\nlog: { access: stderr, level: debug }\n").write(toFile: configPath, atomically: true, encoding: .utf8)
         let stderrPath = scratch + "/stderr-\(UUID().uuidString.prefix(6)).log"
         FileManager.default.createFile(atPath: stderrPath, contents: nil)
-        let process = Process()
-        process.executableURL = URL(fileURLWithPath: clickgateBinary)
-        process.arguments = ["serve", "--config", configPath]
         // NIO's strict mode turns misuse (like scheduling on a stopped event loop) into a crash.
-        process.environment = ProcessInfo.processInfo.environment.merging(environment.merging(["SWIFTNIO_STRICT": "1"]) { a, _ in a }) { _, new in new }
-        process.standardOutput = FileHandle(forWritingAtPath: "/dev/null")
-        process.standardError = try FileHandle(forWritingTo: URL(fileURLWithPath: stderrPath))
-        try launch(process)
+        let variables = ProcessInfo.processInfo.environment.merging(environment.merging(["SWIFTNIO_STRICT": "1"]) { a, _ in a }) { _, new in new }
+        let log = try FileHandle(forWritingTo: URL(fileURLWithPath: stderrPath))
+        defer { try? log.close() }
+        // Relative paths of the configuration (the default events.store) land in the scratch folder.
+        let process = try ChildProcess(
+            clickgateBinary, ["serve", "--config", configPath], environment: variables, directory: scratch, stderr: log.fileDescriptor)
         for _ in 0..<300 {
             let log = (try? String(contentsOfFile: stderrPath, encoding: .utf8)) ?? ""
             if let line = log.split(separator: "\n").first(where: { $0.contains("\"listening\"") }),
@@ -129,13 +126,13 @@ final class GatewayProcess: @unchecked Sendable {
             if !process.isRunning { break }
             try await Task.sleep(for: .milliseconds(50))
         }
-        process.terminate()
+        await process.stop()
         throw ProcessStartError(log: (try? String(contentsOfFile: stderrPath, encoding: .utf8)) ?? "")
     }
 
     /// Resident and peak resident memory, in bytes, from /proc.
     func memory() -> (rss: Int, peak: Int) {
-        let status = (try? String(contentsOfFile: "/proc/\(process.processIdentifier)/status", encoding: .utf8)) ?? ""
+        let status = (try? String(contentsOfFile: "/proc/\(process.pid)/status", encoding: .utf8)) ?? ""
         func field(_ name: String) -> Int {
             guard let line = status.split(separator: "\n").first(where: { $0.hasPrefix(name + ":") }) else { return 0 }
             return (Int(line.split(separator: " ").dropFirst().first ?? "") ?? 0) * 1024
@@ -144,19 +141,15 @@ final class GatewayProcess: @unchecked Sendable {
     }
 
     func signal(_ signal: Int32) {
-        kill(process.processIdentifier, signal)
+        process.signal(signal)
     }
 
     /// Waits for exit; returns the exit status, or nil if it did not exit in time (then kills it).
     func waitForExit(timeout: Duration) async -> Int32? {
-        let deadline = ContinuousClock.now + timeout
-        while process.isRunning, ContinuousClock.now < deadline { try? await Task.sleep(for: .milliseconds(20)) }
-        if process.isRunning {
-            kill(process.processIdentifier, SIGKILL)
-            process.waitUntilExit()
-            return nil
-        }
-        return process.terminationStatus
+        if let status = await process.wait(timeout: timeout) { return status }
+        process.signal(SIGKILL)
+        _ = await process.wait(timeout: .seconds(10))
+        return nil
     }
 
     var log: String { (try? String(contentsOfFile: stderrPath, encoding: .utf8)) ?? "" }
@@ -170,9 +163,10 @@ struct ProcessStartError: Error, CustomStringConvertible {
 /// Raw bytes over a plain TCP connection: for requests no well-behaved client would send.
 enum RawHTTP {
     /// Sends `request` (optionally in pieces, `gap` apart) and returns everything read until the
-    /// server closes or `timeout` passes.
+    /// server closes or `timeout` passes. The default is generous: a close normally ends the wait
+    /// at once, and the whole suite running in parallel on two cores can delay it by seconds.
     static func exchange(
-        port: Int, _ pieces: [String], gap: Duration = .zero, timeout: Duration = .seconds(5)
+        port: Int, _ pieces: [String], gap: Duration = .zero, timeout: Duration = .seconds(15)
     ) async throws -> (response: String, closedByServer: Bool) {
         let collector = ResponseCollector()
         let channel = try await ClientBootstrap(group: MultiThreadedEventLoopGroup.singleton)
@@ -203,4 +197,14 @@ enum RawHTTP {
             received.withLockedValue { $0.writeBuffer(&buffer) }
         }
     }
+}
+
+/// Polls `condition` until it holds; records an issue naming `what` if it never does.
+func waitUntil(_ what: String, timeout: Duration = .seconds(20), _ condition: () async throws -> Bool) async throws {
+    let deadline = ContinuousClock.now + timeout
+    while ContinuousClock.now < deadline {
+        if try await condition() { return }
+        try await Task.sleep(for: .milliseconds(200))
+    }
+    Issue.record("timed out waiting for \(what)")
 }

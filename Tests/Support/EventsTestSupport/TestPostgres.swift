@@ -70,7 +70,7 @@ public final class TestPostgres: Sendable {
 
     private func startOnce() throws {
         do {
-            try run(binaries + "/pg_ctl", startsDaemon: true, [
+            try run(binaries + "/pg_ctl", [
                 "-D", directory + "/data", "-l", directory + "/server.log", "-w", "-t", "30", "start",
                 "-o", "-p \(port) -k \(directory) -c listen_addresses=127.0.0.1 -c max_connections=200 -c fsync=on",
             ])
@@ -102,47 +102,26 @@ public final class TestPostgres: Sendable {
         return "postgres://clickgate@127.0.0.1:\(port)/\(name)?sslmode=disable"
     }
 
-    /// - Parameter startsDaemon: the command leaves a server running. Foundation notices a child's
-    ///   exit by a descriptor it passes down; a server that inherits it would keep `waitUntilExit`
-    ///   waiting forever, so descriptors above 2 are closed first.
     @discardableResult
-    func run(_ executable: String, startsDaemon: Bool = false, _ arguments: [String], asServer: Bool = true) throws -> String {
+    func run(_ executable: String, _ arguments: [String], asServer: Bool = true) throws -> String {
         var command = [executable] + arguments
         if asServer && getuid() == 0 { command = ["/usr/sbin/runuser", "-u", "postgres", "--"] + command }
-        if startsDaemon {
-            let closeInherited = #"for fd in $(ls /proc/$$/fd); do [ "$fd" -gt 2 ] && eval "exec $fd>&-"; done; exec "$@""#
-            command = ["/bin/bash", "-c", closeInherited, "bash"] + command
-        }
-        let process = Process()
-        process.executableURL = URL(fileURLWithPath: command[0])
-        process.arguments = Array(command.dropFirst())
         // A file, not a pipe: the server that `pg_ctl start` leaves running inherits the descriptor
         // and would hold a pipe open forever.
         let outputPath = NSTemporaryDirectory() + "clickgate-pg-output-\(UUID().uuidString)"
         FileManager.default.createFile(atPath: outputPath, contents: nil)
         defer { try? FileManager.default.removeItem(atPath: outputPath) }
         let output = try FileHandle(forWritingTo: URL(fileURLWithPath: outputPath))
-        process.standardOutput = output
-        process.standardError = output
-        process.standardInput = FileHandle.nullDevice
-        try launch(process)
-        process.waitUntilExit()
+        let status = try ChildProcess(command[0], Array(command.dropFirst()), stdout: output.fileDescriptor, stderr: output.fileDescriptor)
+            .waitBlocking()
         try output.close()
         let text = (try? String(contentsOfFile: outputPath, encoding: .utf8)) ?? ""
-        guard process.terminationStatus == 0 else {
-            throw Failure(description: "\(executable) \(arguments.joined(separator: " ")) exited \(process.terminationStatus): \(text)")
+        guard status == 0 else {
+            throw Failure(description: "\(executable) \(arguments.joined(separator: " ")) exited \(status): \(text)")
         }
         return text
     }
 }
-
-/// Foundation's `Process.run()` is not safe to call from several threads at once on Linux (it
-/// crashed copying its arguments under parallel tests): every launch in the tests goes through this.
-public func launch(_ process: Process) throws {
-    try processLaunchLock.withLock { try process.run() }
-}
-
-private let processLaunchLock = NIOLock()
 
 /// A TCP port on 127.0.0.1 that was free a moment ago (for configurations that must name theirs).
 public func freeLoopbackPort() -> Int {
