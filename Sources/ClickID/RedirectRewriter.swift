@@ -65,13 +65,30 @@ public struct RedirectRewriter: Sendable {
         return out
     }
 
+    /// Whether `location`, resolved against the request URL, is an http(s) URL on an allowed host.
+    public func allowsTarget(_ location: String) -> Bool {
+        guard let target = URLReference(location) else { return false }
+        let absolute = target.resolved(against: requestURL)
+        guard let scheme = absolute.normalizedScheme, scheme == "http" || scheme == "https", let host = absolute.host else { return false }
+        return allowlist.allows(host)
+    }
+
+    /// The click ids and pass-through parameters this rewriter carries, decoded, for form fields.
+    public func carriedParameters() -> [(name: String, value: String)] {
+        var out: [(String, String)] = []
+        for (parameter, value) in clickIDs where ClickIDValue.isAcceptable(value) && !out.contains(where: { $0.0 == parameter }) {
+            out.append((parameter, value))
+        }
+        for (name, piece) in passThrough where !out.contains(where: { $0.0 == name }) {
+            let value = piece.split(separator: "=", maxSplits: 1, omittingEmptySubsequences: false).dropFirst().first ?? ""
+            out.append((name, Query.percentDecoded(value) ?? String(value)))
+        }
+        return out
+    }
+
     /// A new `Location` value, or nil when nothing is to change.
     public func rewriteLocation(_ location: String) -> String? {
-        guard var target = URLReference(location) else { return nil }
-        let absolute = target.resolved(against: requestURL)
-        guard let scheme = absolute.normalizedScheme, scheme == "http" || scheme == "https",
-            let host = absolute.host, allowlist.allows(host)
-        else { return nil }
+        guard allowsTarget(location), var target = URLReference(location) else { return nil }
         let present = Query.decodedNames(target.query)
         var additions: [String] = []
         var adding = Set<String>()

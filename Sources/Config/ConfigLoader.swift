@@ -129,6 +129,7 @@ private struct Reader {
     func site(_ value: YAMLValue, pixels: [String: GatewayConfig.Events.Pixel]) -> GatewayConfig.Site? {
         guard let object = value.object(allowedKeys: [
             "hosts", "upstream", "upstream_tls", "cookie_domain", "decorate_hosts", "pixel", "max_body_size", "default", "preserve_host",
+            "rewrite_html",
         ]) else { return nil }
         var hosts: [String] = []
         if let hostsValue = object.required("hosts"), let list = hostsValue.array() {
@@ -160,9 +161,10 @@ private struct Reader {
         let maxBody = object["max_body_size"]?.parsed(ValueParsers.byteSize)
         let isDefault = object["default"]?.bool() ?? false
         let preserveHost = object["preserve_host"]?.bool() ?? true
+        let rewriteHTML = object["rewrite_html"]?.bool() ?? false
         return GatewayConfig.Site(
             hosts: hosts, upstream: upstream, cookieDomain: cookieDomain, decorateHosts: decorate, pixel: pixel,
-            maxBodySize: maxBody, isDefault: isDefault, preserveHost: preserveHost)
+            maxBodySize: maxBody, isDefault: isDefault, preserveHost: preserveHost, rewriteHTML: rewriteHTML)
     }
 
     func checkSites(_ sites: [GatewayConfig.Site], at value: YAMLValue?) {

@@ -124,6 +124,9 @@ extension GatewayConfig {
         public var isDefault: Bool
         /// `preserve_host`: send the client's Host upstream (default) or the upstream's own authority.
         public var preserveHost: Bool
+        /// `rewrite_html`: decorate links, forms and refreshes toward the decorate hosts in HTML
+        /// answers to requests with a click id (off by default).
+        public var rewriteHTML: Bool
 
         public init(
             hosts: [String],
@@ -133,7 +136,8 @@ extension GatewayConfig {
             pixel: String? = nil,
             maxBodySize: Int? = nil,
             isDefault: Bool = false,
-            preserveHost: Bool = true
+            preserveHost: Bool = true,
+            rewriteHTML: Bool = false
         ) {
             self.hosts = hosts
             self.upstream = upstream
@@ -143,6 +147,7 @@ extension GatewayConfig {
             self.maxBodySize = maxBodySize
             self.isDefault = isDefault
             self.preserveHost = preserveHost
+            self.rewriteHTML = rewriteHTML
         }
     }
 

@@ -76,7 +76,7 @@ private let minimal = """
 
     @Test func unknownKeysAreNamedWithTheirPath() {
         let found = problems(minimal + "\n    upstrem_tls: {}\n")
-        #expect(found == ["sites[0].upstrem_tls: unknown key (known keys here: cookie_domain, decorate_hosts, default, hosts, max_body_size, pixel, preserve_host, upstream, upstream_tls) (line 7)"])
+        #expect(found == ["sites[0].upstrem_tls: unknown key (known keys here: cookie_domain, decorate_hosts, default, hosts, max_body_size, pixel, preserve_host, rewrite_html, upstream, upstream_tls) (line 7)"])
         #expect(problems("lsten: {}\n" + minimal).first?.hasPrefix("lsten: unknown key") == true)
     }
 

@@ -36,7 +36,7 @@ import Testing
                 listen: { https: "127.0.0.1:\(port)", admin: "127.0.0.1:0" }
                 tls: { certificates: [ { cert: \(certificate.cert), key: \(certificate.key) } ] }
                 sites:
-                  - { hosts: [lp.test], upstream: "\(origin.url)", decorate_hosts: [checkout.test], pixel: main }
+                  - { hosts: [lp.test], upstream: "\(origin.url)", decorate_hosts: [checkout.test], pixel: main, rewrite_html: true }
                   - { hosts: [checkout.test], upstream: "\(origin.url)", pixel: main }
                   - { hosts: [thirdparty.test], upstream: "\(origin.url)" }   # someone else's site, also reachable
                 smartlinks:
@@ -156,5 +156,37 @@ import Testing
         let event = try #require(try await waitForEvent(eventID, in: setup.api))
         #expect(event["limited_data_use"] == .bool(true), "\(event.serialized)")
         await browser.screenshot(to: OperationsTests.repository.appendingPathComponent("artifacts/journeys/gpc-checkout.png").path)
+    }
+
+    /// 7. The landing page's link and GET form toward the checkout (decorated as the HTML streams
+    /// through the gateway) carry the click id there; the third-party link carries nothing.
+    @Test func linksAndFormsTowardTheCheckoutCarryTheClickID() async throws {
+        let setup = try await start()
+        defer { stop(setup) }
+        let browser = try await Chromium.launch(hosts: Self.hosts, trusting: setup.certificate)
+        defer { Task { await browser.close() } }
+        let shop = setup.url("lp.test", "/journey/shop?ttclid=E.C.P.linked&utm_source=tiktok")
+        func arriveAtCheckout(_ action: String) async throws -> [String: String] {
+            _ = try await browser.open(shop)
+            _ = try await browser.evaluate(action)
+            for _ in 0..<100 {
+                let href = try await browser.evaluate("document.readyState === 'complete' ? location.href : ''").stringValue ?? ""
+                if href.contains("checkout.test") {
+                    return Dictionary((URLComponents(string: href)?.queryItems ?? []).map { ($0.name, $0.value ?? "") }, uniquingKeysWith: { a, _ in a })
+                }
+                try await Task.sleep(for: .milliseconds(100))
+            }
+            throw Chromium.Failure(description: "\(action) did not reach the checkout")
+        }
+        let linked = try await arriveAtCheckout("document.getElementById('checkout').click(); true")
+        #expect(linked["ttclid"] == "E.C.P.linked" && linked["utm_source"] == "tiktok", "\(linked)")
+        let cookies = try await browser.cookies(for: setup.url("checkout.test", "/"))
+        #expect(cookies["ttclid"]?["value"]?.stringValue == "E.C.P.linked", "the checkout sets its own cookie from the URL")
+        let submitted = try await arriveAtCheckout("document.getElementById('buy').submit(); true")
+        #expect(submitted["ttclid"] == "E.C.P.linked" && submitted["sku"] == "42", "\(submitted)")
+        _ = try await browser.open(shop)
+        let third = try await browser.evaluate("document.getElementById('third').href").stringValue
+        #expect(third == setup.url("thirdparty.test", "/journey/landing"))
+        await browser.screenshot(to: OperationsTests.repository.appendingPathComponent("artifacts/journeys/decorated-checkout.png").path)
     }
 }

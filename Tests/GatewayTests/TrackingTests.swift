@@ -188,4 +188,24 @@ private let siteForTracking = """
         let landing = try await curl(["https://localhost:\(gateway.httpsPort)/?ttclid=demo123"])
         #expect(landing.stdout.contains("href=\"/redirect?ttclid=demo123\""))
     }
+
+    /// With `rewrite_html`, an HTML answer to a request with a click id streams decorated (no
+    /// Content-Length, chunked on HTTP/1.1, the origin asked for identity); without a click id the
+    /// answer is the origin's, byte for byte.
+    @Test(arguments: ["--http1.1", "--http2"])
+    func htmlTowardTheCheckoutIsDecoratedOnlyForClicks(proto: String) async throws {
+        try await withGateway(site: "decorate_hosts: [checkout.test]\nrewrite_html: true") { gateway, origin in
+            let url = "https://localhost:\(gateway.httpsPort)/journey/shop"
+            let clicked = try await curl([proto, "-s", "-D", "-", "-H", "accept-encoding: gzip", url + "?ttclid=E.C.P.html&utm_source=tiktok"])
+            let port = String(gateway.httpsPort)
+            #expect(clicked.stdout.contains(#"href="https://checkout.test:\#(port)/journey/checkout?ttclid=E.C.P.html&amp;utm_source=tiktok""#), "\(clicked.stdout)")
+            #expect(clicked.stdout.contains(#"<input type="hidden" name="ttclid" value="E.C.P.html">"#))
+            #expect(clicked.stdout.contains(#"href="https://thirdparty.test:\#(port)/journey/landing""#))
+            #expect(!clicked.stdout.lowercased().contains("content-length:"), "\(clicked.stdout)")
+            let plain = try await curl([proto, "-s", "-D", "-", url])
+            #expect(plain.stdout.lowercased().contains("content-length:"))
+            #expect(!plain.stdout.contains("ttclid"))
+            _ = origin
+        }
+    }
 }

@@ -34,6 +34,7 @@ final class Exchange {
     var responseHeadSent = false
     var responseEnded = false
     var responseBodyBytes = 0
+    var bodyTransform: (any ResponseBodyTransform)?
     var status: HTTPResponseStatus?
     var keepAlive: Bool
     var downstreamNeedsFlush = false

@@ -7,14 +7,17 @@ import NIOHTTP1
 /// 1. ``request(_:context:)``: may answer directly (smartlinks, event ingest).
 /// 2. ``upstreamRequest(_:context:)``: the head that goes to the origin.
 /// 3. ``upstreamResponse(_:context:)``: the origin's head, as received (after hop-by-hop removal).
-/// 4. ``response(_:context:)``: the head that goes to the client (also for local answers).
-/// 5. ``logging(_:context:)``: fields for the access log line.
+/// 4. ``responseBody(for:context:)``: a transform for the origin's body (the first filter to offer
+///    one wins; the engine then drops `Content-Length` and streams the transformed bytes).
+/// 5. ``response(_:context:)``: the head that goes to the client (also for local answers).
+/// 6. ``logging(_:context:)``: fields for the access log line.
 ///
 /// The engine knows nothing about click ids: those filters live beside the feature that needs them.
 public protocol ProxyFilter: Sendable {
     func request(_ head: HTTPRequestHead, context: inout RequestContext) -> RequestDecision
     func upstreamRequest(_ head: inout HTTPRequestHead, context: inout RequestContext)
     func upstreamResponse(_ head: inout HTTPResponseHead, context: inout RequestContext)
+    func responseBody(for head: HTTPResponseHead, context: RequestContext) -> (any ResponseBodyTransform)?
     func response(_ head: inout HTTPResponseHead, context: inout RequestContext)
     func logging(_ fields: inout [String: String], context: RequestContext)
 }
@@ -23,8 +26,17 @@ extension ProxyFilter {
     public func request(_ head: HTTPRequestHead, context: inout RequestContext) -> RequestDecision { .proxy }
     public func upstreamRequest(_ head: inout HTTPRequestHead, context: inout RequestContext) {}
     public func upstreamResponse(_ head: inout HTTPResponseHead, context: inout RequestContext) {}
+    public func responseBody(for head: HTTPResponseHead, context: RequestContext) -> (any ResponseBodyTransform)? { nil }
     public func response(_ head: inout HTTPResponseHead, context: inout RequestContext) {}
     public func logging(_ fields: inout [String: String], context: RequestContext) {}
+}
+
+/// Rewrites one response body as it streams, on the connection's event loop.
+public protocol ResponseBodyTransform: AnyObject {
+    /// The bytes to send for `chunk`; may be empty while the transform holds an unfinished piece.
+    func transform(_ chunk: ByteBuffer) -> ByteBuffer
+    /// What is still held when the body ends.
+    func finish() -> ByteBuffer
 }
 
 /// What the request phase decided.

@@ -316,6 +316,10 @@ final class ProxyHandler: ChannelDuplexHandler, UpstreamSink {
         var head = head
         HeaderRules.removeHopByHop(&head.headers)
         for filter in engine.filters { filter.upstreamResponse(&head, context: &exchange.context) }
+        if exchange.requestHead.method != .HEAD, let transform = engine.filters.lazy.compactMap({ $0.responseBody(for: head, context: exchange.context) }).first {
+            exchange.bodyTransform = transform
+            head.headers.remove(name: "content-length")
+        }
         if exchange.upstreamStall == nil {
             exchange.upstreamStall = StallTimer(timeout: TimeAmount(engine.config.timeouts.upstreamIdle)) { [weak self, weak exchange] in
                 guard let self, let exchange, self.exchange === exchange else { return }
@@ -331,6 +335,8 @@ final class ProxyHandler: ChannelDuplexHandler, UpstreamSink {
     func upstreamResponseBody(_ body: ByteBuffer) {
         guard let exchange, let context else { return }
         exchange.upstreamStall?.touch()
+        let body = exchange.bodyTransform?.transform(body) ?? body
+        guard body.readableBytes > 0 else { return }
         exchange.responseBodyBytes += body.readableBytes
         exchange.downstreamNeedsFlush = true
         context.write(wrapOutboundOut(.body(.byteBuffer(body))), promise: nil)
@@ -355,6 +361,10 @@ final class ProxyHandler: ChannelDuplexHandler, UpstreamSink {
             if downstream.httpVersion != "h2" { exchange.keepAlive = false }
         }
         resumeReads(.partnerBusy)
+        if let rest = exchange.bodyTransform?.finish(), rest.readableBytes > 0 {
+            exchange.responseBodyBytes += rest.readableBytes
+            context.write(wrapOutboundOut(.body(.byteBuffer(rest))), promise: nil)
+        }
         exchange.responseEnded = true
         exchange.downstreamNeedsFlush = false
         finish(exchange, writingEnd: true)

@@ -2,13 +2,16 @@ import Config
 import Events
 
 /// The filters in the order their phases must run: capture first (the others read its state),
-/// then event ingest and smartlinks (which answer directly), then redirect preservation.
+/// then event ingest and smartlinks (which answer directly), then redirect preservation and HTML
+/// decoration.
 public enum TrackingFilters {
     public static func make(config: GatewayConfig, clickSink: (any ClickSink)?, ingestor: EventIngestor?) -> [any ProxyFilter] {
         let smartlinks = SmartlinkFilter(config: config)
+        let html = HTMLDecorationFilter(config: config)
         return [ClickCaptureFilter(tracking: config.tracking, siteNames: config.sites.map(\.name), sink: clickSink)]
             + (ingestor.map { [EventIngestFilter(path: config.events.path, ingestor: $0)] } ?? [])
             + (smartlinks.isEmpty ? [] : [smartlinks])
             + [RedirectPreservationFilter(config: config)]
+            + (html.isEmpty ? [] : [html])
     }
 }

@@ -14,7 +14,8 @@ import NIOSSL
 /// - `/reset`: promises 1,000,000 bytes, sends 10, closes.  `/garbage`: answers with non-HTTP.
 /// - `/hop`: answers with hop-by-hop headers that must not reach the client.
 /// - `/redirect`: 302 to `/landing`.
-/// - `/journey/…`: the pages of a landing site and its cross-domain checkout, for the browser tests
+/// - `/journey/…`: the pages of a landing site (`shop` links and posts to the checkout) and its
+///   cross-domain checkout, for the browser tests
 ///   (see ``journeyStep(_:host:)``).
 /// - `/chain/…`: a redirect chain through every hop type a browser follows, for `clickgate trace`
 ///   (see ``chainStep(_:query:cookie:)``).
@@ -177,6 +178,14 @@ private final class OriginHandler: ChannelDuplexHandler {
         }
         switch step {
         case "landing", "offer": return (.ok, html, page(step))
+        case "shop":
+            return (.ok, html, """
+                <!doctype html><html><head><title>shop</title></head><body><h1>shop</h1>
+                <a id="checkout" href="https://checkout.test:\(port)/journey/checkout">Checkout</a>
+                <a id="third" href="https://thirdparty.test:\(port)/journey/landing">Elsewhere</a>
+                <form id="buy" action="https://checkout.test:\(port)/journey/checkout"><input name="sku" value="42"><button>Buy</button></form>
+                </body></html>
+                """)
         case "hop": return (.found, ["location": "/journey/offer"], "")
         case "to-checkout": return (.found, ["location": "https://checkout.test:\(port)/journey/checkout"], "")
         case "to-thirdparty": return (.found, ["location": "https://thirdparty.test:\(port)/journey/landing"], "")

@@ -1,0 +1,373 @@
+/// Carries click ids through an HTML document as it streams: `<a href>`, `<area href>`,
+/// `<form action>` and `<meta http-equiv="refresh" content>` that point at hosts the rewriter
+/// allows get the missing ids and pass-through parameters, with the redirect rules (never
+/// replace, keep encoding, order and fragment). A GET form's browser drops its action's query,
+/// so such a form gets hidden inputs instead. `<base href>` changes what relative targets mean.
+///
+/// Everything else passes through byte for byte. No DOM: a tag is held only until its `>` (at most
+/// ``maxTagBytes``; a longer one passes through untouched), comments and the raw text of `script`,
+/// `style`, `textarea`, `title` and the like are never looked into, so memory stays bounded
+/// whatever the document's size and however it is cut into chunks.
+public struct HTMLLinkDecorator: Sendable {
+    public static let maxTagBytes = 16 * 1024
+
+    private var rewriter: RedirectRewriter
+    private let documentURL: URLReference
+    private var sawBase = false
+    private var state = State.text
+    /// Bytes of a tag, or of a possible raw-text end tag, not yet written.
+    private var pending: [UInt8] = []
+
+    private enum State: Sendable {
+        case text
+        case tagOpen
+        case markupDeclaration
+        case startTag(TagScanner)
+        case oversizedTag(TagScanner)
+        /// Until the next `>`: end tags, doctypes, processing instructions, bogus comments.
+        case passToClose
+        case comment(dashes: Int)
+        case rawText(name: [UInt8], matched: Int)
+    }
+
+    /// - Parameter rewriter: the request's click ids and pass-through parameters, and the hosts
+    ///   to decorate (for HTML: the site's decorate hosts and other sites under its cookie domain,
+    ///   not its own hosts, whose pages read the cookie).
+    public init(rewriter: RedirectRewriter) {
+        self.rewriter = rewriter
+        self.documentURL = rewriter.requestURL
+    }
+
+    /// The decorated bytes of `chunk` that can be written now.
+    public mutating func feed(_ chunk: some Sequence<UInt8>) -> [UInt8] {
+        var out: [UInt8] = []
+        out.reserveCapacity(chunk.underestimatedCount + 64)
+        for byte in chunk { consume(byte, into: &out) }
+        return out
+    }
+
+    /// What is still held at the end of the document, unchanged.
+    public mutating func finish() -> [UInt8] {
+        defer {
+            pending = []
+            state = .text
+        }
+        return pending
+    }
+
+    private mutating func consume(_ byte: UInt8, into out: inout [UInt8]) {
+        switch state {
+        case .text:
+            if byte == ASCII.lessThan {
+                pending = [byte]
+                state = .tagOpen
+            } else {
+                out.append(byte)
+            }
+        case .tagOpen:
+            switch byte {
+            case ASCII.exclamation:
+                pending.append(byte)
+                state = .markupDeclaration
+            case ASCII.slash, ASCII.question:
+                flush(byte, into: &out)
+                state = .passToClose
+            case _ where ASCII.isLetter(byte):
+                pending.append(byte)
+                state = .startTag(TagScanner())
+            default:
+                flush(into: &out)
+                state = .text
+                consume(byte, into: &out)
+            }
+        case .markupDeclaration:
+            pending.append(byte)
+            // `<!--` opens a comment; any other `<!` is a doctype or a bogus comment.
+            if byte == ASCII.hyphen, pending.count <= 4 {
+                if pending.count == 4 {
+                    flush(into: &out)
+                    state = .comment(dashes: 2)
+                }
+                return
+            }
+            flush(into: &out)
+            state = byte == ASCII.greaterThan ? .text : .passToClose
+        case .startTag(var scanner):
+            pending.append(byte)
+            if scanner.advance(byte) {
+                out += decoratedTag()
+                state = rawTextName().map { .rawText(name: $0, matched: 0) } ?? .text
+                pending = []
+            } else if pending.count > Self.maxTagBytes {
+                flush(into: &out)
+                state = .oversizedTag(scanner)
+            } else {
+                state = .startTag(scanner)
+            }
+        case .oversizedTag(var scanner):
+            out.append(byte)
+            state = scanner.advance(byte) ? .text : .oversizedTag(scanner)
+        case .passToClose:
+            out.append(byte)
+            if byte == ASCII.greaterThan { state = .text }
+        case .comment(let dashes):
+            out.append(byte)
+            if byte == ASCII.greaterThan, dashes >= 2 {
+                state = .text
+            } else {
+                state = .comment(dashes: byte == ASCII.hyphen ? dashes + 1 : 0)
+            }
+        case .rawText(let name, let matched):
+            // Looking for `</name` followed by a space, `/` or `>`; what may be its start is held.
+            let expected: UInt8? = matched == 0 ? ASCII.lessThan : matched == 1 ? ASCII.slash : matched - 2 < name.count ? name[matched - 2] : nil
+            if let expected {
+                if ASCII.lowercased(byte) == expected {
+                    pending.append(byte)
+                    state = .rawText(name: name, matched: matched + 1)
+                } else {
+                    flush(into: &out)
+                    state = .rawText(name: name, matched: 0)
+                    if matched > 0 { consume(byte, into: &out) } else { out.append(byte) }
+                }
+            } else if ASCII.isSpace(byte) || byte == ASCII.slash || byte == ASCII.greaterThan {
+                flush(byte, into: &out)
+                state = byte == ASCII.greaterThan ? .text : .passToClose
+            } else {
+                flush(into: &out)
+                state = .rawText(name: name, matched: 0)
+                consume(byte, into: &out)
+            }
+        }
+    }
+
+    private mutating func flush(_ byte: UInt8? = nil, into out: inout [UInt8]) {
+        out += pending
+        if let byte { out.append(byte) }
+        pending = []
+    }
+
+    // MARK: The tag
+
+    private static let rawTextElements: [[UInt8]] = ["script", "style", "textarea", "title", "xmp", "iframe", "noembed", "noframes"].map { Array($0.utf8) }
+
+    private func rawTextName() -> [UInt8]? {
+        let name = TagParser(pending).name
+        return Self.rawTextElements.first { $0 == name }
+    }
+
+    /// The held tag, decorated when it is a target this document's links should carry ids to.
+    private mutating func decoratedTag() -> [UInt8] {
+        let tag = TagParser(pending)
+        switch tag.name {
+        case Array("base".utf8):
+            // The first `<base href>` sets the base for everything after it.
+            if !sawBase, let href = tag.attribute("href") {
+                sawBase = true
+                if let base = URLReference(href.value) { rewriter.requestURL = base.resolved(against: documentURL) }
+            }
+            return pending
+        case Array("a".utf8), Array("area".utf8):
+            guard let href = tag.attribute("href"), let rewritten = rewriter.rewriteLocation(href.value) else { return pending }
+            return tag.replacing(href, with: rewritten)
+        case Array("meta".utf8):
+            guard tag.attribute("http-equiv")?.value.lowercased() == "refresh", let content = tag.attribute("content"),
+                let rewritten = rewriter.rewriteRefresh(content.value)
+            else { return pending }
+            return tag.replacing(content, with: rewritten)
+        case Array("form".utf8):
+            let action = tag.attribute("action")
+            let target = action?.value ?? ""
+            if tag.attribute("method")?.value.lowercased() == "post" {
+                guard let action, let rewritten = rewriter.rewriteLocation(target) else { return pending }
+                return tag.replacing(action, with: rewritten)
+            }
+            // GET: the browser builds the query from the fields, so the ids go in as fields.
+            guard rewriter.allowsTarget(target) else { return pending }
+            var out = pending
+            for (name, value) in rewriter.carriedParameters() {
+                out += Array(#"<input type="hidden" name=""#.utf8) + HTMLAttribute.escaped(name, quote: ASCII.doubleQuote)
+                out += Array(#"" value=""#.utf8) + HTMLAttribute.escaped(value, quote: ASCII.doubleQuote) + Array(#"">"#.utf8)
+            }
+            return out
+        default:
+            return pending
+        }
+    }
+}
+
+/// Finds the `>` that ends a start tag, skipping those inside quoted attribute values.
+struct TagScanner: Sendable {
+    private enum Position: Sendable { case name, beforeAttribute, attributeName, afterAttributeName, beforeValue, doubleQuoted, singleQuoted, unquoted }
+    private var position = Position.name
+
+    /// True when `byte` ends the tag.
+    mutating func advance(_ byte: UInt8) -> Bool {
+        let space = ASCII.isSpace(byte)
+        switch position {
+        case .name, .unquoted:
+            if byte == ASCII.greaterThan { return true }
+            if space || (position == .name && byte == ASCII.slash) { position = .beforeAttribute }
+        case .beforeAttribute:
+            if byte == ASCII.greaterThan { return true }
+            if !space && byte != ASCII.slash { position = .attributeName }
+        case .attributeName:
+            if byte == ASCII.greaterThan { return true }
+            if byte == ASCII.equals { position = .beforeValue } else if space { position = .afterAttributeName } else if byte == ASCII.slash { position = .beforeAttribute }
+        case .afterAttributeName:
+            if byte == ASCII.greaterThan { return true }
+            if byte == ASCII.equals { position = .beforeValue } else if byte == ASCII.slash { position = .beforeAttribute } else if !space { position = .attributeName }
+        case .beforeValue:
+            if byte == ASCII.greaterThan { return true }
+            if byte == ASCII.doubleQuote { position = .doubleQuoted } else if byte == ASCII.singleQuote { position = .singleQuoted } else if !space { position = .unquoted }
+        case .doubleQuoted:
+            if byte == ASCII.doubleQuote { position = .beforeAttribute }
+        case .singleQuoted:
+            if byte == ASCII.singleQuote { position = .beforeAttribute }
+        }
+        return false
+    }
+}
+
+/// One complete start tag (`<` to `>`): its lower-cased name and its attributes where they sit.
+struct TagParser {
+    struct Attribute {
+        var name: [UInt8]
+        /// The value's bytes in the tag, inside its quotes.
+        var range: Range<Int>
+        var quote: UInt8?
+        /// With character references decoded.
+        var value: String
+        /// For each byte of `value` (and its end), where it starts in the raw value.
+        var rawOffsets: [Int]
+    }
+
+    let bytes: [UInt8]
+    private(set) var name: [UInt8] = []
+    private(set) var attributes: [Attribute] = []
+
+    init(_ bytes: [UInt8]) {
+        self.bytes = bytes
+        var i = 1
+        while i < bytes.count, !ASCII.isSpace(bytes[i]), bytes[i] != ASCII.slash, bytes[i] != ASCII.greaterThan {
+            name.append(ASCII.lowercased(bytes[i]))
+            i += 1
+        }
+        while i < bytes.count {
+            while i < bytes.count, ASCII.isSpace(bytes[i]) || bytes[i] == ASCII.slash { i += 1 }
+            guard i < bytes.count, bytes[i] != ASCII.greaterThan else { break }
+            var attributeName: [UInt8] = []
+            // The first character may be `=` (a parse error HTML reads as part of the name).
+            repeat {
+                attributeName.append(ASCII.lowercased(bytes[i]))
+                i += 1
+            } while i < bytes.count && !ASCII.isSpace(bytes[i]) && ![ASCII.slash, ASCII.greaterThan, ASCII.equals].contains(bytes[i])
+            var j = i
+            while j < bytes.count, ASCII.isSpace(bytes[j]) { j += 1 }
+            guard j < bytes.count, bytes[j] == ASCII.equals else {
+                attributes.append(Attribute(name: attributeName, range: i..<i, quote: nil, value: "", rawOffsets: [0]))
+                continue
+            }
+            j += 1
+            while j < bytes.count, ASCII.isSpace(bytes[j]) { j += 1 }
+            let range: Range<Int>
+            var quote: UInt8?
+            if j < bytes.count, bytes[j] == ASCII.doubleQuote || bytes[j] == ASCII.singleQuote {
+                quote = bytes[j]
+                let end = bytes[(j + 1)...].firstIndex(of: bytes[j]) ?? bytes.count
+                range = (j + 1)..<end
+                i = min(end + 1, bytes.count)
+            } else {
+                var end = j
+                while end < bytes.count, !ASCII.isSpace(bytes[end]), bytes[end] != ASCII.greaterThan { end += 1 }
+                range = j..<end
+                i = end
+            }
+            let (value, offsets) = HTMLAttribute.decoded(bytes[range])
+            attributes.append(Attribute(name: attributeName, range: range, quote: quote, value: value, rawOffsets: offsets))
+        }
+    }
+
+    /// The first attribute of that name (later duplicates are ignored, as browsers do).
+    func attribute(_ name: String) -> Attribute? {
+        attributes.first { $0.name.elementsEqual(name.utf8) }
+    }
+
+    /// The tag with `attribute`'s value replaced by `value`, which is the old value with one run of
+    /// text inserted (what the rewriters produce): only that run is written, escaped, so every
+    /// original byte of the tag stays as it was.
+    func replacing(_ attribute: Attribute, with value: String) -> [UInt8] {
+        let quote = attribute.quote ?? ASCII.doubleQuote
+        let old = Array(attribute.value.utf8)
+        let new = Array(value.utf8)
+        // A value that is not UTF-8 was repaired when read: its bytes no longer line up, so it stays.
+        guard attribute.rawOffsets.count == old.count + 1 else { return bytes }
+        let prefix = zip(old, new).prefix { $0 == $1 }.count
+        let suffix = zip(old[prefix...].reversed(), new[prefix...].reversed()).prefix { $0 == $1 }.count
+        let insertion = HTMLAttribute.escaped(String(decoding: new[prefix..<(new.count - suffix)], as: UTF8.self), quote: quote)
+        let at = attribute.range.lowerBound + attribute.rawOffsets[prefix]
+        // An unquoted value gains quotes: what was added may hold characters it cannot.
+        let wrap: [UInt8] = attribute.quote == nil ? [quote] : []
+        return Array(bytes[..<attribute.range.lowerBound]) + wrap + Array(bytes[attribute.range.lowerBound..<at]) + insertion
+            + Array(bytes[at..<attribute.range.upperBound]) + wrap + Array(bytes[attribute.range.upperBound...])
+    }
+}
+
+/// Character references in attribute values: the ones URLs use are decoded; anything else stays.
+enum HTMLAttribute {
+    private static let named: [String: String] = ["amp": "&", "quot": "\"", "apos": "'", "lt": "<", "gt": ">"]
+
+    /// The value, and for each of its bytes (and its end) the offset in `raw` where it starts.
+    static func decoded(_ raw: ArraySlice<UInt8>) -> (String, [Int]) {
+        var out: [UInt8] = []
+        var offsets: [Int] = []
+        var i = raw.startIndex
+        while i < raw.endIndex {
+            if raw[i] == ASCII.ampersand, let semicolon = raw[i...].prefix(12).firstIndex(of: ASCII.semicolon) {
+                let name = String(decoding: raw[(i + 1)..<semicolon], as: UTF8.self)
+                var replacement: String?
+                if let text = named[name] {
+                    replacement = text
+                } else if name.hasPrefix("#x") || name.hasPrefix("#X"), let code = UInt32(name.dropFirst(2), radix: 16) {
+                    replacement = Unicode.Scalar(code).map { String(Character($0)) }
+                } else if name.hasPrefix("#"), let code = UInt32(name.dropFirst(), radix: 10) {
+                    replacement = Unicode.Scalar(code).map { String(Character($0)) }
+                }
+                if let replacement {
+                    out += replacement.utf8
+                    offsets += Array(repeating: i - raw.startIndex, count: replacement.utf8.count)
+                    i = semicolon + 1
+                    continue
+                }
+            }
+            out.append(raw[i])
+            offsets.append(i - raw.startIndex)
+            i += 1
+        }
+        offsets.append(raw.count)
+        return (String(decoding: out, as: UTF8.self), offsets)
+    }
+
+    static func escaped(_ text: String, quote: UInt8) -> [UInt8] {
+        var out: [UInt8] = []
+        for byte in text.utf8 {
+            switch byte {
+            case ASCII.ampersand: out += Array("&amp;".utf8)
+            case quote where quote == ASCII.doubleQuote: out += Array("&quot;".utf8)
+            case quote where quote == ASCII.singleQuote: out += Array("&#39;".utf8)
+            default: out.append(byte)
+            }
+        }
+        return out
+    }
+}
+
+enum ASCII {
+    static let lessThan = UInt8(ascii: "<"), greaterThan = UInt8(ascii: ">"), slash = UInt8(ascii: "/")
+    static let exclamation = UInt8(ascii: "!"), question = UInt8(ascii: "?"), hyphen = UInt8(ascii: "-")
+    static let equals = UInt8(ascii: "="), doubleQuote = UInt8(ascii: "\""), singleQuote = UInt8(ascii: "'")
+    static let ampersand = UInt8(ascii: "&"), semicolon = UInt8(ascii: ";")
+
+    static func isLetter(_ byte: UInt8) -> Bool { (0x41...0x5a).contains(byte) || (0x61...0x7a).contains(byte) }
+    static func isSpace(_ byte: UInt8) -> Bool { byte == 0x20 || byte == 0x09 || byte == 0x0a || byte == 0x0c || byte == 0x0d }
+    static func lowercased(_ byte: UInt8) -> UInt8 { (0x41...0x5a).contains(byte) ? byte | 0x20 : byte }
+}

@@ -1,0 +1,62 @@
+import ClickID
+import Config
+import Metrics
+import NIOCore
+import NIOHTTP1
+
+/// Cross-domain checkouts in HTML, for sites with `rewrite_html`: when a request carries a click id
+/// (its URL, or the gateway's cookie where tracking is allowed), the origin is asked for an
+/// uncompressed answer, and an HTML answer's links, forms and refreshes toward the site's decorate
+/// hosts (and the other sites under its cookie domain) get the ids as it streams (``HTMLLinkDecorator``).
+/// Requests without a click id are not touched at all.
+struct HTMLDecorationFilter: ProxyFilter {
+    /// Per site; nil where `rewrite_html` is off. The site's own hosts are not in it: its pages read the cookie.
+    private let allowlists: [HostAllowlist?]
+    private let passThrough: [String]
+    private let decorated = Counter(label: "clickgate_html_documents_decorated_total")
+
+    init(config: GatewayConfig) {
+        allowlists = config.sites.map { site in
+            guard site.rewriteHTML else { return nil }
+            let siblings = site.cookieDomain.map { domain in
+                config.sites.flatMap(\.hosts).filter { host in !site.hosts.contains(host) && (host == domain || host.hasSuffix("." + domain)) }
+            } ?? []
+            return HostAllowlist(siteHosts: [], decorateHosts: site.decorateHosts + siblings)
+        }
+        passThrough = config.tracking.passThrough
+    }
+
+    var isEmpty: Bool { allowlists.allSatisfy { $0 == nil } }
+
+    func upstreamRequest(_ head: inout HTTPRequestHead, context: inout RequestContext) {
+        guard let site = context.site, let allowlist = allowlists[site.index], let state = context.values[ClickStateKey.self] else { return }
+        let ids = (state.trackingAllowed ? state.capture.all : state.capture.fromURL).map { (parameter: $0.kind.parameter, value: $0.value) }
+        guard !ids.isEmpty else { return }
+        let pieces = RedirectRewriter.passThroughPieces(from: state.requestURL.query, patterns: passThrough)
+        context.values[DecorationKey.self] = RedirectRewriter(requestURL: state.requestURL, clickIDs: ids, passThrough: pieces, allowlist: allowlist)
+        // The document is rewritten as it streams, so it must arrive uncompressed.
+        head.headers.replaceOrAdd(name: "accept-encoding", value: "identity")
+    }
+
+    func responseBody(for head: HTTPResponseHead, context: RequestContext) -> (any ResponseBodyTransform)? {
+        guard let rewriter = context.values[DecorationKey.self], head.status == .ok,
+            head.headers.first(name: "content-type")?.lowercased().hasPrefix("text/html") == true,
+            (head.headers.first(name: "content-encoding") ?? "identity").lowercased() == "identity"
+        else { return nil }
+        decorated.increment()
+        return DecoratingTransform(decorator: HTMLLinkDecorator(rewriter: rewriter))
+    }
+
+    private enum DecorationKey: ContextKey {
+        typealias Value = RedirectRewriter
+    }
+
+    private final class DecoratingTransform: ResponseBodyTransform {
+        private var decorator: HTMLLinkDecorator
+
+        init(decorator: HTMLLinkDecorator) { self.decorator = decorator }
+
+        func transform(_ chunk: ByteBuffer) -> ByteBuffer { ByteBuffer(bytes: decorator.feed(chunk.readableBytesView)) }
+        func finish() -> ByteBuffer { ByteBuffer(bytes: decorator.finish()) }
+    }
+}
