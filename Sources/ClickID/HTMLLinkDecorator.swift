@@ -17,17 +17,21 @@ public struct HTMLLinkDecorator: Sendable {
     private var state = State.text
     /// Bytes of a tag, or of a possible raw-text end tag, not yet written.
     private var pending: [UInt8] = []
+    /// Where the current start tag is (``State/startTag``, ``State/oversizedTag``).
+    private var scanner = TagScanner()
+    /// Hyphens just seen in a comment.
+    private var dashes = 0
+    /// The raw-text element being skipped, and how much of `</name` has been seen.
+    private var rawTextName: [UInt8] = []
+    private var matched = 0
 
+    /// Without payloads: the byte loop reassigns it often, and its fields live beside it.
     private enum State: Sendable {
-        case text
-        case tagOpen
-        case markupDeclaration
-        case startTag(TagScanner)
-        case oversizedTag(TagScanner)
+        case text, tagOpen, markupDeclaration, startTag, oversizedTag
         /// Until the next `>`: end tags, doctypes, processing instructions, bogus comments.
         case passToClose
-        case comment(dashes: Int)
-        case rawText(name: [UInt8], matched: Int)
+        case comment
+        case rawText
     }
 
     /// - Parameter rewriter: the request's click ids and pass-through parameters, and the hosts
@@ -39,10 +43,28 @@ public struct HTMLLinkDecorator: Sendable {
     }
 
     /// The decorated bytes of `chunk` that can be written now.
-    public mutating func feed(_ chunk: some Sequence<UInt8>) -> [UInt8] {
+    public mutating func feed(_ chunk: some Collection<UInt8>) -> [UInt8] {
+        let bytes = Array(chunk)
         var out: [UInt8] = []
-        out.reserveCapacity(chunk.underestimatedCount + 64)
-        for byte in chunk { consume(byte, into: &out) }
+        out.reserveCapacity(bytes.count + 64)
+        var i = 0
+        while i < bytes.count {
+            // Text and raw text are most of a document: copied in runs up to the next `<`.
+            let inRun: Bool
+            switch state {
+            case .text: inRun = true
+            case .rawText: inRun = matched == 0
+            default: inRun = false
+            }
+            if inRun, bytes[i] != ASCII.lessThan {
+                let end = bytes[i...].firstIndex(of: ASCII.lessThan) ?? bytes.count
+                out += bytes[i..<end]
+                i = end
+                continue
+            }
+            consume(bytes[i], into: &out)
+            i += 1
+        }
         return out
     }
 
@@ -74,7 +96,8 @@ public struct HTMLLinkDecorator: Sendable {
                 state = .passToClose
             case _ where ASCII.isLetter(byte):
                 pending.append(byte)
-                state = .startTag(TagScanner())
+                scanner = TagScanner()
+                state = .startTag
             default:
                 flush(into: &out)
                 state = .text
@@ -86,55 +109,63 @@ public struct HTMLLinkDecorator: Sendable {
             if byte == ASCII.hyphen, pending.count <= 4 {
                 if pending.count == 4 {
                     flush(into: &out)
-                    state = .comment(dashes: 2)
+                    dashes = 2
+                    state = .comment
                 }
                 return
             }
             flush(into: &out)
             state = byte == ASCII.greaterThan ? .text : .passToClose
-        case .startTag(var scanner):
+        case .startTag:
             pending.append(byte)
             if scanner.advance(byte) {
-                out += decoratedTag()
-                state = rawTextName().map { .rawText(name: $0, matched: 0) } ?? .text
+                // Most tags are neither targets nor raw text: only their name is read.
+                let name = TagParser.name(of: pending)
+                if Self.decoratedElements.contains(name) { out += decoratedTag(name) } else { out += pending }
+                if Self.rawTextElements.contains(name) {
+                    rawTextName = name
+                    matched = 0
+                    state = .rawText
+                } else {
+                    state = .text
+                }
                 pending = []
             } else if pending.count > Self.maxTagBytes {
                 flush(into: &out)
-                state = .oversizedTag(scanner)
-            } else {
-                state = .startTag(scanner)
+                state = .oversizedTag
             }
-        case .oversizedTag(var scanner):
+        case .oversizedTag:
             out.append(byte)
-            state = scanner.advance(byte) ? .text : .oversizedTag(scanner)
+            if scanner.advance(byte) { state = .text }
         case .passToClose:
             out.append(byte)
             if byte == ASCII.greaterThan { state = .text }
-        case .comment(let dashes):
+        case .comment:
             out.append(byte)
             if byte == ASCII.greaterThan, dashes >= 2 {
                 state = .text
             } else {
-                state = .comment(dashes: byte == ASCII.hyphen ? dashes + 1 : 0)
+                dashes = byte == ASCII.hyphen ? dashes + 1 : 0
             }
-        case .rawText(let name, let matched):
+        case .rawText:
             // Looking for `</name` followed by a space, `/` or `>`; what may be its start is held.
-            let expected: UInt8? = matched == 0 ? ASCII.lessThan : matched == 1 ? ASCII.slash : matched - 2 < name.count ? name[matched - 2] : nil
+            let expected: UInt8? = matched == 0 ? ASCII.lessThan : matched == 1 ? ASCII.slash : matched - 2 < rawTextName.count ? rawTextName[matched - 2] : nil
             if let expected {
                 if ASCII.lowercased(byte) == expected {
                     pending.append(byte)
-                    state = .rawText(name: name, matched: matched + 1)
+                    matched += 1
                 } else {
+                    let wasMatching = matched > 0
                     flush(into: &out)
-                    state = .rawText(name: name, matched: 0)
-                    if matched > 0 { consume(byte, into: &out) } else { out.append(byte) }
+                    matched = 0
+                    if wasMatching { consume(byte, into: &out) } else { out.append(byte) }
                 }
             } else if ASCII.isSpace(byte) || byte == ASCII.slash || byte == ASCII.greaterThan {
                 flush(byte, into: &out)
                 state = byte == ASCII.greaterThan ? .text : .passToClose
             } else {
                 flush(into: &out)
-                state = .rawText(name: name, matched: 0)
+                matched = 0
                 consume(byte, into: &out)
             }
         }
@@ -148,33 +179,30 @@ public struct HTMLLinkDecorator: Sendable {
 
     // MARK: The tag
 
-    private static let rawTextElements: [[UInt8]] = ["script", "style", "textarea", "title", "xmp", "iframe", "noembed", "noframes"].map { Array($0.utf8) }
-
-    private func rawTextName() -> [UInt8]? {
-        let name = TagParser(pending).name
-        return Self.rawTextElements.first { $0 == name }
-    }
+    private static let rawTextElements: Set<[UInt8]> = Set(["script", "style", "textarea", "title", "xmp", "iframe", "noembed", "noframes"].map { Array($0.utf8) })
+    private static let (anchor, area, base, form, meta) = (Array("a".utf8), Array("area".utf8), Array("base".utf8), Array("form".utf8), Array("meta".utf8))
+    private static let decoratedElements: Set<[UInt8]> = [anchor, area, base, form, meta]
 
     /// The held tag, decorated when it is a target this document's links should carry ids to.
-    private mutating func decoratedTag() -> [UInt8] {
+    private mutating func decoratedTag(_ name: [UInt8]) -> [UInt8] {
         let tag = TagParser(pending)
-        switch tag.name {
-        case Array("base".utf8):
+        switch name {
+        case Self.base:
             // The first `<base href>` sets the base for everything after it.
             if !sawBase, let href = tag.attribute("href") {
                 sawBase = true
                 if let base = URLReference(href.value) { rewriter.requestURL = base.resolved(against: documentURL) }
             }
             return pending
-        case Array("a".utf8), Array("area".utf8):
+        case Self.anchor, Self.area:
             guard let href = tag.attribute("href"), let rewritten = rewriter.rewriteLocation(href.value) else { return pending }
             return tag.replacing(href, with: rewritten)
-        case Array("meta".utf8):
+        case Self.meta:
             guard tag.attribute("http-equiv")?.value.lowercased() == "refresh", let content = tag.attribute("content"),
                 let rewritten = rewriter.rewriteRefresh(content.value)
             else { return pending }
             return tag.replacing(content, with: rewritten)
-        case Array("form".utf8):
+        case Self.form:
             let action = tag.attribute("action")
             let target = action?.value ?? ""
             if tag.attribute("method")?.value.lowercased() == "post" {
@@ -228,7 +256,7 @@ struct TagScanner: Sendable {
     }
 }
 
-/// One complete start tag (`<` to `>`): its lower-cased name and its attributes where they sit.
+/// One complete start tag (`<` to `>`): its attributes where they sit.
 struct TagParser {
     struct Attribute {
         var name: [UInt8]
@@ -242,16 +270,21 @@ struct TagParser {
     }
 
     let bytes: [UInt8]
-    private(set) var name: [UInt8] = []
     private(set) var attributes: [Attribute] = []
+
+    /// The tag's name, lower-cased: the bytes after `<` up to a space, `/` or `>`.
+    static func name(of bytes: [UInt8]) -> [UInt8] {
+        var name: [UInt8] = []
+        for byte in bytes.dropFirst() {
+            if ASCII.isSpace(byte) || byte == ASCII.slash || byte == ASCII.greaterThan { break }
+            name.append(ASCII.lowercased(byte))
+        }
+        return name
+    }
 
     init(_ bytes: [UInt8]) {
         self.bytes = bytes
-        var i = 1
-        while i < bytes.count, !ASCII.isSpace(bytes[i]), bytes[i] != ASCII.slash, bytes[i] != ASCII.greaterThan {
-            name.append(ASCII.lowercased(bytes[i]))
-            i += 1
-        }
+        var i = 1 + Self.name(of: bytes).count
         while i < bytes.count {
             while i < bytes.count, ASCII.isSpace(bytes[i]) || bytes[i] == ASCII.slash { i += 1 }
             guard i < bytes.count, bytes[i] != ASCII.greaterThan else { break }

@@ -1,5 +1,9 @@
 import Foundation
+#if canImport(Glibc)
+import Glibc
+#endif
 import GRDB
+import NIOConcurrencyHelpers
 
 /// The embedded store: SQLite in WAL mode with `synchronous=FULL`, so an acknowledged event
 /// survives `kill -9` and power loss. Writes are group-committed: while one transaction commits,
@@ -8,7 +12,7 @@ public final class SQLiteEventStore: EventStore {
     private let pool: DatabasePool
     private let committer: GroupCommitter
     /// The descriptor holding the owner's lock on `PATH.lock`; closing it releases the lock.
-    private let ownerLock: Int32?
+    private let ownerLock: NIOLockedValueBox<Int32?>
     static let dedupWindow: TimeInterval = 48 * 3600
 
     /// A second process delivering from the same file would release the first one's leases and
@@ -24,7 +28,8 @@ public final class SQLiteEventStore: EventStore {
     public init(path: String, owner: Bool = true) throws {
         let directory = (path as NSString).deletingLastPathComponent
         if !directory.isEmpty { try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true) }
-        ownerLock = owner ? try Self.lockExclusively(path) : nil
+        let lock = owner ? try Self.lockExclusively(path) : nil
+        ownerLock = NIOLockedValueBox(lock)
         do {
             var configuration = Configuration()
             configuration.busyMode = .timeout(5)
@@ -37,21 +42,32 @@ public final class SQLiteEventStore: EventStore {
                 try pool.write { db in try db.execute(sql: "UPDATE outbox SET lease_until = NULL WHERE lease_until IS NOT NULL") }
             }
         } catch {
-            if let ownerLock { close(ownerLock) }
+            if let lock { Glibc.close(lock) }
             throw error
         }
         committer = GroupCommitter(pool: pool)
     }
 
     deinit {
-        if let ownerLock { close(ownerLock) }
+        releaseOwnership()
+    }
+
+    /// Closes the database and gives up ownership: another process (or a test's next instance)
+    /// may open the file as its owner. The store is not usable afterwards.
+    public func close() throws {
+        try pool.close()
+        releaseOwnership()
+    }
+
+    private func releaseOwnership() {
+        if let lock = ownerLock.withLockedValue({ lock in defer { lock = nil }; return lock }) { Glibc.close(lock) }
     }
 
     private static func lockExclusively(_ path: String) throws -> Int32 {
         let fd = open(path + ".lock", O_CREAT | O_RDWR | O_CLOEXEC, 0o644)
         guard fd >= 0 else { throw OwnerLockError(description: "cannot open \(path).lock: \(String(cString: strerror(errno)))") }
         guard flock(fd, LOCK_EX | LOCK_NB) == 0 else {
-            close(fd)
+            Glibc.close(fd)
             throw OwnerLockError(
                 description: "\(path) is already open in another clickgate process (it holds \(path).lock); several gateways share work through PostgreSQL")
         }

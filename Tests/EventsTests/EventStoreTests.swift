@@ -22,6 +22,7 @@ func event(_ id: String, name: String = "Purchase") -> NormalizedEvent {
             let store = try SQLiteEventStore(path: path)
             let outcomes = try await store.enqueue([OutboxEvent(pixel: "main", event: event("e1")), OutboxEvent(pixel: "main", event: event("e2"))])
             #expect(outcomes.count == 2 && !outcomes.contains(.duplicate))
+            try store.close()
         }
         let reopened = try SQLiteEventStore(path: path)
         #expect(try await reopened.stats(now: Date()).queueDepth == 2)
@@ -52,6 +53,8 @@ func event(_ id: String, name: String = "Purchase") -> NormalizedEvent {
             let store = try SQLiteEventStore(path: path)
             _ = try await store.enqueue([OutboxEvent(pixel: "main", event: event("r1"))])
             #expect(try await store.lease(limit: 1, for: .seconds(600), now: Date()).count == 1)
+            // As the process that held it ending would.
+            try store.close()
         }
         let reopened = try SQLiteEventStore(path: path)
         #expect(try await reopened.lease(limit: 1, for: .seconds(600), now: Date()).map(\.event.eventID) == ["r1"])
@@ -201,3 +204,22 @@ enum StoreKind: String, CaseIterable, Sendable, CustomTestStringConvertible {
 }
 
 let quietLogger = Logger(label: "test") { _ in SwiftLogNoOpLogHandler() }
+
+@Suite struct DeadlineTests {
+    /// The caller gets its error at the deadline even when the call ignores cancellation (a query
+    /// on a connection to a database that went away): the call is left to finish on its own.
+    @Test func theDeadlineHoldsAgainstACallThatIgnoresCancellation() async throws {
+        let started = ContinuousClock.now
+        await #expect(throws: DeadlineExceeded.self) {
+            try await withDeadline(.milliseconds(200), what: "a deaf call") {
+                await withUnsafeContinuation { continuation in
+                    DispatchQueue.global().asyncAfter(deadline: .now() + 30) { continuation.resume() }
+                }
+                return 1
+            }
+        }
+        // Well before the call's own 30 s.
+        #expect(ContinuousClock.now - started < .seconds(15))
+        #expect(try await withDeadline(.seconds(5), what: "a quick call") { 42 } == 42)
+    }
+}

@@ -165,7 +165,7 @@ import Testing
         try await withGateway { gateway, _ in
             // HEADERS for GET /echo without END_STREAM; the request's end never comes within the wait.
             let headers = RawHTTP2.frame(type: 0x1, flags: 0x4, stream: 1, payload: [0x82, 0x87, 0x44, 0x05] + Array("/echo".utf8) + [0x41, 0x09] + Array("localhost".utf8))
-            let (frames, closed) = try await RawHTTP2.exchange(port: gateway.httpsPort, headers, timeout: .seconds(1))
+            let (frames, closed) = try await RawHTTP2.exchange(port: gateway.httpsPort, headers, timeout: .seconds(3))
             #expect(frames.contains(0x1) && frames.contains(0x0), "the response: \(frames)")
             #expect(!frames.contains(0x3), "the stream was reset after its response: \(frames)")
             #expect(!closed)
