@@ -66,7 +66,14 @@ public final class SQLiteEventStore: EventStore {
     private static func lockExclusively(_ path: String) throws -> Int32 {
         let fd = open(path + ".lock", O_CREAT | O_RDWR | O_CLOEXEC, 0o644)
         guard fd >= 0 else { throw OwnerLockError(description: "cannot open \(path).lock: \(String(cString: strerror(errno)))") }
-        guard flock(fd, LOCK_EX | LOCK_NB) == 0 else {
+        // A lock just released can linger for a moment: a child being spawned holds a copy of the
+        // descriptor until it execs. A second gateway holds it for good.
+        var attempts = 0
+        while flock(fd, LOCK_EX | LOCK_NB) != 0, attempts < 20 {
+            attempts += 1
+            usleep(50_000)
+        }
+        guard attempts < 20 else {
             Glibc.close(fd)
             throw OwnerLockError(
                 description: "\(path) is already open in another clickgate process (it holds \(path).lock); several gateways share work through PostgreSQL")

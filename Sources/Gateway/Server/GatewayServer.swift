@@ -258,23 +258,8 @@ public final class GatewayServer: Service, Sendable {
         } else {
             drained.succeed()
         }
-        // Whichever comes first; not a task group racing `drained.futureResult.get()`, which
-        // ignores cancellation and so would wait out a request that never ends.
-        let grace = TimeAmount(config.timeouts.shutdownGrace)
-        let finishedInTime = await withCheckedContinuation { (continuation: CheckedContinuation<Bool, Never>) in
-            let once = NIOLockedValueBox<CheckedContinuation<Bool, Never>?>(continuation)
-            let finish: @Sendable (Bool) -> Void = { value in
-                once.withLockedValue { pending in
-                    defer { pending = nil }
-                    return pending
-                }?.resume(returning: value)
-            }
-            let timer = group.next().scheduleTask(in: grace) { finish(false) }
-            drained.futureResult.whenComplete { _ in
-                timer.cancel()
-                finish(true)
-            }
-        }
+        // withDeadline returns at the grace even though waiting on the future ignores cancellation.
+        let finishedInTime = (try? await withDeadline(config.timeouts.shutdownGrace, what: "draining") { try await drained.futureResult.get() }) != nil
         if !finishedInTime {
             logger.warning("shutdown grace expired; closing the remaining connections", metadata: ["connections": "\(state.connections.count)"])
             await state.connections.closeAll()
