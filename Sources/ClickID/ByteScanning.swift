@@ -55,4 +55,11 @@ extension UInt8 {
     static let ampersand = UInt8(ascii: "&"), equals = UInt8(ascii: "="), question = UInt8(ascii: "?"), hash = UInt8(ascii: "#")
     static let slash = UInt8(ascii: "/"), colon = UInt8(ascii: ":"), at = UInt8(ascii: "@"), semicolon = UInt8(ascii: ";")
     static let openBracket = UInt8(ascii: "["), closeBracket = UInt8(ascii: "]"), dot = UInt8(ascii: ".")
+    static let lessThan = UInt8(ascii: "<"), greaterThan = UInt8(ascii: ">"), exclamation = UInt8(ascii: "!"), hyphen = UInt8(ascii: "-")
+    static let doubleQuote = UInt8(ascii: "\""), singleQuote = UInt8(ascii: "'")
+
+    var isASCIILetter: Bool { (0x41...0x5a).contains(self) || (0x61...0x7a).contains(self) }
+    /// HTML's whitespace: space, tab, LF, FF, CR.
+    var isHTMLSpace: Bool { self == 0x20 || self == 0x09 || self == 0x0a || self == 0x0c || self == 0x0d }
+    var asciiLowercased: UInt8 { (0x41...0x5a).contains(self) ? self | 0x20 : self }
 }

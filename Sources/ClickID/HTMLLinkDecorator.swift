@@ -56,8 +56,8 @@ public struct HTMLLinkDecorator: Sendable {
             case .rawText: inRun = matched == 0
             default: inRun = false
             }
-            if inRun, bytes[i] != ASCII.lessThan {
-                let end = bytes[i...].firstIndex(of: ASCII.lessThan) ?? bytes.count
+            if inRun, bytes[i] != UInt8.lessThan {
+                let end = bytes[i...].firstIndex(of: UInt8.lessThan) ?? bytes.count
                 out += bytes[i..<end]
                 i = end
                 continue
@@ -80,7 +80,7 @@ public struct HTMLLinkDecorator: Sendable {
     private mutating func consume(_ byte: UInt8, into out: inout [UInt8]) {
         switch state {
         case .text:
-            if byte == ASCII.lessThan {
+            if byte == UInt8.lessThan {
                 pending = [byte]
                 state = .tagOpen
             } else {
@@ -88,13 +88,13 @@ public struct HTMLLinkDecorator: Sendable {
             }
         case .tagOpen:
             switch byte {
-            case ASCII.exclamation:
+            case UInt8.exclamation:
                 pending.append(byte)
                 state = .markupDeclaration
-            case ASCII.slash, ASCII.question:
+            case UInt8.slash, UInt8.question:
                 flush(byte, into: &out)
                 state = .passToClose
-            case _ where ASCII.isLetter(byte):
+            case _ where byte.isASCIILetter:
                 pending.append(byte)
                 scanner = TagScanner()
                 state = .startTag
@@ -106,7 +106,7 @@ public struct HTMLLinkDecorator: Sendable {
         case .markupDeclaration:
             pending.append(byte)
             // `<!--` opens a comment; any other `<!` is a doctype or a bogus comment.
-            if byte == ASCII.hyphen, pending.count <= 4 {
+            if byte == UInt8.hyphen, pending.count <= 4 {
                 if pending.count == 4 {
                     flush(into: &out)
                     dashes = 2
@@ -115,7 +115,7 @@ public struct HTMLLinkDecorator: Sendable {
                 return
             }
             flush(into: &out)
-            state = byte == ASCII.greaterThan ? .text : .passToClose
+            state = byte == UInt8.greaterThan ? .text : .passToClose
         case .startTag:
             pending.append(byte)
             if scanner.advance(byte) {
@@ -139,19 +139,19 @@ public struct HTMLLinkDecorator: Sendable {
             if scanner.advance(byte) { state = .text }
         case .passToClose:
             out.append(byte)
-            if byte == ASCII.greaterThan { state = .text }
+            if byte == UInt8.greaterThan { state = .text }
         case .comment:
             out.append(byte)
-            if byte == ASCII.greaterThan, dashes >= 2 {
+            if byte == UInt8.greaterThan, dashes >= 2 {
                 state = .text
             } else {
-                dashes = byte == ASCII.hyphen ? dashes + 1 : 0
+                dashes = byte == UInt8.hyphen ? dashes + 1 : 0
             }
         case .rawText:
             // Looking for `</name` followed by a space, `/` or `>`; what may be its start is held.
-            let expected: UInt8? = matched == 0 ? ASCII.lessThan : matched == 1 ? ASCII.slash : matched - 2 < rawTextName.count ? rawTextName[matched - 2] : nil
+            let expected: UInt8? = matched == 0 ? UInt8.lessThan : matched == 1 ? UInt8.slash : matched - 2 < rawTextName.count ? rawTextName[matched - 2] : nil
             if let expected {
-                if ASCII.lowercased(byte) == expected {
+                if byte.asciiLowercased == expected {
                     pending.append(byte)
                     matched += 1
                 } else {
@@ -160,9 +160,9 @@ public struct HTMLLinkDecorator: Sendable {
                     matched = 0
                     if wasMatching { consume(byte, into: &out) } else { out.append(byte) }
                 }
-            } else if ASCII.isSpace(byte) || byte == ASCII.slash || byte == ASCII.greaterThan {
+            } else if byte.isHTMLSpace || byte == UInt8.slash || byte == UInt8.greaterThan {
                 flush(byte, into: &out)
-                state = byte == ASCII.greaterThan ? .text : .passToClose
+                state = byte == UInt8.greaterThan ? .text : .passToClose
             } else {
                 flush(into: &out)
                 matched = 0
@@ -213,8 +213,8 @@ public struct HTMLLinkDecorator: Sendable {
             guard rewriter.allowsTarget(target) else { return pending }
             var out = pending
             for (name, value) in rewriter.carriedParameters() {
-                out += Array(#"<input type="hidden" name=""#.utf8) + HTMLAttribute.escaped(name, quote: ASCII.doubleQuote)
-                out += Array(#"" value=""#.utf8) + HTMLAttribute.escaped(value, quote: ASCII.doubleQuote) + Array(#"">"#.utf8)
+                out += Array(#"<input type="hidden" name=""#.utf8) + HTMLAttribute.escaped(name, quote: UInt8.doubleQuote)
+                out += Array(#"" value=""#.utf8) + HTMLAttribute.escaped(value, quote: UInt8.doubleQuote) + Array(#"">"#.utf8)
             }
             return out
         default:
@@ -230,27 +230,27 @@ struct TagScanner: Sendable {
 
     /// True when `byte` ends the tag.
     mutating func advance(_ byte: UInt8) -> Bool {
-        let space = ASCII.isSpace(byte)
+        let space = byte.isHTMLSpace
         switch position {
         case .name, .unquoted:
-            if byte == ASCII.greaterThan { return true }
-            if space || (position == .name && byte == ASCII.slash) { position = .beforeAttribute }
+            if byte == UInt8.greaterThan { return true }
+            if space || (position == .name && byte == UInt8.slash) { position = .beforeAttribute }
         case .beforeAttribute:
-            if byte == ASCII.greaterThan { return true }
-            if !space && byte != ASCII.slash { position = .attributeName }
+            if byte == UInt8.greaterThan { return true }
+            if !space && byte != UInt8.slash { position = .attributeName }
         case .attributeName:
-            if byte == ASCII.greaterThan { return true }
-            if byte == ASCII.equals { position = .beforeValue } else if space { position = .afterAttributeName } else if byte == ASCII.slash { position = .beforeAttribute }
+            if byte == UInt8.greaterThan { return true }
+            if byte == UInt8.equals { position = .beforeValue } else if space { position = .afterAttributeName } else if byte == UInt8.slash { position = .beforeAttribute }
         case .afterAttributeName:
-            if byte == ASCII.greaterThan { return true }
-            if byte == ASCII.equals { position = .beforeValue } else if byte == ASCII.slash { position = .beforeAttribute } else if !space { position = .attributeName }
+            if byte == UInt8.greaterThan { return true }
+            if byte == UInt8.equals { position = .beforeValue } else if byte == UInt8.slash { position = .beforeAttribute } else if !space { position = .attributeName }
         case .beforeValue:
-            if byte == ASCII.greaterThan { return true }
-            if byte == ASCII.doubleQuote { position = .doubleQuoted } else if byte == ASCII.singleQuote { position = .singleQuoted } else if !space { position = .unquoted }
+            if byte == UInt8.greaterThan { return true }
+            if byte == UInt8.doubleQuote { position = .doubleQuoted } else if byte == UInt8.singleQuote { position = .singleQuoted } else if !space { position = .unquoted }
         case .doubleQuoted:
-            if byte == ASCII.doubleQuote { position = .beforeAttribute }
+            if byte == UInt8.doubleQuote { position = .beforeAttribute }
         case .singleQuoted:
-            if byte == ASCII.singleQuote { position = .beforeAttribute }
+            if byte == UInt8.singleQuote { position = .beforeAttribute }
         }
         return false
     }
@@ -276,8 +276,8 @@ struct TagParser {
     static func name(of bytes: [UInt8]) -> [UInt8] {
         var name: [UInt8] = []
         for byte in bytes.dropFirst() {
-            if ASCII.isSpace(byte) || byte == ASCII.slash || byte == ASCII.greaterThan { break }
-            name.append(ASCII.lowercased(byte))
+            if byte.isHTMLSpace || byte == UInt8.slash || byte == UInt8.greaterThan { break }
+            name.append(byte.asciiLowercased)
         }
         return name
     }
@@ -286,32 +286,32 @@ struct TagParser {
         self.bytes = bytes
         var i = 1 + Self.name(of: bytes).count
         while i < bytes.count {
-            while i < bytes.count, ASCII.isSpace(bytes[i]) || bytes[i] == ASCII.slash { i += 1 }
-            guard i < bytes.count, bytes[i] != ASCII.greaterThan else { break }
+            while i < bytes.count, bytes[i].isHTMLSpace || bytes[i] == UInt8.slash { i += 1 }
+            guard i < bytes.count, bytes[i] != UInt8.greaterThan else { break }
             var attributeName: [UInt8] = []
             // The first character may be `=` (a parse error HTML reads as part of the name).
             repeat {
-                attributeName.append(ASCII.lowercased(bytes[i]))
+                attributeName.append(bytes[i].asciiLowercased)
                 i += 1
-            } while i < bytes.count && !ASCII.isSpace(bytes[i]) && ![ASCII.slash, ASCII.greaterThan, ASCII.equals].contains(bytes[i])
+            } while i < bytes.count && !bytes[i].isHTMLSpace && ![UInt8.slash, UInt8.greaterThan, UInt8.equals].contains(bytes[i])
             var j = i
-            while j < bytes.count, ASCII.isSpace(bytes[j]) { j += 1 }
-            guard j < bytes.count, bytes[j] == ASCII.equals else {
+            while j < bytes.count, bytes[j].isHTMLSpace { j += 1 }
+            guard j < bytes.count, bytes[j] == UInt8.equals else {
                 attributes.append(Attribute(name: attributeName, range: i..<i, quote: nil, value: "", rawOffsets: [0]))
                 continue
             }
             j += 1
-            while j < bytes.count, ASCII.isSpace(bytes[j]) { j += 1 }
+            while j < bytes.count, bytes[j].isHTMLSpace { j += 1 }
             let range: Range<Int>
             var quote: UInt8?
-            if j < bytes.count, bytes[j] == ASCII.doubleQuote || bytes[j] == ASCII.singleQuote {
+            if j < bytes.count, bytes[j] == UInt8.doubleQuote || bytes[j] == UInt8.singleQuote {
                 quote = bytes[j]
                 let end = bytes[(j + 1)...].firstIndex(of: bytes[j]) ?? bytes.count
                 range = (j + 1)..<end
                 i = min(end + 1, bytes.count)
             } else {
                 var end = j
-                while end < bytes.count, !ASCII.isSpace(bytes[end]), bytes[end] != ASCII.greaterThan { end += 1 }
+                while end < bytes.count, !bytes[end].isHTMLSpace, bytes[end] != UInt8.greaterThan { end += 1 }
                 range = j..<end
                 i = end
             }
@@ -329,7 +329,7 @@ struct TagParser {
     /// text inserted (what the rewriters produce): only that run is written, escaped, so every
     /// original byte of the tag stays as it was.
     func replacing(_ attribute: Attribute, with value: String) -> [UInt8] {
-        let quote = attribute.quote ?? ASCII.doubleQuote
+        let quote = attribute.quote ?? UInt8.doubleQuote
         let old = Array(attribute.value.utf8)
         let new = Array(value.utf8)
         // A value that is not UTF-8 was repaired when read: its bytes no longer line up, so it stays.
@@ -355,7 +355,7 @@ enum HTMLAttribute {
         var offsets: [Int] = []
         var i = raw.startIndex
         while i < raw.endIndex {
-            if raw[i] == ASCII.ampersand, let semicolon = raw[i...].prefix(12).firstIndex(of: ASCII.semicolon) {
+            if raw[i] == UInt8.ampersand, let semicolon = raw[i...].prefix(12).firstIndex(of: UInt8.semicolon) {
                 let name = String(decoding: raw[(i + 1)..<semicolon], as: UTF8.self)
                 var replacement: String?
                 if let text = named[name] {
@@ -384,23 +384,12 @@ enum HTMLAttribute {
         var out: [UInt8] = []
         for byte in text.utf8 {
             switch byte {
-            case ASCII.ampersand: out += Array("&amp;".utf8)
-            case quote where quote == ASCII.doubleQuote: out += Array("&quot;".utf8)
-            case quote where quote == ASCII.singleQuote: out += Array("&#39;".utf8)
+            case UInt8.ampersand: out += Array("&amp;".utf8)
+            case quote where quote == UInt8.doubleQuote: out += Array("&quot;".utf8)
+            case quote where quote == UInt8.singleQuote: out += Array("&#39;".utf8)
             default: out.append(byte)
             }
         }
         return out
     }
-}
-
-enum ASCII {
-    static let lessThan = UInt8(ascii: "<"), greaterThan = UInt8(ascii: ">"), slash = UInt8(ascii: "/")
-    static let exclamation = UInt8(ascii: "!"), question = UInt8(ascii: "?"), hyphen = UInt8(ascii: "-")
-    static let equals = UInt8(ascii: "="), doubleQuote = UInt8(ascii: "\""), singleQuote = UInt8(ascii: "'")
-    static let ampersand = UInt8(ascii: "&"), semicolon = UInt8(ascii: ";")
-
-    static func isLetter(_ byte: UInt8) -> Bool { (0x41...0x5a).contains(byte) || (0x61...0x7a).contains(byte) }
-    static func isSpace(_ byte: UInt8) -> Bool { byte == 0x20 || byte == 0x09 || byte == 0x0a || byte == 0x0c || byte == 0x0d }
-    static func lowercased(_ byte: UInt8) -> UInt8 { (0x41...0x5a).contains(byte) ? byte | 0x20 : byte }
 }

@@ -16,6 +16,14 @@ struct ClickState: Sendable {
     var smartlinkTarget: String?
 }
 
+extension ClickState {
+    /// The ids a rewritten URL carries on: those the URL had are the page's own; those only in
+    /// the gateway's cookies travel when tracking is allowed.
+    var carriedClickIDs: [(parameter: String, value: String)] {
+        (trackingAllowed ? capture.all : capture.fromURL).map { (parameter: $0.kind.parameter, value: $0.value) }
+    }
+}
+
 enum ClickStateKey: ContextKey {
     typealias Value = ClickState
 }

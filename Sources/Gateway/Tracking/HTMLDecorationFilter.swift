@@ -30,7 +30,7 @@ struct HTMLDecorationFilter: ProxyFilter {
 
     func upstreamRequest(_ head: inout HTTPRequestHead, context: inout RequestContext) {
         guard let site = context.site, let allowlist = allowlists[site.index], let state = context.values[ClickStateKey.self] else { return }
-        let ids = (state.trackingAllowed ? state.capture.all : state.capture.fromURL).map { (parameter: $0.kind.parameter, value: $0.value) }
+        let ids = state.carriedClickIDs
         guard !ids.isEmpty else { return }
         let pieces = RedirectRewriter.passThroughPieces(from: state.requestURL.query, patterns: passThrough)
         context.values[DecorationKey.self] = RedirectRewriter(requestURL: state.requestURL, clickIDs: ids, passThrough: pieces, allowlist: allowlist)

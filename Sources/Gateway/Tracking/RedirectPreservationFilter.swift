@@ -27,8 +27,7 @@ struct RedirectPreservationFilter: ProxyFilter {
         guard isRedirect || (rewriteRefresh && head.headers.contains(name: "refresh")),
             let state = context.values[ClickStateKey.self], let site = context.site
         else { return }
-        // Ids the URL carried are the page's own; ids only in cookies travel when tracking is allowed.
-        let ids = (state.trackingAllowed ? state.capture.all : state.capture.fromURL).map { (parameter: $0.kind.parameter, value: $0.value) }
+        let ids = state.carriedClickIDs
         let pieces = RedirectRewriter.passThroughPieces(from: state.requestURL.query, patterns: passThrough)
         guard !ids.isEmpty || !pieces.isEmpty else { return }
         let rewriter = RedirectRewriter(requestURL: state.requestURL, clickIDs: ids, passThrough: pieces, allowlist: allowlists[site.index])
