@@ -20,8 +20,10 @@ import Testing
         let scratch = TestFiles.makeScratch("soak")
         let yaml = TestFiles.deliveringYAML(upstream: origin.url, scratch: scratch, api: api, pixelCode: "CSOAK01", tokenEnv: "SOAK_TOKEN", linger: "200ms")
         let gateway = try await GatewayProcess.start(yaml: yaml, directory: scratch, environment: ["SOAK_TOKEN": "soak-token"])
-        let h1 = TestClients.make(http2: false)
-        let h2 = TestClients.make(http2: true)
+        // The soak shares two cores with the other process tests' gateways and PostgreSQL: a TLS handshake
+        // at the start can wait several seconds for CPU, which is contention, not a failure.
+        let h1 = TestClients.make(http2: false, connect: .seconds(30))
+        let h2 = TestClients.make(http2: true, connect: .seconds(30))
         defer {
             gateway.signal(SIGKILL)
             Task {
@@ -32,7 +34,8 @@ import Testing
             }
         }
         let base = "https://localhost:\(gateway.httpsPort)"
-        let deadline = ContinuousClock.now + .seconds(seconds)
+        let start = ContinuousClock.now
+        let deadline = start + .seconds(seconds)
         let counts = await withTaskGroup(of: (ok: Int, failed: Int).self) { group in
             func worker(_ body: @escaping @Sendable (Int) async throws -> Bool) {
                 group.addTask {
@@ -44,7 +47,7 @@ import Testing
                             if try await body(i) { result.ok += 1 } else { result.failed += 1 }
                         } catch {
                             result.failed += 1
-                            failures.withLockedValue { if $0.count < 5 { $0.append("\(error)") } }
+                            failures.withLockedValue { if $0.count < 5 { $0.append("\(ContinuousClock.now - start): \(error)") } }
                         }
                     }
                     return result

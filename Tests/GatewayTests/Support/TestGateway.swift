@@ -161,12 +161,14 @@ func withGateway<T>(
 
 enum TestClients {
     /// An AsyncHTTPClient that trusts the test CA and never follows redirects or decompresses.
-    static func make(http2: Bool) -> HTTPClient {
+    /// `connect` covers TCP and the TLS handshake; load tests that share two cores with other gateway
+    /// processes give it more room, so a starved handshake is not counted as a gateway failure.
+    static func make(http2: Bool, connect: TimeAmount = .seconds(5)) -> HTTPClient {
         var tls = TLSConfiguration.makeClientConfiguration()
         tls.trustRoots = .file(TestFiles.caFile)
         var configuration = HTTPClient.Configuration(tlsConfiguration: tls, redirectConfiguration: .disallow)
         configuration.httpVersion = http2 ? .automatic : .http1Only
-        configuration.timeout = .init(connect: .seconds(5), read: .seconds(30))
+        configuration.timeout = .init(connect: connect, read: .seconds(30))
         return HTTPClient(eventLoopGroupProvider: .singleton, configuration: configuration)
     }
 }
