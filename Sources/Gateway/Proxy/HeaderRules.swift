@@ -54,6 +54,18 @@ enum HeaderRules {
         return "for=\(node);proto=\(scheme);host=\"\(host)\""
     }
 
+    /// An answer that carries one visitor's click id (a rewritten redirect, a decorated page) must not
+    /// be stored by a shared cache and served to others: `private` instead of `public`/`s-maxage`.
+    static func keepOutOfSharedCaches(_ headers: inout HTTPHeaders) {
+        let directives = headers[canonicalForm: "cache-control"]
+        guard !directives.contains(where: { ["private", "no-store"].contains($0.lowercased()) }) else { return }
+        let kept = directives.filter { directive in
+            let name = directive.lowercased()
+            return name != "public" && !name.hasPrefix("s-maxage")
+        }
+        headers.replaceOrAdd(name: "cache-control", value: (["private"] + kept.map(String.init)).joined(separator: ", "))
+    }
+
     /// RFC 9113 §8.2.3: cookie crumbs from HTTP/2 are joined into one field for HTTP/1.1.
     static func joinCookieCrumbs(_ headers: inout HTTPHeaders) {
         let cookies = headers["cookie"]

@@ -8,7 +8,9 @@ import NIOHTTP1
 /// 2. ``upstreamRequest(_:context:)``: the head that goes to the origin.
 /// 3. ``upstreamResponse(_:context:)``: the origin's head, as received (after hop-by-hop removal).
 /// 4. ``responseBody(for:context:)``: a transform for the origin's body (the first filter to offer
-///    one wins; the engine then drops `Content-Length` and streams the transformed bytes).
+///    one wins). The transform sees plain bytes: the engine inflates gzip bodies and deflates the
+///    result again for clients that accept it, fixes the head to match, and never asks for bodies in
+///    codings it cannot read.
 /// 5. ``response(_:context:)``: the head that goes to the client (also for local answers).
 /// 6. ``logging(_:context:)``: fields for the access log line.
 ///
@@ -31,12 +33,13 @@ extension ProxyFilter {
     public func logging(_ fields: inout [String: String], context: RequestContext) {}
 }
 
-/// Rewrites one response body as it streams, on the connection's event loop.
+/// Rewrites one response body as it streams, on the connection's event loop. A thrown error cuts
+/// the client off (the head is already out): a damaged body must not pass for a whole one.
 public protocol ResponseBodyTransform: AnyObject {
     /// The bytes to send for `chunk`; may be empty while the transform holds an unfinished piece.
-    func transform(_ chunk: ByteBuffer) -> ByteBuffer
+    func transform(_ chunk: ByteBuffer) throws -> ByteBuffer
     /// What is still held when the body ends.
-    func finish() -> ByteBuffer
+    func finish() throws -> ByteBuffer
 }
 
 /// What the request phase decided.

@@ -316,9 +316,10 @@ final class ProxyHandler: ChannelDuplexHandler, UpstreamSink {
         var head = head
         HeaderRules.removeHopByHop(&head.headers)
         for filter in engine.filters { filter.upstreamResponse(&head, context: &exchange.context) }
-        if exchange.requestHead.method != .HEAD, let transform = engine.filters.lazy.compactMap({ $0.responseBody(for: head, context: exchange.context) }).first {
-            exchange.bodyTransform = transform
-            head.headers.remove(name: "content-length")
+        if exchange.requestHead.method != .HEAD, let coding = ResponseCoding(head.headers),
+            let transform = engine.filters.lazy.compactMap({ $0.responseBody(for: head, context: exchange.context) }).first
+        {
+            exchange.bodyTransform = coding.fit(transform, head: &head, request: exchange.requestHead)
         }
         if exchange.upstreamStall == nil {
             exchange.upstreamStall = StallTimer(timeout: TimeAmount(engine.config.timeouts.upstreamIdle)) { [weak self, weak exchange] in
@@ -335,7 +336,16 @@ final class ProxyHandler: ChannelDuplexHandler, UpstreamSink {
     func upstreamResponseBody(_ body: ByteBuffer) {
         guard let exchange, let context else { return }
         exchange.upstreamStall?.touch()
-        let body = exchange.bodyTransform?.transform(body) ?? body
+        var body = body
+        if let transform = exchange.bodyTransform {
+            do {
+                body = try transform.transform(body)
+            } catch {
+                exchange.upstream?.abandon()
+                exchange.upstream = nil
+                return upstreamFailed(error, exchange: exchange)
+            }
+        }
         guard body.readableBytes > 0 else { return }
         exchange.responseBodyBytes += body.readableBytes
         exchange.downstreamNeedsFlush = true
@@ -361,9 +371,13 @@ final class ProxyHandler: ChannelDuplexHandler, UpstreamSink {
             if downstream.httpVersion != "h2" { exchange.keepAlive = false }
         }
         resumeReads(.partnerBusy)
-        if let rest = exchange.bodyTransform?.finish(), rest.readableBytes > 0 {
-            exchange.responseBodyBytes += rest.readableBytes
-            context.write(wrapOutboundOut(.body(.byteBuffer(rest))), promise: nil)
+        do {
+            if let rest = try exchange.bodyTransform?.finish(), rest.readableBytes > 0 {
+                exchange.responseBodyBytes += rest.readableBytes
+                context.write(wrapOutboundOut(.body(.byteBuffer(rest))), promise: nil)
+            }
+        } catch {
+            return upstreamFailed(error, exchange: exchange)
         }
         exchange.responseEnded = true
         exchange.downstreamNeedsFlush = false

@@ -5,10 +5,11 @@ import NIOCore
 import NIOHTTP1
 
 /// Cross-domain checkouts in HTML, for sites with `rewrite_html`: when a request carries a click id
-/// (its URL, or the gateway's cookie where tracking is allowed), the origin is asked for an
-/// uncompressed answer, and an HTML answer's links, forms and refreshes toward the site's decorate
-/// hosts (and the other sites under its cookie domain) get the ids as it streams (``HTMLLinkDecorator``).
-/// Requests without a click id are not touched at all.
+/// (its URL, or the gateway's cookie where tracking is allowed), the origin is asked for gzip or
+/// identity only (gzip just when the client takes it), and an HTML answer's links, forms and refreshes
+/// toward the site's decorate hosts (and the other sites under its cookie domain) get the ids as it
+/// streams (``HTMLLinkDecorator``; the engine handles the gzip). Requests without a click id are not
+/// touched at all.
 struct HTMLDecorationFilter: ProxyFilter {
     /// Per site; nil where `rewrite_html` is off. The site's own hosts are not in it: its pages read the cookie.
     private let allowlists: [HostAllowlist?]
@@ -34,17 +35,27 @@ struct HTMLDecorationFilter: ProxyFilter {
         guard !ids.isEmpty else { return }
         let pieces = RedirectRewriter.passThroughPieces(from: state.requestURL.query, patterns: passThrough)
         context.values[DecorationKey.self] = RedirectRewriter(requestURL: state.requestURL, clickIDs: ids, passThrough: pieces, allowlist: allowlist)
-        // The document is rewritten as it streams, so it must arrive uncompressed.
-        head.headers.replaceOrAdd(name: "accept-encoding", value: "identity")
+        // The engine can read gzip and nothing else; a client that cannot take gzip gets the page
+        // plain, so the origin need not compress it at all.
+        head.headers.replaceOrAdd(name: "accept-encoding", value: acceptsGzip(head.headers) ? "gzip" : "identity")
+    }
+
+    func upstreamResponse(_ head: inout HTTPResponseHead, context: inout RequestContext) {
+        if rewriter(for: head, context: context) != nil { HeaderRules.keepOutOfSharedCaches(&head.headers) }
     }
 
     func responseBody(for head: HTTPResponseHead, context: RequestContext) -> (any ResponseBodyTransform)? {
-        guard let rewriter = context.values[DecorationKey.self], head.status == .ok,
-            head.headers.first(name: "content-type")?.lowercased().hasPrefix("text/html") == true,
-            (head.headers.first(name: "content-encoding") ?? "identity").lowercased() == "identity"
-        else { return nil }
+        guard let rewriter = rewriter(for: head, context: context) else { return nil }
         decorated.increment()
         return DecoratingTransform(decorator: HTMLLinkDecorator(rewriter: rewriter))
+    }
+
+    /// The rewriter for an HTML page this request's click ids go into; nil for anything else.
+    private func rewriter(for head: HTTPResponseHead, context: RequestContext) -> RedirectRewriter? {
+        guard let rewriter = context.values[DecorationKey.self], head.status == .ok,
+            head.headers.first(name: "content-type")?.lowercased().hasPrefix("text/html") == true
+        else { return nil }
+        return rewriter
     }
 
     private enum DecorationKey: ContextKey {

@@ -33,10 +33,12 @@ struct RedirectPreservationFilter: ProxyFilter {
         let rewriter = RedirectRewriter(requestURL: state.requestURL, clickIDs: ids, passThrough: pieces, allowlist: allowlists[site.index])
         if isRedirect, let location = head.headers.first(name: "location"), let updated = rewriter.rewriteLocation(location) {
             head.headers.replaceOrAdd(name: "location", value: updated)
+            HeaderRules.keepOutOfSharedCaches(&head.headers)
             rewritten.increment()
         }
         if rewriteRefresh, let refresh = head.headers.first(name: "refresh"), let updated = rewriter.rewriteRefresh(refresh) {
             head.headers.replaceOrAdd(name: "refresh", value: updated)
+            HeaderRules.keepOutOfSharedCaches(&head.headers)
             rewrittenRefresh.increment()
         }
     }

@@ -8,8 +8,10 @@ import Testing
 /// Output of a finished child process.
 struct ProcessResult {
     var status: Int32
-    var stdout: String
+    var output: Data
     var stderr: String
+
+    var stdout: String { String(decoding: output, as: UTF8.self) }
 }
 
 /// Runs a program to completion; stdout and stderr are read concurrently so neither pipe fills.
@@ -17,6 +19,11 @@ struct ProcessResult {
 /// The wait happens on a thread of its own: Swift concurrency has one cooperative thread per core
 /// here, and a test blocking one for a 1 GiB transfer would stall every other test's timers.
 func runProcess(_ executable: String, _ arguments: [String], environment: [String: String]? = nil, input: String? = nil) async throws -> ProcessResult {
+    try await runProcess(executable, arguments, environment: environment, bytes: input.map { Data($0.utf8) })
+}
+
+/// ``runProcess(_:_:environment:input:)`` for binary input (gzip, gunzip).
+func runProcess(_ executable: String, _ arguments: [String], environment: [String: String]? = nil, bytes input: Data?) async throws -> ProcessResult {
     try await withCheckedThrowingContinuation { continuation in
         Thread {
             continuation.resume(with: Result { try runProcessBlocking(executable, arguments, environment: environment, input: input) })
@@ -24,7 +31,7 @@ func runProcess(_ executable: String, _ arguments: [String], environment: [Strin
     }
 }
 
-private func runProcessBlocking(_ executable: String, _ arguments: [String], environment: [String: String]?, input: String?) throws -> ProcessResult {
+private func runProcessBlocking(_ executable: String, _ arguments: [String], environment: [String: String]?, input: Data?) throws -> ProcessResult {
     let out = Pipe()
     let err = Pipe()
     let stdin = Pipe()
@@ -35,17 +42,39 @@ private func runProcessBlocking(_ executable: String, _ arguments: [String], env
     try out.fileHandleForWriting.close()
     try err.fileHandleForWriting.close()
     try stdin.fileHandleForReading.close()
-    if let input { stdin.fileHandleForWriting.write(Data(input.utf8)) }
-    try stdin.fileHandleForWriting.close()
     let errData = NIOLockedValueBox(Data())
     let reader = Thread { errData.withLockedValue { $0 = readAll(err.fileHandleForReading.fileDescriptor) } }
     reader.start()
+    // Written from a thread of its own: input larger than a pipe's buffer would otherwise wait for
+    // the child to drain it while the child waits for us to read its output.
+    // A child that stops reading early makes the write fail with EPIPE rather than kill the tests.
+    signal(SIGPIPE, SIG_IGN)
+    let writer = Thread {
+        if let input { writeAll(stdin.fileHandleForWriting.fileDescriptor, input) }
+        try? stdin.fileHandleForWriting.close()
+    }
+    writer.start()
     let outData = readAll(out.fileHandleForReading.fileDescriptor)
     let status = child.waitBlocking()
-    while !reader.isFinished { usleep(1000) }
-    return ProcessResult(
-        status: status, stdout: String(decoding: outData, as: UTF8.self),
-        stderr: String(decoding: errData.withLockedValue { $0 }, as: UTF8.self))
+    while !reader.isFinished || !writer.isFinished { usleep(1000) }
+    return ProcessResult(status: status, output: outData, stderr: String(decoding: errData.withLockedValue { $0 }, as: UTF8.self))
+}
+
+/// Writes all of `data` unless the reader goes away, retrying writes a signal interrupted.
+private func writeAll(_ fd: Int32, _ data: Data) {
+    data.withUnsafeBytes { bytes in
+        var offset = 0
+        while offset < bytes.count {
+            let n = write(fd, bytes.baseAddress! + offset, bytes.count - offset)
+            if n > 0 {
+                offset += n
+            } else if n < 0, errno == EINTR {
+                continue
+            } else {
+                return
+            }
+        }
+    }
 }
 
 /// Reads a descriptor to its end, retrying reads a signal interrupted.

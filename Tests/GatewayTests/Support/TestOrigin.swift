@@ -2,6 +2,7 @@ import Foundation
 import NIOConcurrencyHelpers
 import NIOCore
 import NIOHTTP1
+import NIOHTTPCompression
 import NIOPosix
 import NIOSSL
 
@@ -14,6 +15,8 @@ import NIOSSL
 /// - `/reset`: promises 1,000,000 bytes, sends 10, closes.  `/garbage`: answers with non-HTTP.
 /// - `/hop`: answers with hop-by-hop headers that must not reach the client.
 /// - `/redirect`: 302 to `/landing`.
+/// - `/gzip-broken/corrupt`, `/gzip-broken/truncated`: HTML that claims gzip and is not whole.
+/// - HTML answers are gzip-compressed when the request accepts it (swift-nio-extras' compressor).
 /// - `/journey/…`: the pages of a landing site (`shop` links and posts to the checkout) and its
 ///   cross-domain checkout, for the browser tests
 ///   (see ``journeyStep(_:host:)``).
@@ -46,6 +49,11 @@ final class TestOrigin: Sendable {
                 return channel.eventLoop.makeCompletedFuture {
                     if let context { try channel.pipeline.syncOperations.addHandler(NIOSSLServerHandler(context: context)) }
                     try channel.pipeline.syncOperations.configureHTTPServerPipeline(withErrorHandling: true)
+                    // swift-nio-extras' compressor: gzip from a second implementation, as origins send it.
+                    try channel.pipeline.syncOperations.addHandler(HTTPResponseCompressor(responseCompressionPredicate: { head, _ in
+                        let html = head.headers.first(name: "content-type")?.hasPrefix("text/html") == true
+                        return html && !head.headers.contains(name: "content-encoding") ? .compressIfPossible : .doNotCompress
+                    }))
                     try channel.pipeline.syncOperations.addHandler(OriginHandler())
                 }
             }
@@ -151,6 +159,17 @@ private final class OriginHandler: ChannelDuplexHandler {
                 let status = HTTPResponseStatus(statusCode: Int(fields["status"] ?? "302") ?? 302)
                 send(status, ["location": fields["to"] ?? "/"], "", context)
             }
+        case "gzip-broken":
+            // A gzip header, then either data that is no deflate stream or a stream cut short.
+            let header: [UInt8] = [0x1f, 0x8b, 8, 0, 0, 0, 0, 0, 2, 3]
+            let body = parts.dropFirst().first == "truncated"
+                ? header + [179, 81, 76, 201, 79, 46, 169, 44, 72, 85, 200, 40, 201, 205, 177, 179, 129, 144, 73, 249, 41]
+                : header + Array("this is not deflate data".utf8)
+            context.write(wrapOutboundOut(.head(HTTPResponseHead(version: .http1_1, status: .ok, headers: [
+                "content-type": "text/html", "content-encoding": "gzip", "content-length": String(body.count),
+            ]))), promise: nil)
+            context.write(wrapOutboundOut(.body(.byteBuffer(ByteBuffer(bytes: body)))), promise: nil)
+            context.writeAndFlush(wrapOutboundOut(.end(nil)), promise: nil)
         case "journey":
             let (status, headers, body) = Self.journeyStep(parts.dropFirst().first ?? "", host: head.headers.first(name: "host") ?? "")
             send(status, headers, body, context)
