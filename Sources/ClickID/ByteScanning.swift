@@ -61,5 +61,5 @@ extension UInt8 {
     var isASCIILetter: Bool { (0x41...0x5a).contains(self) || (0x61...0x7a).contains(self) }
     /// HTML's whitespace: space, tab, LF, FF, CR.
     var isHTMLSpace: Bool { self == 0x20 || self == 0x09 || self == 0x0a || self == 0x0c || self == 0x0d }
-    var asciiLowercased: UInt8 { (0x41...0x5a).contains(self) ? self | 0x20 : self }
+    public var asciiLowercased: UInt8 { (0x41...0x5a).contains(self) ? self | 0x20 : self }
 }

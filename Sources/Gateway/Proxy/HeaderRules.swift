@@ -1,3 +1,4 @@
+import ClickID
 import Config
 import NIOHTTP1
 
@@ -5,20 +6,31 @@ import NIOHTTP1
 enum HeaderRules {
     /// RFC 9110 §7.6.1 connection-specific fields, plus any field the `Connection` header names.
     static func removeHopByHop(_ headers: inout HTTPHeaders) {
-        var named: [String] = []
-        for value in headers["connection"] {
-            for token in value.split(separator: ",") {
-                let name = token.trimmingCharacters(in: .whitespaces).lowercased()
-                if !name.isEmpty { named.append(name) }
-            }
+        // Most requests carry none, so finding that out must not allocate; most responses carry
+        // `Connection: keep-alive`, so removal is one pass into a new set.
+        guard headers.contains(where: { isHopByHop($0.name) }) else { return }
+        let named = headers[canonicalForm: "connection"].map { $0.lowercased() }
+        var kept = HTTPHeaders()
+        kept.reserveCapacity(headers.count)
+        for (name, value) in headers where !isHopByHop(name) && !named.contains(where: { sameName(name, $0) }) {
+            kept.add(name: name, value: value)
         }
-        for name in ["connection", "keep-alive", "te", "trailer", "transfer-encoding", "upgrade"] + named {
-            headers.remove(name: name)
-        }
-        if headers.contains(where: { $0.name.utf8.count > 6 && $0.name.lowercased().hasPrefix("proxy-") }) {
-            let proxyNames = Set(headers.map { $0.name.lowercased() }.filter { $0.hasPrefix("proxy-") })
-            for name in proxyNames { headers.remove(name: name) }
-        }
+        headers = kept
+    }
+
+    private static let hopByHopNames = ["connection", "keep-alive", "te", "trailer", "transfer-encoding", "upgrade"]
+
+    private static func isHopByHop(_ name: String) -> Bool {
+        hopByHopNames.contains { sameName(name, $0) } || name.utf8.count > 6 && sameName(name.utf8.prefix(6), "proxy-")
+    }
+
+    /// Whether a field name equals a lower-case one, ignoring the field name's ASCII case.
+    private static func sameName(_ name: some StringProtocol, _ lower: String) -> Bool {
+        sameName(name.utf8, lower)
+    }
+
+    private static func sameName(_ bytes: some Collection<UInt8>, _ lower: String) -> Bool {
+        bytes.count == lower.utf8.count && bytes.lazy.map(\.asciiLowercased).elementsEqual(lower.utf8)
     }
 
     /// Sets X-Forwarded-For/-Proto/-Host and `Forwarded`. Client-sent values survive only when the

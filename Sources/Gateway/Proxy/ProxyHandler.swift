@@ -527,6 +527,12 @@ final class ProxyHandler: ChannelDuplexHandler, UpstreamSink {
     // MARK: Logging phase
 
     private func log(_ exchange: Exchange, status: Int) {
+        engine.metrics.countRequest(site: exchange.context.site?.name, status: status)
+        if let site = exchange.context.site, let headAt = exchange.responseHeadAt {
+            engine.metrics.recordUpstream(site: site.name, headerAfter: headAt - exchange.startedAt)
+        }
+        // With `log.access: off` the line is never built: its dozen strings are a tenth of a small request.
+        guard engine.accessLog.logLevel <= .info else { return }
         let now = NIODeadline.now()
         func milliseconds(_ from: NIODeadline, _ to: NIODeadline) -> String {
             String(Double((to - from).nanoseconds) / 1_000_000)
@@ -549,11 +555,7 @@ final class ProxyHandler: ChannelDuplexHandler, UpstreamSink {
             fields["upstream"] = site.config.upstream.description
         }
         if let connected = exchange.connectedAt { fields["upstream_connect_ms"] = milliseconds(exchange.startedAt, connected) }
-        if let headAt = exchange.responseHeadAt {
-            fields["upstream_header_ms"] = milliseconds(exchange.startedAt, headAt)
-            if let site = exchange.context.site { engine.metrics.recordUpstream(site: site.name, headerAfter: headAt - exchange.startedAt) }
-        }
-        engine.metrics.countRequest(site: exchange.context.site?.name, status: status)
+        if let headAt = exchange.responseHeadAt { fields["upstream_header_ms"] = milliseconds(exchange.startedAt, headAt) }
         if let error = exchange.error { fields["error"] = error }
         for filter in engine.filters { filter.logging(&fields, context: exchange.context) }
         engine.accessLog.info("access", metadata: fields.mapValues { .string($0) })

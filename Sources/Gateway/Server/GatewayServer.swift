@@ -60,7 +60,7 @@ public final class GatewayServer: Service, Sendable {
     public init(
         config: GatewayConfig, logger: Logger, accessLog: Logger, clickSink: (any ClickSink)? = nil,
         ingestor: EventIngestor? = nil, apiKeys: Set<String>? = nil, configPath: String? = nil, admin: AdminContext = AdminContext(),
-        threads: Int = System.coreCount
+        threads: Int = GatewayServer.usableCores
     ) {
         self.initialConfig = config
         self.configPath = configPath
@@ -71,6 +71,17 @@ public final class GatewayServer: Service, Sendable {
         self.apiKeysOverride = apiKeys
         self.admin = admin
         self.group = MultiThreadedEventLoopGroup(numberOfThreads: threads)
+    }
+
+    /// One event loop per core this process may run on. NIO counts the machine's cores (or the
+    /// cgroup's quota); under `taskset` or a cpuset, loops beyond the allowed cores only take turns.
+    public static var usableCores: Int {
+        // The kernel's affinity mask in hex (`Cpus_allowed: 3` or `ff,ffffffff`); Swift's Glibc lacks sched_getaffinity.
+        guard let status = try? String(contentsOfFile: "/proc/self/status", encoding: .utf8),
+            let line = status.split(separator: "\n").first(where: { $0.hasPrefix("Cpus_allowed:") })
+        else { return System.coreCount }
+        let allowed = line.dropFirst("Cpus_allowed:".count).reduce(0) { $0 + (Int(String($1), radix: 16)?.nonzeroBitCount ?? 0) }
+        return max(1, min(allowed, System.coreCount))
     }
 
     /// The configuration new requests use.

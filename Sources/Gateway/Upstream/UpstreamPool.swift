@@ -105,7 +105,15 @@ final class UpstreamPool {
                     try sync.addHandler(UpstreamConnection(key: key))
                 }
             }
-        return bootstrap.connect(host: address.host, port: address.port)
+        // An IP literal needs no resolver and no Happy Eyeballs race: under load those cost more
+        // than the connection itself.
+        let connecting: EventLoopFuture<any Channel>
+        if let literal = try? SocketAddress(ipAddress: address.host, port: address.port) {
+            connecting = bootstrap.connect(to: literal)
+        } else {
+            connecting = bootstrap.connect(host: address.host, port: address.port)
+        }
+        return connecting
             .flatMapErrorThrowing { error in
                 if case ChannelError.connectTimeout = error { throw UpstreamError.connectTimeout }
                 throw UpstreamError.connectFailed(error)

@@ -1,0 +1,315 @@
+#!/usr/bin/env python3
+"""ClickGate, nginx and HAProxy doing the same job in front of one nginx origin; prints a table.
+
+Run through Benchmarks/proxy-vs-nginx, which installs the tools and builds the release binary.
+Each proxy is pinned to core 0; the origin and the load generators share core 1. Every proxy:
+captures `ttclid` from the URL into a Set-Cookie, appends a missing ttclid to an upstream 3xx
+Location, keeps connections to the origin alive, and writes no access log. Scenarios run
+interleaved (every proxy once per repeat) and the table shows medians, with the spread.
+"""
+import argparse
+import asyncio
+import os
+import re
+import resource
+import shutil
+import signal
+import socket
+import ssl
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+
+PROXY_CORE, LOAD_CORE = "0", "1"
+CLICK = "E.C.P.bench0123456789"
+
+
+def free_port():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def rss_kib(pids):
+    """Resident memory of the processes and their children (nginx's workers), in KiB."""
+    total, seen, queue = 0, set(), list(pids)
+    while queue:
+        pid = queue.pop()
+        if pid in seen:
+            continue
+        seen.add(pid)
+        try:
+            with open(f"/proc/{pid}/status") as f:
+                total += next(int(line.split()[1]) for line in f if line.startswith("VmRSS:"))
+            for task in os.listdir(f"/proc/{pid}/task"):
+                with open(f"/proc/{pid}/task/{task}/children") as f:
+                    queue += [int(c) for c in f.read().split()]
+        except (FileNotFoundError, StopIteration, ProcessLookupError):
+            pass
+    return total
+
+
+class Setup:
+    def __init__(self, work, binary):
+        self.work, self.binary = work, binary
+        self.procs = []
+        self.origin_port = free_port()
+        self.ports = {name: (free_port(), free_port()) for name in ("nginx", "haproxy", "clickgate")}
+        self.admin_port = free_port()
+        # HAProxy keeps two descriptors per connection and refuses a maxconn the limit cannot hold.
+        self.max_connections = min(10100, (resource.getrlimit(resource.RLIMIT_NOFILE)[1] - 300) // 2)
+
+    def spawn(self, args, core, **kwargs):
+        proc = subprocess.Popen(["taskset", "-c", core] + args, stdout=subprocess.DEVNULL, stderr=open(f"{self.work}/{os.path.basename(args[0])}-{len(self.procs)}.log", "w"), **kwargs)
+        self.procs.append(proc)
+        return proc
+
+    def start(self):
+        w = self.work
+        os.makedirs(f"{w}/site")
+        page = "<!doctype html><html><head><title>Spring offer</title></head><body>" + "<p>Landing page text for the benchmark.</p>" * 45 + "</body></html>\n"
+        with open(f"{w}/site/lp", "w") as f:
+            f.write(page[:2048])
+        os.chmod(w, 0o755)
+        subprocess.run(["chmod", "-R", "a+rX", f"{w}/site"], check=True)
+        subprocess.run([self.binary, "certs", "dev", "--dir", f"{w}/certs"], check=True, stdout=subprocess.DEVNULL)
+        cert, key = f"{w}/certs/localhost.pem", f"{w}/certs/localhost.key"
+        with open(f"{w}/certs/haproxy.pem", "w") as out:
+            out.write(open(cert).read() + open(key).read())
+        subprocess.run(["chmod", "-R", "a+rX", f"{w}/certs"], check=True)
+
+        # The origin: a 2 KB landing page and a 302 whose Location drops the click id.
+        self.write(f"{w}/origin.conf", f"""
+daemon off; worker_processes 1; pid {w}/origin.pid; error_log {w}/origin-error.log;
+events {{ worker_connections 4096; }}
+http {{
+  access_log off; default_type text/html; keepalive_requests 1000000; absolute_redirect off;
+  server {{
+    listen 127.0.0.1:{self.origin_port} reuseport;
+    root {w}/site;
+    location = /go {{ return 302 /lp; }}
+  }}
+}}""")
+        self.origin = self.spawn(["nginx", "-c", f"{w}/origin.conf", "-e", f"{w}/origin-error.log"], LOAD_CORE)
+
+        http, https = self.ports["nginx"]
+        self.write(f"{w}/nginx.conf", f"""
+daemon off; worker_processes 1; pid {w}/nginx.pid; error_log {w}/nginx-error.log;
+worker_rlimit_nofile 20000;
+events {{ worker_connections 20000; }}
+http {{
+  access_log off; keepalive_requests 1000000; keepalive_timeout 300s; absolute_redirect off;
+  upstream origin {{ server 127.0.0.1:{self.origin_port}; keepalive 256; }}  # ClickGate's default upstream_idle_connections
+  map $arg_ttclid $ttclid_cookie {{ "" ""; default "ttclid=$arg_ttclid; Max-Age=2592000; Path=/; Secure; SameSite=Lax"; }}
+  map $arg_ttclid $ttclid_query {{ "" ""; default "ttclid=$arg_ttclid"; }}
+  server {{
+    listen 127.0.0.1:{http}; listen 127.0.0.1:{https} ssl http2;
+    ssl_certificate {cert}; ssl_certificate_key {key};
+    ssl_protocols TLSv1.2 TLSv1.3;
+    location / {{
+      proxy_pass http://origin; proxy_http_version 1.1; proxy_set_header Connection "";
+      proxy_set_header Host $host; proxy_set_header X-Forwarded-For $proxy_add_x_forwarded_for;
+      proxy_set_header X-Forwarded-Proto $scheme;
+      add_header Set-Cookie $ttclid_cookie;
+      proxy_redirect ~^([^?]*)$ $1?$ttclid_query;
+    }}
+  }}
+}}""")
+        self.nginx = self.spawn(["nginx", "-c", f"{w}/nginx.conf", "-e", f"{w}/nginx-error.log"], PROXY_CORE)
+
+        http, https = self.ports["haproxy"]
+        self.write(f"{w}/haproxy.cfg", f"""
+global
+  nbthread 1
+  maxconn {self.max_connections}
+  tune.ssl.default-dh-param 2048
+defaults
+  mode http
+  timeout connect 5s
+  timeout client 300s
+  timeout server 60s
+  timeout http-keep-alive 300s
+frontend fe
+  bind 127.0.0.1:{http}
+  bind 127.0.0.1:{https} ssl crt {w}/certs/haproxy.pem alpn h2,http/1.1
+  option forwardfor
+  http-request set-var(txn.ttclid) url_param(ttclid)
+  http-response add-header Set-Cookie "ttclid=%[var(txn.ttclid)]; Max-Age=2592000; Path=/; Secure; SameSite=Lax" if {{ var(txn.ttclid) -m found }}
+  http-response replace-header Location ^([^?]*)$ \\1?ttclid=%[var(txn.ttclid)] if {{ status 301:308 }} {{ var(txn.ttclid) -m found }}
+  default_backend origin
+backend origin
+  http-reuse always
+  server o 127.0.0.1:{self.origin_port} maxconn 1000
+""")
+        self.haproxy = self.spawn(["haproxy", "-db", "-f", f"{w}/haproxy.cfg"], PROXY_CORE)
+
+        http, https = self.ports["clickgate"]
+        self.write(f"{w}/clickgate.yaml", f"""
+listen: {{ https: "127.0.0.1:{https}", http: "127.0.0.1:{http}", admin: "127.0.0.1:{self.admin_port}" }}
+tls: {{ certificates: [ {{ cert: {cert}, key: {key} }} ] }}
+sites:
+  - hosts: [127.0.0.1, localhost]
+    upstream: http://127.0.0.1:{self.origin_port}
+events: {{ store: "sqlite:{w}/clickgate.sqlite" }}
+log: {{ access: off, level: error }}
+timeouts: {{ idle: 300s }}
+""")
+        self.clickgate = self.spawn([self.binary, "serve", "--config", f"{w}/clickgate.yaml"], PROXY_CORE, cwd=w)
+        self.pids = {"nginx": [self.nginx.pid], "haproxy": [self.haproxy.pid], "clickgate": [self.clickgate.pid]}
+        for name in self.ports:
+            self.wait_ready(name)
+
+    @staticmethod
+    def write(path, text):
+        with open(path, "w") as f:
+            f.write(text)
+
+    def wait_ready(self, name):
+        for _ in range(200):
+            if subprocess.run(["curl", "-sfk", "-o", "/dev/null", self.url(name, "https", "/lp")]).returncode == 0:
+                return
+            time.sleep(0.1)
+        logs = "".join(open(os.path.join(self.work, f)).read()[-2000:] for f in sorted(os.listdir(self.work)) if f.endswith(".log"))
+        sys.exit(f"{name} did not start:\n{logs}")
+
+    def url(self, name, scheme, path):
+        http, https = self.ports[name]
+        return f"{scheme}://127.0.0.1:{https if scheme == 'https' else http}{path}"
+
+    def check_same_job(self):
+        """Every proxy must set the cookie and restore the click id on the redirect."""
+        for name in self.ports:
+            lp = subprocess.run(["curl", "-sk", "-D", "-", "-o", "/dev/null", self.url(name, "https", f"/lp?ttclid={CLICK}")], capture_output=True, text=True).stdout.lower()
+            go = subprocess.run(["curl", "-sk", "-D", "-", "-o", "/dev/null", self.url(name, "http", f"/go?ttclid={CLICK}")], capture_output=True, text=True).stdout.lower()
+            ok = f"set-cookie: ttclid={CLICK.lower()}" in lp and f"location: /lp?ttclid={CLICK.lower()}" in go
+            if not ok:
+                sys.exit(f"{name} does not do the job:\n{lp}\n{go}")
+
+    def stop(self):
+        for proc in self.procs:
+            proc.send_signal(signal.SIGTERM)
+        for proc in self.procs:
+            try:
+                proc.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+
+
+def to_ms(text):
+    value, unit = re.match(r"([\d.]+)(us|ms|s)", text).groups()
+    return float(value) * {"us": 0.001, "ms": 1.0, "s": 1000.0}[unit]
+
+
+def wrk(url, seconds, connections=64, headers=()):
+    args = ["taskset", "-c", LOAD_CORE, "wrk", "-t1", f"-c{connections}", f"-d{seconds}s", "--latency"]
+    for h in headers:
+        args += ["-H", h]
+    out = subprocess.run(args + [url], capture_output=True, text=True, check=True).stdout
+    rps = float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1))
+    p50 = to_ms(re.search(r"^\s+50%\s+(\S+)", out, re.M).group(1))
+    p99 = to_ms(re.search(r"^\s+99%\s+(\S+)", out, re.M).group(1))
+    errors = re.search(r"Non-2xx or 3xx responses: (\d+)|Socket errors: (.*)", out)
+    return {"rps": rps, "p50": p50, "p99": p99, "errors": errors.group(0) if errors else ""}
+
+
+def h2load(url, seconds, work):
+    log = f"{work}/h2load.log"
+    args = ["taskset", "-c", LOAD_CORE, "h2load", "-c16", "-m32", "-D", str(seconds), "--warm-up-time=1", f"--log-file={log}", url]
+    out = subprocess.run(args, capture_output=True, text=True, check=True).stdout
+    rps = float(re.search(r"finished in [\d.]+s, ([\d.]+) req/s", out).group(1))
+    failed = int(re.search(r"(\d+) failed", out).group(1))
+    with open(log) as f:
+        durations = sorted(int(line.split()[2]) / 1000 for line in f if line.strip())
+    os.remove(log)
+    pick = lambda q: durations[min(len(durations) - 1, int(q * len(durations)))]
+    return {"rps": rps, "p50": pick(0.5), "p99": pick(0.99), "errors": f"{failed} failed" if failed else ""}
+
+
+async def hold_idle(port, count):
+    """Opens `count` TLS keep-alive connections, one request each, and keeps them open."""
+    context = ssl.create_default_context()
+    context.check_hostname, context.verify_mode = False, ssl.CERT_NONE
+    request = f"GET /lp?ttclid={CLICK} HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n".encode()
+    semaphore = asyncio.Semaphore(64)
+    streams = []
+
+    async def one():
+        async with semaphore:
+            reader, writer = await asyncio.open_connection("127.0.0.1", port, ssl=context)
+            writer.write(request)
+            head = await reader.readuntil(b"\r\n\r\n")
+            length = int(re.search(rb"(?i)content-length:\s*(\d+)", head).group(1))
+            await reader.readexactly(length)
+            streams.append(writer)
+
+    await asyncio.gather(*(one() for _ in range(count)))
+    return streams
+
+
+def idle_connections_rss(setup, name, count):
+    async def run():
+        streams = await hold_idle(setup.ports[name][1], count)
+        await asyncio.sleep(2)
+        rss = rss_kib(setup.pids[name])
+        for writer in streams:
+            writer.transport.abort()
+        return rss
+
+    return asyncio.run(run())
+
+
+def main():
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--binary", required=True)
+    parser.add_argument("--seconds", type=int, default=10)
+    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--idle", type=int, default=10000)
+    args = parser.parse_args()
+    work = tempfile.mkdtemp(prefix="clickgate-bench-")
+    setup = Setup(work, os.path.abspath(args.binary))
+    try:
+        setup.start()
+        setup.check_same_job()
+        time.sleep(1)
+        idle_rss = {name: rss_kib(pids) for name, pids in setup.pids.items()}
+        scenarios = [
+            ("plaintext h1 /lp", lambda n: wrk(setup.url(n, "http", f"/lp?ttclid={CLICK}"), args.seconds)),
+            ("TLS h1 /lp", lambda n: wrk(setup.url(n, "https", f"/lp?ttclid={CLICK}"), args.seconds)),
+            ("TLS h2 /lp (16 conns x 32 streams)", lambda n: h2load(setup.url(n, "https", f"/lp?ttclid={CLICK}"), args.seconds, work)),
+            ("plaintext h1 /go redirect", lambda n: wrk(setup.url(n, "http", f"/go?ttclid={CLICK}"), args.seconds)),
+            ("new TLS connections/s", lambda n: wrk(setup.url(n, "https", f"/lp?ttclid={CLICK}"), args.seconds, 32, ["Connection: close"])),
+        ]
+        results = {(s, n): [] for s, _ in scenarios for n in setup.ports}
+        for repeat in range(args.repeats):
+            for scenario, run in scenarios:
+                for name in setup.ports:
+                    result = run(name)
+                    results[(scenario, name)].append(result)
+                    print(f"[{repeat + 1}/{args.repeats}] {scenario:38} {name:9} {result['rps']:>10.0f} req/s  p50 {result['p50']:.2f} ms  p99 {result['p99']:.2f} ms {result['errors']}", file=sys.stderr, flush=True)
+        idle_count = min(args.idle, setup.max_connections - 50)
+        idle = {name: idle_connections_rss(setup, name, idle_count) for name in setup.ports}
+    finally:
+        setup.stop()
+        shutil.rmtree(work, ignore_errors=True)
+
+    names = list(setup.ports)
+    print(f"\nmedians of {args.repeats} runs of {args.seconds} s; each proxy on core {PROXY_CORE}, origin and load on core {LOAD_CORE}")
+    print(f"| scenario | {' | '.join(f'{n} req/s (p50/p99 ms)' for n in names)} | ClickGate ÷ nginx | spread |")
+    print("|" + " --- |" * (len(names) + 3))
+    for scenario, _ in scenarios:
+        cells, medians, spreads = [], {}, []
+        for name in names:
+            runs = results[(scenario, name)]
+            rps = statistics.median(r["rps"] for r in runs)
+            medians[name] = rps
+            spreads.append((max(r["rps"] for r in runs) - min(r["rps"] for r in runs)) / rps * 100)
+            cells.append(f"{rps:,.0f} ({statistics.median(r['p50'] for r in runs):.2f}/{statistics.median(r['p99'] for r in runs):.2f})")
+        print(f"| {scenario} | {' | '.join(cells)} | {medians['clickgate'] / medians['nginx']:.2f}× | ≤{max(spreads):.0f} % |")
+    print(f"| RSS idle, MiB | {' | '.join(f'{idle_rss[n] / 1024:.1f}' for n in names)} | | |")
+    print(f"| RSS with {idle_count:,} idle TLS keep-alive connections, MiB | {' | '.join(f'{idle[n] / 1024:.1f}' for n in names)} | | |")
+
+
+if __name__ == "__main__":
+    main()
