@@ -67,43 +67,48 @@ public struct RedirectRewriter: Sendable {
 
     /// Whether `location`, resolved against the request URL, is an http(s) URL on an allowed host.
     public func allowsTarget(_ location: String) -> Bool {
-        guard let target = URLReference(location) else { return false }
-        let absolute = target.resolved(against: requestURL)
-        guard let scheme = absolute.normalizedScheme, scheme == "http" || scheme == "https", let host = absolute.host else { return false }
-        return allowlist.allows(host)
+        allowedTarget(location) != nil
     }
 
     /// The click ids and pass-through parameters this rewriter carries, decoded, for form fields.
     public func carriedParameters() -> [(name: String, value: String)] {
-        var out: [(String, String)] = []
-        for (parameter, value) in clickIDs where ClickIDValue.isAcceptable(value) && !out.contains(where: { $0.0 == parameter }) {
-            out.append((parameter, value))
-        }
-        for (name, piece) in passThrough where !out.contains(where: { $0.0 == name }) {
+        additions(skipping: []).map { name, piece in
             let value = piece.split(separator: "=", maxSplits: 1, omittingEmptySubsequences: false).dropFirst().first ?? ""
-            out.append((name, Query.percentDecoded(value) ?? String(value)))
+            return (name, Query.percentDecoded(value) ?? String(value))
         }
-        return out
     }
 
     /// A new `Location` value, or nil when nothing is to change.
     public func rewriteLocation(_ location: String) -> String? {
-        guard allowsTarget(location), var target = URLReference(location) else { return nil }
-        let present = Query.decodedNames(target.query)
-        var additions: [String] = []
-        var adding = Set<String>()
-        for (parameter, value) in clickIDs where !present.contains(parameter) && !adding.contains(parameter) {
-            guard ClickIDValue.isAcceptable(value) else { continue }
-            additions.append("\(parameter)=\(value)")
-            adding.insert(parameter)
-        }
-        for (name, piece) in passThrough where !present.contains(name) && !adding.contains(name) {
-            additions.append(piece)
-            adding.insert(name)
-        }
+        guard var target = allowedTarget(location) else { return nil }
+        let additions = additions(skipping: Query.decodedNames(target.query))
         guard !additions.isEmpty else { return nil }
-        target.query = Query.appending(additions, to: target.query)
+        target.query = Query.appending(additions.map(\.piece), to: target.query)
         return target.text
+    }
+
+    /// `location` parsed, when it resolves to an http(s) URL on an allowed host.
+    private func allowedTarget(_ location: String) -> URLReference? {
+        guard let target = URLReference(location) else { return nil }
+        let absolute = target.resolved(against: requestURL)
+        guard let scheme = absolute.normalizedScheme, scheme == "http" || scheme == "https",
+            let host = absolute.host, allowlist.allows(host)
+        else { return nil }
+        return target
+    }
+
+    /// What a target whose query already names `present` lacks, as `name=value` query pieces:
+    /// acceptable click ids first, then pass-through parameters, each name once.
+    private func additions(skipping present: Set<String>) -> [(name: String, piece: String)] {
+        var out: [(name: String, piece: String)] = []
+        for (parameter, value) in clickIDs
+        where ClickIDValue.isAcceptable(value) && !present.contains(parameter) && !out.contains(where: { $0.name == parameter }) {
+            out.append((parameter, "\(parameter)=\(value)"))
+        }
+        for (name, piece) in passThrough where !present.contains(name) && !out.contains(where: { $0.name == name }) {
+            out.append((name, piece))
+        }
+        return out
     }
 
     /// The `Refresh` header (`5; url=/next`): the URL part rewritten as a `Location` would be.

@@ -68,12 +68,12 @@ public final class SQLiteEventStore: EventStore {
         guard fd >= 0 else { throw OwnerLockError(description: "cannot open \(path).lock: \(String(cString: strerror(errno)))") }
         // A lock just released can linger for a moment: a child being spawned holds a copy of the
         // descriptor until it execs. A second gateway holds it for good.
-        var attempts = 0
-        while flock(fd, LOCK_EX | LOCK_NB) != 0, attempts < 20 {
-            attempts += 1
+        var locked = flock(fd, LOCK_EX | LOCK_NB) == 0
+        for _ in 1..<20 where !locked {
             usleep(50_000)
+            locked = flock(fd, LOCK_EX | LOCK_NB) == 0
         }
-        guard attempts < 20 else {
+        guard locked else {
             Glibc.close(fd)
             throw OwnerLockError(
                 description: "\(path) is already open in another clickgate process (it holds \(path).lock); several gateways share work through PostgreSQL")

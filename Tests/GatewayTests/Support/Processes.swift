@@ -45,10 +45,9 @@ private func runProcessBlocking(_ executable: String, _ arguments: [String], env
     let errData = NIOLockedValueBox(Data())
     let reader = Thread { errData.withLockedValue { $0 = readAll(err.fileHandleForReading.fileDescriptor) } }
     reader.start()
+    _ = ignoreBrokenPipes
     // Written from a thread of its own: input larger than a pipe's buffer would otherwise wait for
     // the child to drain it while the child waits for us to read its output.
-    // A child that stops reading early makes the write fail with EPIPE rather than kill the tests.
-    signal(SIGPIPE, SIG_IGN)
     let writer = Thread {
         if let input { writeAll(stdin.fileHandleForWriting.fileDescriptor, input) }
         try? stdin.fileHandleForWriting.close()
@@ -59,6 +58,9 @@ private func runProcessBlocking(_ executable: String, _ arguments: [String], env
     while !reader.isFinished || !writer.isFinished { usleep(1000) }
     return ProcessResult(status: status, output: outData, stderr: String(decoding: errData.withLockedValue { $0 }, as: UTF8.self))
 }
+
+/// A child that stops reading early makes a write fail with EPIPE rather than kill the tests.
+private let ignoreBrokenPipes: Void = { _ = signal(SIGPIPE, SIG_IGN) }()
 
 /// Writes all of `data` unless the reader goes away, retrying writes a signal interrupted.
 private func writeAll(_ fd: Int32, _ data: Data) {
