@@ -53,11 +53,13 @@ let package = Package(
         ),
         // The system zlib: gzip bodies the gateway rewrites are inflated and deflated again.
         .systemLibrary(name: "CZlib", providers: [.apt(["zlib1g-dev"])]),
+        // glibc calls the Swift Glibc module leaves out (getrandom).
+        .systemLibrary(name: "CLinux"),
         // The NIO server, TLS, and the phase-based proxy engine.
         .target(
             name: "Gateway",
             dependencies: [
-                "Config", "ClickID", "Events", "CZlib",
+                "Config", "ClickID", "Events", "CZlib", "CLinux",
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),
                 .product(name: "NIOHTTP1", package: "swift-nio"),

@@ -34,10 +34,11 @@ public struct ClickCapture: Sendable, Equatable {
 
     public static func scan(query: String?, cookies: RequestCookies, registry: ClickIDRegistry) -> ClickCapture {
         var capture = ClickCapture()
-        let items = Query.items(query)
+        // Names decoded once, not once per kind: this runs on every request.
+        let items = Query.items(query).map { (name: Query.percentDecoded($0.name) ?? String($0.name), value: $0.value) }
         for kind in registry.kinds {
             var found = false
-            for item in items where (Query.percentDecoded(item.name) ?? String(item.name)) == kind.parameter {
+            for item in items where item.name == kind.parameter {
                 found = true
                 guard let decoded = Query.percentDecoded(item.value ?? "") else {
                     capture.rejected.append((kind.parameter, .badEncoding))

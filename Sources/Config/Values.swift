@@ -92,19 +92,33 @@ public struct IPAddressBytes: Sendable, Hashable {
 
     public static func parse(_ text: String) -> IPAddressBytes? {
         if let v4 = parseIPv4(Substring(text)) {
-            return IPAddressBytes(bytes: [0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xff, 0xff] + v4)
+            var bytes: [UInt8] = [0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xff, 0xff]
+            bytes += v4
+            return IPAddressBytes(bytes: bytes)
         }
         return parseIPv6(text).map(IPAddressBytes.init(bytes:))
     }
 
     static func parseIPv4(_ text: Substring) -> [UInt8]? {
-        let octets = text.split(separator: ".", omittingEmptySubsequences: false)
-        guard octets.count == 4 else { return nil }
         var out: [UInt8] = []
-        for octet in octets {
-            guard !octet.isEmpty, octet.count <= 3, octet.allSatisfy(\.isASCIIDigit), let v = UInt8(octet) else { return nil }
-            out.append(v)
+        out.reserveCapacity(4)
+        var value = 0
+        var digits = 0
+        for byte in text.utf8 {
+            if byte == UInt8(ascii: ".") {
+                guard digits > 0, out.count < 3 else { return nil }
+                out.append(UInt8(value))
+                value = 0
+                digits = 0
+            } else {
+                guard byte >= 0x30, byte <= 0x39, digits < 3 else { return nil }
+                value = value * 10 + Int(byte - 0x30)
+                digits += 1
+                guard value <= 255 else { return nil }
+            }
         }
+        guard digits > 0, out.count == 3 else { return nil }
+        out.append(UInt8(value))
         return out
     }
 

@@ -105,6 +105,19 @@ private let minimal = """
         #expect(path.contains { $0.hasPrefix("sites[0].upstream: an upstream is an origin only") })
     }
 
+    @Test func ipAddressesParseStrictly() {
+        for good in ["127.0.0.1", "0.0.0.0", "255.255.255.255", "010.1.1.1", "::1", "::ffff:10.0.0.1", "2001:db8::8a2e:370:7334"] {
+            #expect(IPAddressBytes.parse(good) != nil, "\(good)")
+        }
+        for bad in ["", "1.2.3", "1.2.3.4.5", "256.1.1.1", "1..2.3", "1.2.3.", ".1.2.3", "1.2.3.4 ", "1.2.3.0004", "१.2.3.4", "::1::", "example.com"] {
+            #expect(IPAddressBytes.parse(bad) == nil, "\(bad)")
+        }
+        #expect(IPAddressBytes.parse("10.1.2.3")?.bytes.suffix(4) == [10, 1, 2, 3])
+        let loopback = try? CIDR.parse("127.0.0.0/8").get()
+        #expect(loopback?.contains("127.9.9.9") == true)
+        #expect(loopback?.contains("128.0.0.1") == false)
+    }
+
     @Test func crossReferencesAreChecked() {
         let pixel = problems(minimal + "\n    pixel: nope\n")
         #expect(pixel.contains { $0.hasPrefix("sites[0].pixel: no pixel named 'nope'") })

@@ -40,22 +40,11 @@ final class Exchange {
     var downstreamNeedsFlush = false
     var error: String?
 
-    var responseHeaderTimer: Scheduled<Void>?
-    var upstreamStall: StallTimer?
-    var bodyStall: StallTimer?
-
     init(context: RequestContext, head: HTTPRequestHead) {
         self.context = context
         self.requestHead = head
         // NIO calls no HTTP/2 request keep-alive (its rule reads HTTP/1 headers); an HTTP/2 stream
         // ends by itself, and closing it early resets it.
         self.keepAlive = head.version.major == 2 || head.isKeepAlive
-    }
-
-    func cancelTimers() {
-        responseHeaderTimer?.cancel()
-        responseHeaderTimer = nil
-        upstreamStall?.disarm()
-        bodyStall?.disarm()
     }
 }

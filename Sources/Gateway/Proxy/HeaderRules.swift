@@ -10,59 +10,64 @@ enum HeaderRules {
         // `Connection: keep-alive`, so removal is one pass into a new set.
         guard headers.contains(where: { isHopByHop($0.name) }) else { return }
         let named = headers[canonicalForm: "connection"].map { $0.lowercased() }
-        var kept = HTTPHeaders()
-        kept.reserveCapacity(headers.count)
-        for (name, value) in headers where !isHopByHop(name) && !named.contains(where: { sameName(name, $0) }) {
-            kept.add(name: name, value: value)
-        }
-        headers = kept
+        removeFields(from: &headers) { name in isHopByHop(name) || named.contains { sameName(name, $0) } }
     }
 
     private static let hopByHopNames = ["connection", "keep-alive", "te", "trailer", "transfer-encoding", "upgrade"]
+    private static let forwardingNames = ["x-forwarded-for", "x-forwarded-proto", "x-forwarded-host", "forwarded"]
 
     private static func isHopByHop(_ name: String) -> Bool {
-        hopByHopNames.contains { sameName(name, $0) } || name.utf8.count > 6 && sameName(name.utf8.prefix(6), "proxy-")
+        hopByHopNames.contains { sameName(name, $0) } || name.utf8.count > 6 && name.utf8.prefix(6).elementsEqual("proxy-".utf8) { $0.asciiLowercased == $1 }
     }
 
-    /// Whether a field name equals a lower-case one, ignoring the field name's ASCII case.
-    private static func sameName(_ name: some StringProtocol, _ lower: String) -> Bool {
-        sameName(name.utf8, lower)
+    /// Removes every field `drop` picks, by name: typically one name (`Connection`), so one
+    /// `remove(name:)` pass, cheaper than re-adding the fields that stay (each `add` re-checks its name).
+    private static func removeFields(from headers: inout HTTPHeaders, where drop: (String) -> Bool) {
+        var names: [String] = []
+        for (name, _) in headers where drop(name) && !names.contains(where: { sameName(name, $0) }) {
+            names.append(name.lowercased())
+        }
+        for name in names { headers.remove(name: name) }
     }
 
-    private static func sameName(_ bytes: some Collection<UInt8>, _ lower: String) -> Bool {
-        bytes.count == lower.utf8.count && bytes.lazy.map(\.asciiLowercased).elementsEqual(lower.utf8)
+    /// Whether a field name equals a lower-case one, ignoring the field name's ASCII case. The
+    /// length test first: it is O(1) and settles nearly every comparison on the hot path.
+    private static func sameName(_ name: String, _ lower: String) -> Bool {
+        name.utf8.count == lower.utf8.count && name.utf8.elementsEqual(lower.utf8) { $0.asciiLowercased == $1 }
     }
 
     /// Sets X-Forwarded-For/-Proto/-Host and `Forwarded`. Client-sent values survive only when the
-    /// peer is a trusted proxy; returns the client address those rules arrive at.
+    /// peer is a trusted proxy (`peerTrusted`, decided once per connection); returns the client
+    /// address those rules arrive at.
     static func applyForwarding(
-        _ headers: inout HTTPHeaders, peer: String, scheme: String, host: String, trusted: [CIDR]
+        _ headers: inout HTTPHeaders, peer: String, peerTrusted: Bool, scheme: String, host: String, trusted: [CIDR]
     ) -> String {
-        let peerTrusted = trusted.contains { $0.contains(peer) }
-        var client = peer
-        if peerTrusted {
-            let chain = headers["x-forwarded-for"].flatMap { $0.split(separator: ",") }
-                .map { $0.trimmingCharacters(in: .whitespaces) }.filter { !$0.isEmpty }
-            // The right-most address that is not one of ours is the client.
-            client = chain.reversed().first(where: { hop in !trusted.contains { $0.contains(hop) } }) ?? chain.first ?? peer
-            headers.replaceOrAdd(name: "x-forwarded-for", value: (chain + [peer]).joined(separator: ", "))
-            if !headers.contains(name: "x-forwarded-proto") { headers.add(name: "x-forwarded-proto", value: scheme) }
-            if !headers.contains(name: "x-forwarded-host") { headers.add(name: "x-forwarded-host", value: host) }
-            let element = forwardedElement(for: peer, scheme: scheme, host: host)
-            let previous = headers["forwarded"].joined(separator: ", ")
-            headers.replaceOrAdd(name: "forwarded", value: previous.isEmpty ? element : "\(previous), \(element)")
-        } else {
-            headers.replaceOrAdd(name: "x-forwarded-for", value: peer)
-            headers.replaceOrAdd(name: "x-forwarded-proto", value: scheme)
-            headers.replaceOrAdd(name: "x-forwarded-host", value: host)
-            headers.replaceOrAdd(name: "forwarded", value: forwardedElement(for: peer, scheme: scheme, host: host))
+        guard peerTrusted else {
+            if headers.contains(where: { field in forwardingNames.contains { sameName(field.name, $0) } }) {
+                removeFields(from: &headers) { name in forwardingNames.contains { sameName(name, $0) } }
+            }
+            headers.add(name: "x-forwarded-for", value: peer)
+            headers.add(name: "x-forwarded-proto", value: scheme)
+            headers.add(name: "x-forwarded-host", value: host)
+            headers.add(name: "forwarded", value: forwardedElement(for: peer, scheme: scheme, host: host))
+            return peer
         }
+        let chain = headers["x-forwarded-for"].flatMap { $0.split(separator: ",") }
+            .map { $0.trimmingCharacters(in: .whitespaces) }.filter { !$0.isEmpty }
+        // The right-most address that is not one of ours is the client.
+        let client = chain.reversed().first(where: { hop in !trusted.contains { $0.contains(hop) } }) ?? chain.first ?? peer
+        headers.replaceOrAdd(name: "x-forwarded-for", value: (chain + [peer]).joined(separator: ", "))
+        if !headers.contains(name: "x-forwarded-proto") { headers.add(name: "x-forwarded-proto", value: scheme) }
+        if !headers.contains(name: "x-forwarded-host") { headers.add(name: "x-forwarded-host", value: host) }
+        let element = forwardedElement(for: peer, scheme: scheme, host: host)
+        let previous = headers["forwarded"].joined(separator: ", ")
+        headers.replaceOrAdd(name: "forwarded", value: previous.isEmpty ? element : "\(previous), \(element)")
         return IPAddressBytes.parse(client) != nil ? client : peer
     }
 
     /// RFC 7239: IPv6 nodes are quoted and bracketed.
     static func forwardedElement(for address: String, scheme: String, host: String) -> String {
-        let node = address.contains(":") ? "\"[\(address)]\"" : address
+        let node = address.utf8.contains(UInt8(ascii: ":")) ? "\"[\(address)]\"" : address
         return "for=\(node);proto=\(scheme);host=\"\(host)\""
     }
 

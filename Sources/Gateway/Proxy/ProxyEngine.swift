@@ -56,7 +56,8 @@ enum RequestID {
     }
 
     static func make() -> String {
-        let value = UInt64.random(in: .min ... .max)
+        var generator = BufferedRandom()
+        let value = generator.next()
         let hex = String(value, radix: 16)
         return String(repeating: "0", count: 16 - hex.count) + hex
     }

@@ -25,6 +25,36 @@ final class ProxyHandler: ChannelDuplexHandler, UpstreamSink {
     /// HTTP/2 only: the response ended before the request did; the stream waits for the request's
     /// END_STREAM (it then closes by itself) until this fires.
     private var awaitingRequestEnd: Scheduled<Void>?
+    private var trustVerdict: (engine: ProxyEngine, trusted: Bool)?
+    /// The exchange's clocks belong to the handler, not the exchange: a kept-alive connection
+    /// reuses them, and a disarmed clock's pending check serves the next request (see `StallTimer`).
+    /// Each fires only while armed, and every exchange disarms them as it ends. Made on first arming
+    /// (an HTTP/2 stream with a bodiless request never needs the body clock).
+    private var clocks = (body: StallTimer?.none, responseHeader: StallTimer?.none, upstreamIdle: StallTimer?.none)
+
+    private var bodyClock: StallTimer {
+        if let clock = clocks.body { return clock }
+        let clock = StallTimer { [weak self] in
+            guard let self, let exchange = self.exchange else { return }
+            self.requestBodyStalled(exchange)
+        }
+        clocks.body = clock
+        return clock
+    }
+
+    private var responseHeaderClock: StallTimer {
+        if let clock = clocks.responseHeader { return clock }
+        let clock = StallTimer { [weak self] in self?.upstreamTimedOut(UpstreamError.responseHeaderTimeout) }
+        clocks.responseHeader = clock
+        return clock
+    }
+
+    private var upstreamIdleClock: StallTimer {
+        if let clock = clocks.upstreamIdle { return clock }
+        let clock = StallTimer { [weak self] in self?.upstreamTimedOut(UpstreamError.stalled) }
+        clocks.upstreamIdle = clock
+        return clock
+    }
 
     init(live: LiveConfiguration, downstream: DownstreamInfo) {
         self.live = live
@@ -38,6 +68,9 @@ final class ProxyHandler: ChannelDuplexHandler, UpstreamSink {
 
     func handlerRemoved(context: ChannelHandlerContext) {
         abortExchange(reason: "connection closed")
+        clocks.body?.stop()
+        clocks.responseHeader?.stop()
+        clocks.upstreamIdle?.stop()
         self.context = nil
     }
 
@@ -65,13 +98,7 @@ final class ProxyHandler: ChannelDuplexHandler, UpstreamSink {
             }
             // Armed lazily: a bodiless request ends in the same read and never pays for a timer.
             if !exchange.requestEnded {
-                if exchange.bodyStall == nil {
-                    exchange.bodyStall = StallTimer(timeout: TimeAmount(engine.config.timeouts.body)) { [weak self, weak exchange] in
-                        guard let self, let exchange, self.exchange === exchange else { return }
-                        self.requestBodyStalled(exchange)
-                    }
-                }
-                exchange.bodyStall?.arm(on: context.eventLoop)
+                if clocks.body?.isArmed == true { bodyClock.touch() } else { bodyClock.arm(on: context.eventLoop, timeout: TimeAmount(engine.config.timeouts.body)) }
             }
         }
         context.fireChannelReadComplete()
@@ -81,10 +108,10 @@ final class ProxyHandler: ChannelDuplexHandler, UpstreamSink {
         if let exchange, let upstream = exchange.upstream {
             if context.channel.isWritable {
                 upstream.resumeReads()
-                exchange.upstreamStall?.arm(on: context.eventLoop)
+                if exchange.responseHeadSent, !exchange.responseEnded { upstreamIdleClock.arm(on: context.eventLoop, timeout: TimeAmount(engine.config.timeouts.upstreamIdle)) }
             } else {
                 upstream.pauseReads()
-                exchange.upstreamStall?.disarm()
+                clocks.upstreamIdle?.disarm()
             }
         }
         context.fireChannelWritabilityChanged()
@@ -110,10 +137,20 @@ final class ProxyHandler: ChannelDuplexHandler, UpstreamSink {
 
     // MARK: Request phase
 
+    /// Whether the peer is one of the configured trusted proxies: the peer is fixed for the
+    /// connection, so this is decided once per configuration, not per request.
+    private var peerIsTrusted: Bool {
+        if let verdict = trustVerdict, verdict.engine === engine { return verdict.trusted }
+        let parsed = IPAddressBytes.parse(downstream.peerAddress)
+        let trusted = parsed.map { peer in engine.config.trustedProxies.contains { $0.contains(peer) } } ?? false
+        trustVerdict = (engine, trusted)
+        return trusted
+    }
+
     private func begin(_ head: HTTPRequestHead, context: ChannelHandlerContext) {
         engine = live.engine
         let hostHeaders = head.headers["host"]
-        let peerTrusted = engine.config.trustedProxies.contains { $0.contains(downstream.peerAddress) }
+        let peerTrusted = peerIsTrusted
         let requestContext = RequestContext(
             requestID: RequestID.from(peerTrusted ? head.headers.first(name: "x-request-id") : nil), peerAddress: downstream.peerAddress, scheme: downstream.scheme,
             httpVersion: downstream.httpVersion, host: SiteTable.normalizedHost(hostHeaders.first ?? "") ?? "")
@@ -146,7 +183,7 @@ final class ProxyHandler: ChannelDuplexHandler, UpstreamSink {
         HeaderRules.removeHopByHop(&upstreamHead.headers)
         if downstream.httpVersion == "h2" { HeaderRules.joinCookieCrumbs(&upstreamHead.headers) }
         exchange.context.clientAddress = HeaderRules.applyForwarding(
-            &upstreamHead.headers, peer: downstream.peerAddress, scheme: downstream.scheme,
+            &upstreamHead.headers, peer: downstream.peerAddress, peerTrusted: peerTrusted, scheme: downstream.scheme,
             host: hostHeaders[0], trusted: engine.config.trustedProxies)
 
         for filter in engine.filters {
@@ -195,7 +232,7 @@ final class ProxyHandler: ChannelDuplexHandler, UpstreamSink {
 
     private func requestBody(_ body: ByteBuffer, context: ChannelHandlerContext) {
         guard let exchange else { return }
-        exchange.bodyStall?.touch()
+        clocks.body?.touch()
         exchange.requestBodyBytes += body.readableBytes
         if let site = exchange.context.site, exchange.requestBodyBytes > site.maxBodySize {
             exchange.upstream?.abandon()
@@ -222,7 +259,7 @@ final class ProxyHandler: ChannelDuplexHandler, UpstreamSink {
     private func requestEnd(context: ChannelHandlerContext) {
         guard let exchange else { return }
         exchange.requestEnded = true
-        exchange.bodyStall?.disarm()
+        clocks.body?.disarm()
         switch exchange.mode {
         case .discarding:
             if exchange.responseEnded { finish(exchange, writingEnd: false) }
@@ -296,22 +333,26 @@ final class ProxyHandler: ChannelDuplexHandler, UpstreamSink {
     }
 
     private func startResponseHeaderTimer(_ exchange: Exchange) {
-        guard let context, !exchange.responseHeadSent, exchange.responseHeaderTimer == nil else { return }
-        exchange.responseHeaderTimer = context.eventLoop.assumeIsolated().scheduleTask(
-            in: TimeAmount(engine.config.timeouts.upstreamResponseHeader)
-        ) { [weak self, weak exchange] in
-            guard let self, let exchange, self.exchange === exchange else { return }
-            exchange.responseHeaderTimer = nil
-            exchange.upstream?.abandon()
-            exchange.upstream = nil
-            self.upstreamFailed(UpstreamError.responseHeaderTimeout, exchange: exchange)
-        }
+        guard let context, !exchange.responseHeadSent, clocks.responseHeader?.isArmed != true else { return }
+        responseHeaderClock.arm(on: context.eventLoop, timeout: TimeAmount(engine.config.timeouts.upstreamResponseHeader))
+    }
+
+    private func upstreamTimedOut(_ error: UpstreamError) {
+        guard let exchange else { return }
+        exchange.upstream?.abandon()
+        exchange.upstream = nil
+        upstreamFailed(error, exchange: exchange)
+    }
+
+    private func disarmClocks() {
+        clocks.body?.disarm()
+        clocks.responseHeader?.disarm()
+        clocks.upstreamIdle?.disarm()
     }
 
     func upstreamResponseHead(_ head: HTTPResponseHead) {
         guard let exchange, let context else { return }
-        exchange.responseHeaderTimer?.cancel()
-        exchange.responseHeaderTimer = nil
+        clocks.responseHeader?.disarm()
         exchange.responseHeadAt = .now()
         var head = head
         HeaderRules.removeHopByHop(&head.headers)
@@ -321,21 +362,13 @@ final class ProxyHandler: ChannelDuplexHandler, UpstreamSink {
         {
             exchange.bodyTransform = coding.fit(transform, head: &head, request: exchange.requestHead)
         }
-        if exchange.upstreamStall == nil {
-            exchange.upstreamStall = StallTimer(timeout: TimeAmount(engine.config.timeouts.upstreamIdle)) { [weak self, weak exchange] in
-                guard let self, let exchange, self.exchange === exchange else { return }
-                exchange.upstream?.abandon()
-                exchange.upstream = nil
-                self.upstreamFailed(UpstreamError.stalled, exchange: exchange)
-            }
-        }
-        if context.channel.isWritable { exchange.upstreamStall?.arm(on: context.eventLoop) }
+        if context.channel.isWritable { upstreamIdleClock.arm(on: context.eventLoop, timeout: TimeAmount(engine.config.timeouts.upstreamIdle)) }
         sendResponseHead(head, exchange: exchange, context: context)
     }
 
     func upstreamResponseBody(_ body: ByteBuffer) {
         guard let exchange, let context else { return }
-        exchange.upstreamStall?.touch()
+        clocks.upstreamIdle?.touch()
         var body = body
         if let transform = exchange.bodyTransform {
             do {
@@ -360,7 +393,7 @@ final class ProxyHandler: ChannelDuplexHandler, UpstreamSink {
 
     func upstreamResponseEnd() {
         guard let exchange, let context, let upstream = exchange.upstream else { return }
-        exchange.cancelTimers()
+        disarmClocks()
         exchange.upstream = nil
         if exchange.requestEnded {
             engine.pools.pool(for: context.eventLoop).release(upstream)
@@ -392,7 +425,7 @@ final class ProxyHandler: ChannelDuplexHandler, UpstreamSink {
 
     private func upstreamFailed(_ error: any Error, exchange: Exchange) {
         guard let context, self.exchange === exchange, !exchange.responseEnded else { return }
-        exchange.cancelTimers()
+        disarmClocks()
         resumeReads(.partnerBusy)
         if exchange.responseHeadSent {
             // The client has part of a response; all it can be told is that the stream ended early.
@@ -455,7 +488,7 @@ final class ProxyHandler: ChannelDuplexHandler, UpstreamSink {
 
     private func respondLocal(_ response: LocalResponse, close: Bool) {
         guard let exchange, let context, !exchange.responseHeadSent else { return }
-        exchange.cancelTimers()
+        disarmClocks()
         exchange.mode = .discarding
         if close { exchange.keepAlive = false }
         var head = HTTPResponseHead(version: .http1_1, status: response.status, headers: response.headers)
@@ -482,7 +515,7 @@ final class ProxyHandler: ChannelDuplexHandler, UpstreamSink {
     /// close the stream channel synchronously, and its `channelInactive` must find nothing to abort.
     private func finish(_ exchange: Exchange, writingEnd: Bool) {
         guard self.exchange === exchange, let context else { return }
-        exchange.cancelTimers()
+        disarmClocks()
         self.exchange = nil
         log(exchange, status: exchange.status.map { Int($0.code) } ?? 0)
         // On HTTP/1.1 a request still arriving leaves the connection out of step: it closes. An HTTP/2
@@ -515,7 +548,7 @@ final class ProxyHandler: ChannelDuplexHandler, UpstreamSink {
 
     private func abortExchange(reason: String) {
         guard let exchange else { return }
-        exchange.cancelTimers()
+        disarmClocks()
         exchange.upstream?.abandon()
         exchange.upstream = nil
         self.exchange = nil

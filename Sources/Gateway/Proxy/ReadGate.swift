@@ -36,41 +36,55 @@ struct ReadGate {
     }
 }
 
-/// Fires once when nothing touched it for `timeout` while armed. A busy stream costs no timer
-/// allocation per read: the scheduled check re-arms itself for the time left.
+/// Fires once when nothing touched it for `timeout` while armed.
+///
+/// Cheap to move, the way a proxy's clocks move on every request and read: `touch` only notes
+/// the time, `disarm` leaves the pending check in place, and `arm` schedules a check only when none
+/// is pending before its deadline. A check that comes early re-arms itself for the time left. So a
+/// kept-alive connection pays for about one scheduled task per timeout period, not one per request.
 final class StallTimer {
-    private let timeout: TimeAmount
     private let onStall: () -> Void
+    private var timeout = TimeAmount.zero
     private var lastTouch = NIODeadline.now()
     private var scheduled: Scheduled<Void>?
-    private var armed = false
+    private var scheduledFor: NIODeadline?
+    private(set) var isArmed = false
 
-    init(timeout: TimeAmount, onStall: @escaping () -> Void) {
-        self.timeout = timeout
+    init(onStall: @escaping () -> Void) {
         self.onStall = onStall
     }
 
-    func arm(on eventLoop: any EventLoop) {
+    func arm(on eventLoop: any EventLoop, timeout: TimeAmount) {
+        self.timeout = timeout
         lastTouch = .now()
-        armed = true
-        if scheduled == nil { schedule(on: eventLoop, at: lastTouch + timeout) }
+        isArmed = true
+        let due = lastTouch + timeout
+        if let pending = scheduledFor, pending <= due { return }
+        scheduled?.cancel()
+        schedule(on: eventLoop, at: due)
     }
 
     func touch() { lastTouch = .now() }
 
-    func disarm() {
-        armed = false
+    func disarm() { isArmed = false }
+
+    /// For teardown: nothing fires after this.
+    func stop() {
+        isArmed = false
         scheduled?.cancel()
         scheduled = nil
+        scheduledFor = nil
     }
 
     private func schedule(on eventLoop: any EventLoop, at deadline: NIODeadline) {
+        scheduledFor = deadline
         scheduled = eventLoop.assumeIsolated().scheduleTask(deadline: deadline) { [self] in
             scheduled = nil
-            guard armed else { return }
+            scheduledFor = nil
+            guard isArmed else { return }
             let due = lastTouch + timeout
             if due <= .now() {
-                armed = false
+                isArmed = false
                 onStall()
             } else {
                 schedule(on: eventLoop, at: due)

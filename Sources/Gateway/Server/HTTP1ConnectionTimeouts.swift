@@ -16,12 +16,17 @@ final class HTTP1ConnectionTimeouts: ChannelDuplexHandler {
 
     private let headerTimeout: TimeAmount
     private let idleTimeout: TimeAmount
-    private var timer: Scheduled<Void>?
     private var requestsInFlight = 0
     private var responseInProgress = false
     private var context: ChannelHandlerContext?
     /// True while the connection is idle and no byte of a next request has arrived.
     private(set) var awaitingFirstByte = false
+    // Two clocks that move on every request without a scheduled task each time (see `StallTimer`).
+    private lazy var headerClock = StallTimer { [weak self] in self?.headerTimedOut() }
+    private lazy var idleClock = StallTimer { [weak self] in
+        guard let self, self.awaitingFirstByte else { return }
+        self.context?.close(promise: nil)
+    }
 
     init(headerTimeout: TimeAmount, idleTimeout: TimeAmount) {
         self.headerTimeout = headerTimeout
@@ -34,7 +39,8 @@ final class HTTP1ConnectionTimeouts: ChannelDuplexHandler {
     }
 
     func handlerRemoved(context: ChannelHandlerContext) {
-        timer?.cancel()
+        headerClock.stop()
+        idleClock.stop()
         self.context = nil
     }
 
@@ -47,8 +53,8 @@ final class HTTP1ConnectionTimeouts: ChannelDuplexHandler {
         if case .head = unwrapInboundIn(data) {
             requestsInFlight += 1
             awaitingFirstByte = false
-            timer?.cancel()
-            timer = nil
+            headerClock.disarm()
+            idleClock.disarm()
         }
         context.fireChannelRead(data)
     }
@@ -69,29 +75,27 @@ final class HTTP1ConnectionTimeouts: ChannelDuplexHandler {
 
     private func startHeaderClock(_ context: ChannelHandlerContext) {
         awaitingFirstByte = false
-        timer?.cancel()
-        timer = context.eventLoop.assumeIsolated().scheduleTask(in: headerTimeout) { [self] in
-            timer = nil
-            guard requestsInFlight == 0, !responseInProgress, let context = self.context else { return }
-            let body = ByteBuffer(string: "The request head did not arrive in time.\n")
-            var head = HTTPResponseHead(version: .http1_1, status: .requestTimeout)
-            head.headers.add(name: "connection", value: "close")
-            head.headers.add(name: "content-type", value: "text/plain; charset=utf-8")
-            head.headers.add(name: "content-length", value: String(body.readableBytes))
-            context.write(wrapOutboundOut(.head(head)), promise: nil)
-            context.write(wrapOutboundOut(.body(.byteBuffer(body))), promise: nil)
-            context.writeAndFlush(wrapOutboundOut(.end(nil))).assumeIsolated().whenComplete { _ in
-                context.close(promise: nil)
-            }
-        }
+        idleClock.disarm()
+        headerClock.arm(on: context.eventLoop, timeout: headerTimeout)
     }
 
     private func startIdleClock(_ context: ChannelHandlerContext) {
         awaitingFirstByte = true
-        timer?.cancel()
-        timer = context.eventLoop.assumeIsolated().scheduleTask(in: idleTimeout) { [self] in
-            timer = nil
-            if awaitingFirstByte { self.context?.close(promise: nil) }
+        headerClock.disarm()
+        idleClock.arm(on: context.eventLoop, timeout: idleTimeout)
+    }
+
+    private func headerTimedOut() {
+        guard requestsInFlight == 0, !responseInProgress, let context else { return }
+        let body = ByteBuffer(string: "The request head did not arrive in time.\n")
+        var head = HTTPResponseHead(version: .http1_1, status: .requestTimeout)
+        head.headers.add(name: "connection", value: "close")
+        head.headers.add(name: "content-type", value: "text/plain; charset=utf-8")
+        head.headers.add(name: "content-length", value: String(body.readableBytes))
+        context.write(wrapOutboundOut(.head(head)), promise: nil)
+        context.write(wrapOutboundOut(.body(.byteBuffer(body))), promise: nil)
+        context.writeAndFlush(wrapOutboundOut(.end(nil))).assumeIsolated().whenComplete { _ in
+            context.close(promise: nil)
         }
     }
 }

@@ -74,7 +74,7 @@ struct ClickCaptureFilter: ProxyFilter {
         }
         let allowed = consent.allowsTracking(globalPrivacyControl: head.headers.first(name: "sec-gpc"), cookies: cookies)
         let known = cookies.first(tracking.visitorCookie).flatMap { VisitorID.isWellFormed($0) ? $0 : nil }
-        var generator = SystemRandomNumberGenerator()
+        var generator = BufferedRandom()
         let authority = head.headers.first(name: "host") ?? context.host
         context.values[ClickStateKey.self] = ClickState(
             capture: capture,

@@ -1,0 +1,2 @@
+// glibc interfaces the Swift Glibc module leaves out.
+#include <sys/random.h>

@@ -1,0 +1,58 @@
+import Config
+import NIOHTTP1
+import Testing
+
+@testable import Gateway
+
+/// The per-request header work, as pure functions: host normalisation, hop-by-hop removal and
+/// the forwarding headers. These run on every request, so they work on bytes; the cases here pin
+/// what they accept.
+@Suite struct HeaderRulesTests {
+    @Test func hostsAreLowerCasedWithoutPortOrTrailingDot() {
+        let cases: [(String, String?)] = [
+            ("LP.Example.COM", "lp.example.com"), ("lp.example.com:8443", "lp.example.com"), ("lp.example.com.", "lp.example.com"),
+            ("lp.example.com:", "lp.example.com"), ("[::1]:443", "[::1]"), ("[::1]", "[::1]"), ("127.0.0.1:80", "127.0.0.1"),
+            ("under_score.example", "under_score.example"),
+            ("", nil), (":80", nil), ("lp.example.com:80x", nil), ("[::1", nil), ("[::1]x", nil), ("[::1]:x", nil),
+            ("lp example.com", nil), ("lp.exämple.com", nil), ("lp.example.com/", nil), ("lp.example.com:٣", nil),
+        ]
+        for (raw, expected) in cases {
+            #expect(SiteTable.normalizedHost(raw) == expected, "\(raw)")
+        }
+    }
+
+    @Test func hopByHopFieldsAndThoseConnectionNamesGo() {
+        var headers = HTTPHeaders([
+            ("Host", "a"), ("Connection", "keep-alive, X-Secret"), ("Keep-Alive", "timeout=5"), ("x-secret", "1"),
+            ("TE", "trailers"), ("Proxy-Authorization", "x"), ("Upgrade", "h2c"), ("Accept", "*/*"), ("X-Secret", "2"),
+        ])
+        HeaderRules.removeHopByHop(&headers)
+        #expect(headers.map(\.name) == ["Host", "Accept"])
+        var untouched = HTTPHeaders([("Host", "a"), ("User-Agent", "curl"), ("Proxy", "not-a-prefix-match")])
+        HeaderRules.removeHopByHop(&untouched)
+        #expect(untouched.count == 3)
+    }
+
+    @Test func anUntrustedPeerCannotForgeForwardingHeaders() {
+        var headers = HTTPHeaders([
+            ("Host", "lp.example.com"), ("X-Forwarded-For", "6.6.6.6"), ("forwarded", "for=6.6.6.6"), ("X-Forwarded-Host", "evil"),
+        ])
+        let client = HeaderRules.applyForwarding(
+            &headers, peer: "203.0.113.7", peerTrusted: false, scheme: "https", host: "lp.example.com", trusted: [])
+        #expect(client == "203.0.113.7")
+        #expect(headers["x-forwarded-for"] == ["203.0.113.7"])
+        #expect(headers["x-forwarded-host"] == ["lp.example.com"])
+        #expect(headers["x-forwarded-proto"] == ["https"])
+        #expect(headers["forwarded"] == ["for=203.0.113.7;proto=https;host=\"lp.example.com\""])
+    }
+
+    @Test func aTrustedPeerExtendsTheChain() throws {
+        let trusted = [try CIDR.parse("10.0.0.0/8").get()]
+        var headers = HTTPHeaders([("Host", "lp.example.com"), ("X-Forwarded-For", "198.51.100.4, 10.1.1.1"), ("X-Forwarded-Proto", "http")])
+        let client = HeaderRules.applyForwarding(
+            &headers, peer: "10.0.0.2", peerTrusted: true, scheme: "https", host: "lp.example.com", trusted: trusted)
+        #expect(client == "198.51.100.4")
+        #expect(headers["x-forwarded-for"] == ["198.51.100.4, 10.1.1.1, 10.0.0.2"])
+        #expect(headers["x-forwarded-proto"] == ["http"])
+    }
+}
