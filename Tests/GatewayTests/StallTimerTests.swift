@@ -59,9 +59,10 @@ import Testing
             try await Task.sleep(for: .milliseconds(100))
             let (disarmed, rearmed) = try await loop.submit { [timeout] in
                 timer.value.disarm()
+                // Times taken before the calls: the clock reads its own time inside them, never earlier.
                 let disarmed = NIODeadline.now()
                 timer.value.arm(on: loop, timeout: timeout)
-                return (disarmed, NIODeadline.now())
+                return (disarmed, disarmed)
             }.get()
             try await Task.sleep(for: .milliseconds(100))
             let deadline = ContinuousClock.now + .seconds(5)
@@ -77,15 +78,18 @@ import Testing
 
     @Test func touchingPostponesTheClock() async throws {
         try await withTimer { loop, timer, probe in
+            // Each time is taken before the call: the clock reads its own time inside it, never earlier.
             var touches: [NIODeadline] = [try await loop.submit { [timeout] in
+                let now = NIODeadline.now()
                 timer.value.arm(on: loop, timeout: timeout)
-                return NIODeadline.now()
+                return now
             }.get()]
             for _ in 0..<8 {
                 try await Task.sleep(for: .milliseconds(50))
                 touches.append(try await loop.submit {
+                    let now = NIODeadline.now()
                     timer.value.touch()
-                    return NIODeadline.now()
+                    return now
                 }.get())
             }
             let fired = try #require(try await probe.waitForFiring())
