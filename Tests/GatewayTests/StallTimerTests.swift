@@ -57,20 +57,20 @@ import Testing
             // deadline, and that firing is right: only firings after the disarm are judged.)
             try await loop.submit { [timeout] in timer.value.arm(on: loop, timeout: timeout) }.get()
             try await Task.sleep(for: .milliseconds(100))
-            let (disarmed, rearmed) = try await loop.submit { [timeout] in
+            // Taken before the calls: the clock reads its own time inside them, never earlier.
+            let rearmed = try await loop.submit { [timeout] in
+                let now = NIODeadline.now()
                 timer.value.disarm()
-                // Times taken before the calls: the clock reads its own time inside them, never earlier.
-                let disarmed = NIODeadline.now()
                 timer.value.arm(on: loop, timeout: timeout)
-                return (disarmed, disarmed)
+                return now
             }.get()
             try await Task.sleep(for: .milliseconds(100))
             let deadline = ContinuousClock.now + .seconds(5)
-            while probe.times.filter({ $0 > disarmed }).isEmpty, ContinuousClock.now < deadline {
+            while probe.times.filter({ $0 > rearmed }).isEmpty, ContinuousClock.now < deadline {
                 try await Task.sleep(for: .milliseconds(10))
             }
             try await Task.sleep(for: .milliseconds(400))
-            let afterDisarm = probe.times.filter { $0 > disarmed }
+            let afterDisarm = probe.times.filter { $0 > rearmed }
             #expect(afterDisarm.count == 1)
             #expect(afterDisarm.allSatisfy { $0 >= rearmed + timeout })
         }

@@ -38,7 +38,7 @@ private final class RandomBlock: @unchecked Sendable {
                 } else {
                     // Interrupted: the standard library's generator never fails, so it finishes the block.
                     var system = SystemRandomNumberGenerator()
-                    for i in stride(from: filled, to: buffer.count, by: 1) { buffer[i] = UInt8.random(in: .min ... .max, using: &system) }
+                    for i in filled..<buffer.count { buffer[i] = UInt8.random(in: .min ... .max, using: &system) }
                     filled = buffer.count
                 }
             }

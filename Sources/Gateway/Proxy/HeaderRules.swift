@@ -6,8 +6,8 @@ import NIOHTTP1
 enum HeaderRules {
     /// RFC 9110 §7.6.1 connection-specific fields, plus any field the `Connection` header names.
     static func removeHopByHop(_ headers: inout HTTPHeaders) {
-        // Most requests carry none, so finding that out must not allocate; most responses carry
-        // `Connection: keep-alive`, so removal is one pass into a new set.
+        // Most requests carry none, so finding that out must not allocate (the `Connection`
+        // tokens are read only when there is something to remove).
         guard headers.contains(where: { isHopByHop($0.name) }) else { return }
         let named = headers[canonicalForm: "connection"].map { $0.lowercased() }
         removeFields(from: &headers) { name in isHopByHop(name) || named.contains { sameName(name, $0) } }
@@ -21,7 +21,8 @@ enum HeaderRules {
     }
 
     /// Removes every field `drop` picks, by name: typically one name (`Connection`), so one
-    /// `remove(name:)` pass, cheaper than re-adding the fields that stay (each `add` re-checks its name).
+    /// `remove(name:)` pass, cheaper than re-adding the fields that stay (each `add` re-checks its
+    /// name). Allocates nothing when `drop` picks nothing.
     private static func removeFields(from headers: inout HTTPHeaders, where drop: (String) -> Bool) {
         var names: [String] = []
         for (name, _) in headers where drop(name) && !names.contains(where: { sameName(name, $0) }) {
@@ -43,9 +44,7 @@ enum HeaderRules {
         _ headers: inout HTTPHeaders, peer: String, peerTrusted: Bool, scheme: String, host: String, trusted: [CIDR]
     ) -> String {
         guard peerTrusted else {
-            if headers.contains(where: { field in forwardingNames.contains { sameName(field.name, $0) } }) {
-                removeFields(from: &headers) { name in forwardingNames.contains { sameName(name, $0) } }
-            }
+            removeFields(from: &headers) { name in forwardingNames.contains { sameName(name, $0) } }
             headers.add(name: "x-forwarded-for", value: peer)
             headers.add(name: "x-forwarded-proto", value: scheme)
             headers.add(name: "x-forwarded-host", value: host)

@@ -30,31 +30,12 @@ final class ProxyHandler: ChannelDuplexHandler, UpstreamSink {
     /// reuses them, and a disarmed clock's pending check serves the next request (see `StallTimer`).
     /// Each fires only while armed, and every exchange disarms them as it ends. Made on first arming
     /// (an HTTP/2 stream with a bodiless request never needs the body clock).
-    private var clocks = (body: StallTimer?.none, responseHeader: StallTimer?.none, upstreamIdle: StallTimer?.none)
-
-    private var bodyClock: StallTimer {
-        if let clock = clocks.body { return clock }
-        let clock = StallTimer { [weak self] in
-            guard let self, let exchange = self.exchange else { return }
-            self.requestBodyStalled(exchange)
-        }
-        clocks.body = clock
-        return clock
+    private struct Clocks {
+        var body: StallTimer?
+        var responseHeader: StallTimer?
+        var upstreamIdle: StallTimer?
     }
-
-    private var responseHeaderClock: StallTimer {
-        if let clock = clocks.responseHeader { return clock }
-        let clock = StallTimer { [weak self] in self?.upstreamTimedOut(UpstreamError.responseHeaderTimeout) }
-        clocks.responseHeader = clock
-        return clock
-    }
-
-    private var upstreamIdleClock: StallTimer {
-        if let clock = clocks.upstreamIdle { return clock }
-        let clock = StallTimer { [weak self] in self?.upstreamTimedOut(UpstreamError.stalled) }
-        clocks.upstreamIdle = clock
-        return clock
-    }
+    private var clocks = Clocks()
 
     init(live: LiveConfiguration, downstream: DownstreamInfo) {
         self.live = live
@@ -98,7 +79,11 @@ final class ProxyHandler: ChannelDuplexHandler, UpstreamSink {
             }
             // Armed lazily: a bodiless request ends in the same read and never pays for a timer.
             if !exchange.requestEnded {
-                if clocks.body?.isArmed == true { bodyClock.touch() } else { bodyClock.arm(on: context.eventLoop, timeout: TimeAmount(engine.config.timeouts.body)) }
+                if let body = clocks.body, body.isArmed {
+                    body.touch()
+                } else {
+                    arm(\.body, timeout: engine.config.timeouts.body) { $0.exchange.map($0.requestBodyStalled) }
+                }
             }
         }
         context.fireChannelReadComplete()
@@ -108,7 +93,7 @@ final class ProxyHandler: ChannelDuplexHandler, UpstreamSink {
         if let exchange, let upstream = exchange.upstream {
             if context.channel.isWritable {
                 upstream.resumeReads()
-                if exchange.responseHeadSent, !exchange.responseEnded { upstreamIdleClock.arm(on: context.eventLoop, timeout: TimeAmount(engine.config.timeouts.upstreamIdle)) }
+                if exchange.responseHeadSent, !exchange.responseEnded { armUpstreamIdleClock() }
             } else {
                 upstream.pauseReads()
                 clocks.upstreamIdle?.disarm()
@@ -333,8 +318,20 @@ final class ProxyHandler: ChannelDuplexHandler, UpstreamSink {
     }
 
     private func startResponseHeaderTimer(_ exchange: Exchange) {
-        guard let context, !exchange.responseHeadSent, clocks.responseHeader?.isArmed != true else { return }
-        responseHeaderClock.arm(on: context.eventLoop, timeout: TimeAmount(engine.config.timeouts.upstreamResponseHeader))
+        guard !exchange.responseHeadSent, clocks.responseHeader?.isArmed != true else { return }
+        arm(\.responseHeader, timeout: engine.config.timeouts.upstreamResponseHeader) { $0.upstreamTimedOut(.responseHeaderTimeout) }
+    }
+
+    private func armUpstreamIdleClock() {
+        arm(\.upstreamIdle, timeout: engine.config.timeouts.upstreamIdle) { $0.upstreamTimedOut(.stalled) }
+    }
+
+    /// Arms one of the clocks, making it on first use with `onStall` (later arms keep the first).
+    private func arm(_ slot: WritableKeyPath<Clocks, StallTimer?>, timeout: Duration, onStall: @escaping (ProxyHandler) -> Void) {
+        guard let context else { return }
+        let clock = clocks[keyPath: slot] ?? StallTimer { [weak self] in self.map(onStall) }
+        clocks[keyPath: slot] = clock
+        clock.arm(on: context.eventLoop, timeout: TimeAmount(timeout))
     }
 
     private func upstreamTimedOut(_ error: UpstreamError) {
@@ -362,7 +359,7 @@ final class ProxyHandler: ChannelDuplexHandler, UpstreamSink {
         {
             exchange.bodyTransform = coding.fit(transform, head: &head, request: exchange.requestHead)
         }
-        if context.channel.isWritable { upstreamIdleClock.arm(on: context.eventLoop, timeout: TimeAmount(engine.config.timeouts.upstreamIdle)) }
+        if context.channel.isWritable { armUpstreamIdleClock() }
         sendResponseHead(head, exchange: exchange, context: context)
     }
 
