@@ -1,2 +1,3 @@
 // glibc interfaces the Swift Glibc module leaves out.
+#include <malloc.h>
 #include <sys/random.h>

@@ -22,6 +22,7 @@ struct Serve: AsyncParsableCommand {
     var certsDir = "certs"
 
     func run() async throws {
+        ProcessMemory.giveLargeBuffersTheirOwnPages()
         let loaded: GatewayConfig
         if let path = config {
             do { loaded = try ConfigLoader.load(file: path) } catch {
@@ -75,11 +76,15 @@ struct Serve: AsyncParsableCommand {
         let group = ServiceGroup(
             configuration: .init(
                 services: [
-                    .init(service: ledger), .init(service: DeliveryService(worker: worker)), .init(service: MetricsSampler(observability: observability)),
+                    .init(service: ledger), .init(service: DeliveryService(worker: worker)), .init(service: MetricsSampler(observability: observability)), .init(service: FreeHeapReturner(logger: logger)),
                     .init(service: StoreMaintenance(store: store, events: loaded.events, logger: logger)),
                     .init(service: server), .init(service: ReloadTriggers(server: server, logger: logger)),
                 ],
                 gracefulShutdownSignals: [.sigterm, .sigint], logger: logger))
+        // Listening before the group runs, so the code that starting touched can be let go (the
+        // group's own `start` is then a no-op).
+        try await server.start()
+        ProcessMemory.releaseStartupCode()
         try await group.run()
     }
 }
