@@ -214,4 +214,37 @@ import Testing
             #expect(closed)
         }
     }
+
+    /// A smartlink is answered from the request's head, before its end has been read: the
+    /// connection must still take the next request, whether it comes later or in the same packet.
+    @Test func aRequestAnsweredBeforeItsEndKeepsTheConnectionServing() async throws {
+        try await withGateway(top: "smartlinks: [ { path: /go/a, targets: [ { url: \"https://localhost/a\" } ] } ]") { gateway, _ in
+            let go = "GET /go/a?ttclid=E.C.P.x HTTP/1.1\r\nHost: localhost\r\n\r\n"
+            let echo = "GET /echo HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n"
+            let (separate, closedSeparate) = try await RawHTTP.exchange(port: gateway.httpPort, [go, go, echo], gap: .milliseconds(200))
+            let (together, closedTogether) = try await RawHTTP.exchange(port: gateway.httpPort, [go + go + echo])
+            for response in [separate, together] {
+                let statuses = response.components(separatedBy: "HTTP/1.1 ").dropFirst().map { $0.prefix(3) }
+                #expect(statuses == ["302", "302", "200"], "\(response)")
+            }
+            #expect(closedSeparate && closedTogether)
+        }
+    }
+
+    /// Requests sent behind a slow one wait their turn, a body included; a malformed request among
+    /// them is refused only when its turn comes, after the answers before it, and never runs.
+    @Test func aMalformedPipelinedRequestIsRefusedInItsTurn() async throws {
+        try await withGateway { gateway, _ in
+            let slow = "GET /slow/300 HTTP/1.1\r\nHost: localhost\r\n\r\n"
+            let upload = "POST /upload HTTP/1.1\r\nHost: localhost\r\nContent-Length: 11\r\n\r\nhello world"
+            let malformed = "GET /echo HTTP/1.1\r\nHost: localhost\r\nContent-Length: 1\r\nContent-Length: 2\r\n\r\n"
+            let (response, closed) = try await RawHTTP.exchange(port: gateway.httpPort, [slow + upload + malformed])
+            let answers = response.components(separatedBy: "HTTP/1.1 ").dropFirst()
+            #expect(answers.count == 3, "\(response)")
+            #expect(answers.first?.contains("slow 300") == true)
+            #expect(answers.dropFirst().first?.hasSuffix("\r\n\r\n11") == true, "\(response)")
+            #expect(answers.last?.hasPrefix("400") == true)
+            #expect(closed)
+        }
+    }
 }

@@ -66,14 +66,18 @@ import Testing
     }
 
     @Test func silentUpstreamGets504() async throws {
-        try await withGateway(timeouts: "upstream_response_header: 1s") { gateway, _ in
+        try await withGateway(timeouts: "upstream_response_header: 2s") { gateway, _ in
             let started = ContinuousClock.now
             let result = try await curl(["-w", "%{http_code}", "-o", "/dev/null", "https://localhost:\(gateway.httpsPort)/hang"])
             #expect(result.stdout == "504")
-            #expect(ContinuousClock.now - started < .seconds(5))
-            // The gateway is still healthy for everyone else.
-            let ok = try await curl(["-w", "%{http_code}", "-o", "/dev/null", "https://localhost:\(gateway.httpsPort)/echo"])
-            #expect(ok.stdout == "200")
+            #expect(ContinuousClock.now - started < .seconds(6))
+            // The gateway is still healthy for everyone else. A machine busy enough to keep the
+            // in-process origin from answering within the 2 s clock gets another try.
+            var statuses: [String] = []
+            for _ in 0..<3 where statuses.last != "200" {
+                statuses.append(try await curl(["-w", "%{http_code}", "-o", "/dev/null", "https://localhost:\(gateway.httpsPort)/echo"]).stdout)
+            }
+            #expect(statuses.last == "200", "\(statuses)")
         }
     }
 

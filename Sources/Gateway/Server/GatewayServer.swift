@@ -339,24 +339,24 @@ public final class GatewayServer: Service, Sendable {
         let engine = live.engine
         let config = engine.config
         let sync = channel.pipeline.syncOperations
-        let timeouts = HTTP1ConnectionTimeouts(
-            headerTimeout: TimeAmount(config.timeouts.header), idleTimeout: TimeAmount(config.timeouts.idle))
-        try sync.addHandler(FirstByteObserver(timeouts: timeouts))
+        let peer = channel.remoteAddress?.ipAddress ?? "unknown"
+        let accessLog = engine.accessLog
+        let connection = HTTP1Connection(
+            headerTimeout: TimeAmount(config.timeouts.header), idleTimeout: TimeAmount(config.timeouts.idle)
+        ) { status, reason in
+            accessLog.info("access", metadata: [
+                "client": "\(peer)", "proto": "h1", "status": "\(status.code)", "error": "refused by the HTTP/1 parser: \(reason)",
+            ])
+        }
+        try sync.addHandler(FirstByteObserver(connection: connection))
         var limits = NIOHTTPDecoderLimitConfiguration()
         limits.maxHeaderListSize = config.limits.maxHeaderBytes
         limits.maxHeaderFieldSize = config.limits.maxHeaderBytes
         limits.maxHeaderFieldCount = config.limits.maxHeaderCount
         try sync.configureHTTPServerPipeline(
-            withPipeliningAssistance: true, withServerUpgrade: nil, withErrorHandling: false,
+            withPipeliningAssistance: false, withServerUpgrade: nil, withErrorHandling: false,
             withOutboundHeaderValidation: true, withEncoderConfiguration: .init(), withDecoderLimitConfiguration: limits)
-        try sync.addHandler(timeouts, position: .before(try sync.handler(type: HTTPServerPipelineHandler.self)))
-        let peer = channel.remoteAddress?.ipAddress ?? "unknown"
-        let accessLog = engine.accessLog
-        try sync.addHandler(ProtocolErrorResponder { status, reason in
-            accessLog.info("access", metadata: [
-                "client": "\(peer)", "proto": "h1", "status": "\(status.code)", "error": "refused by the HTTP/1 parser: \(reason)",
-            ])
-        })
+        try sync.addHandler(connection)
         try sync.addHandler(ProxyHandler(live: live, downstream: DownstreamInfo(scheme: scheme, httpVersion: "h1", peerAddress: peer)))
     }
 
