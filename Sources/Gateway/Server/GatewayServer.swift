@@ -385,6 +385,7 @@ public final class GatewayServer: Service, Sendable {
         stream.streamResetFrameRateLimit.maximumCount = 200
         stream.streamResetFrameRateLimit.windowLength = .seconds(30)
         let peer = channel.remoteAddress?.ipAddress ?? "unknown"
+        try sync.addHandler(TickFlushCoalescer())
         _ = try sync.configureHTTP2Pipeline(
             mode: .server, connectionConfiguration: connection, streamConfiguration: stream,
             streamDelegate: management.http2StreamDelegate

@@ -1,0 +1,37 @@
+import NIOCore
+
+/// Between the HTTP/2 handler and TLS: the flushes of one event-loop tick become one.
+///
+/// A stream's response is written when its upstream connection reads it, outside the HTTP/2
+/// connection's own reads, where the HTTP/2 handler coalesces nothing: each stream's flush was one
+/// TLS record and one `write` on the socket. Deferred to the loop's task phase, which runs after
+/// every ready socket of the tick was read, the responses completed in a tick leave together.
+final class TickFlushCoalescer: ChannelOutboundHandler, RemovableChannelHandler {
+    typealias OutboundIn = NIOAny
+
+    private var flushScheduled = false
+
+    func flush(context: ChannelHandlerContext) {
+        guard !flushScheduled else { return }
+        flushScheduled = true
+        context.eventLoop.assumeIsolated().execute { [self] in
+            flushNowIfScheduled(context)
+        }
+    }
+
+    /// A GOAWAY written just before a close must not be left behind unflushed.
+    func close(context: ChannelHandlerContext, mode: CloseMode, promise: EventLoopPromise<Void>?) {
+        flushNowIfScheduled(context)
+        context.close(mode: mode, promise: promise)
+    }
+
+    func handlerRemoved(context: ChannelHandlerContext) {
+        flushNowIfScheduled(context)
+    }
+
+    private func flushNowIfScheduled(_ context: ChannelHandlerContext) {
+        guard flushScheduled else { return }
+        flushScheduled = false
+        context.flush()
+    }
+}
