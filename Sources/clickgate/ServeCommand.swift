@@ -76,13 +76,14 @@ struct Serve: AsyncParsableCommand {
         let group = ServiceGroup(
             configuration: .init(
                 services: [
-                    .init(service: ledger), .init(service: DeliveryService(worker: worker)), .init(service: MetricsSampler(observability: observability)), .init(service: FreeHeapReturner(logger: logger)),
+                    .init(service: ledger), .init(service: DeliveryService(worker: worker)),
+                    .init(service: MetricsSampler(observability: observability)), .init(service: FreeHeapReturner(logger: logger)),
                     .init(service: StoreMaintenance(store: store, events: loaded.events, logger: logger)),
                     .init(service: server), .init(service: ReloadTriggers(server: server, logger: logger)),
                 ],
                 gracefulShutdownSignals: [.sigterm, .sigint], logger: logger))
-        // Listening before the group runs, so the code that starting touched can be let go (the
-        // group's own `start` is then a no-op).
+        // Listening before the group runs, so the code that starting touched can be let go; the
+        // server's service then finds itself started.
         try await server.start()
         ProcessMemory.releaseStartupCode()
         try await group.run()
