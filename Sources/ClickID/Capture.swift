@@ -64,15 +64,18 @@ public enum VisitorID {
     public static func make<G: RandomNumberGenerator>(using generator: inout G) -> String {
         let high = UInt64.random(in: .min ... .max, using: &generator)
         let low = UInt64.random(in: .min ... .max, using: &generator)
-        return hex(high) + hex(low)
+        return high.fixedWidthHex + low.fixedWidthHex
     }
 
     public static func isWellFormed(_ text: String) -> Bool {
         text.utf8.count == 32 && text.utf8.allSatisfy { ($0 >= 0x30 && $0 <= 0x39) || ($0 >= 0x61 && $0 <= 0x66) }
     }
+}
 
-    private static func hex(_ value: UInt64) -> String {
-        let digits = String(value, radix: 16)
+extension UInt64 {
+    /// 16 lower-case hex digits, zero-padded: ids read the same length whatever their value.
+    public var fixedWidthHex: String {
+        let digits = String(self, radix: 16)
         return String(repeating: "0", count: 16 - digits.count) + digits
     }
 }

@@ -1,4 +1,5 @@
 #if os(Linux)
+import Foundation
 import Glibc
 import Testing
 
@@ -69,14 +70,9 @@ import Testing
     }
 
     private static func statusKiB(_ field: String) -> Int? {
-        guard let file = fopen("/proc/self/status", "r") else { return nil }
-        defer { fclose(file) }
-        var line = [CChar](repeating: 0, count: 256)
-        while fgets(&line, Int32(line.count), file) != nil {
-            let text = String(decoding: line.prefix(while: { $0 != 0 }).map { UInt8(bitPattern: $0) }, as: UTF8.self)
-            if text.hasPrefix(field + ":") { return text.split(separator: " ").dropFirst().first.flatMap { Int($0) } }
-        }
-        return nil
+        guard let status = try? FileHandle(forReadingAtPath: "/proc/self/status")?.readToEnd() else { return nil }
+        let line = String(decoding: status, as: UTF8.self).split(separator: "\n").first { $0.hasPrefix(field + ":") }
+        return line?.split(separator: " ").dropFirst().first.flatMap { Int($0) }
     }
 }
 #endif

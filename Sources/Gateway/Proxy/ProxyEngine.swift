@@ -57,8 +57,6 @@ enum RequestID {
 
     static func make() -> String {
         var generator = BufferedRandom()
-        let value = generator.next()
-        let hex = String(value, radix: 16)
-        return String(repeating: "0", count: 16 - hex.count) + hex
+        return generator.next().fixedWidthHex
     }
 }

@@ -46,8 +46,7 @@ final class StallTimer {
     private let onStall: () -> Void
     private var timeout = TimeAmount.zero
     private var lastTouch = NIODeadline.now()
-    private var scheduled: Scheduled<Void>?
-    private var scheduledFor: NIODeadline?
+    private var pending: (check: Scheduled<Void>, due: NIODeadline)?
     private(set) var isArmed = false
 
     init(onStall: @escaping () -> Void) {
@@ -59,8 +58,8 @@ final class StallTimer {
         lastTouch = .now()
         isArmed = true
         let due = lastTouch + timeout
-        if let pending = scheduledFor, pending <= due { return }
-        scheduled?.cancel()
+        if let pending, pending.due <= due { return }
+        pending?.check.cancel()
         schedule(on: eventLoop, at: due)
     }
 
@@ -71,16 +70,13 @@ final class StallTimer {
     /// For teardown: nothing fires after this.
     func stop() {
         isArmed = false
-        scheduled?.cancel()
-        scheduled = nil
-        scheduledFor = nil
+        pending?.check.cancel()
+        pending = nil
     }
 
     private func schedule(on eventLoop: any EventLoop, at deadline: NIODeadline) {
-        scheduledFor = deadline
-        scheduled = eventLoop.assumeIsolated().scheduleTask(deadline: deadline) { [self] in
-            scheduled = nil
-            scheduledFor = nil
+        let check = eventLoop.assumeIsolated().scheduleTask(deadline: deadline) { [self] in
+            pending = nil
             guard isArmed else { return }
             let due = lastTouch + timeout
             if due <= .now() {
@@ -90,5 +86,6 @@ final class StallTimer {
                 schedule(on: eventLoop, at: due)
             }
         }
+        pending = (check, deadline)
     }
 }

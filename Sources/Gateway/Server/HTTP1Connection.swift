@@ -138,7 +138,7 @@ final class HTTP1Connection: ChannelDuplexHandler {
         let status: HTTPResponseStatus = error == .headerOverflow ? .requestHeaderFieldsTooLarge : .badRequest
         onRefused(status, "\(error)")
         if !responseInProgress {
-            respondAndClose(status, "\(status.code) \(status.reasonPhrase): the request could not be parsed.\n", context: context)
+            plainText(status, "\(status.code) \(status.reasonPhrase): the request could not be parsed.\n").write(to: context, keepAlive: false)
         } else {
             context.close(promise: nil)
         }
@@ -212,20 +212,11 @@ final class HTTP1Connection: ChannelDuplexHandler {
 
     private func headerTimedOut() {
         guard requestsInFlight == 0, !responseInProgress, let context else { return }
-        respondAndClose(.requestTimeout, "The request head did not arrive in time.\n", context: context)
+        plainText(.requestTimeout, "The request head did not arrive in time.\n").write(to: context, keepAlive: false)
     }
 
-    private func respondAndClose(_ status: HTTPResponseStatus, _ text: String, context: ChannelHandlerContext) {
-        let body = ByteBuffer(string: text)
-        var head = HTTPResponseHead(version: .http1_1, status: status)
-        head.headers.add(name: "connection", value: "close")
-        head.headers.add(name: "content-type", value: "text/plain; charset=utf-8")
-        head.headers.add(name: "content-length", value: String(body.readableBytes))
-        context.write(wrapOutboundOut(.head(head)), promise: nil)
-        context.write(wrapOutboundOut(.body(.byteBuffer(body))), promise: nil)
-        context.writeAndFlush(wrapOutboundOut(.end(nil))).assumeIsolated().whenComplete { _ in
-            context.close(promise: nil)
-        }
+    private func plainText(_ status: HTTPResponseStatus, _ text: String) -> LocalResponse {
+        LocalResponse(status: status, contentType: "text/plain; charset=utf-8", body: text)
     }
 }
 

@@ -25,7 +25,7 @@ final class LocalHTTPHandler: ChannelInboundHandler {
             body.clear()
         case .body(var chunk):
             guard body.readableBytes + chunk.readableBytes <= maxBody else {
-                respond(LocalResponse(status: .payloadTooLarge, contentType: "text/plain", body: "too large\n"), keepAlive: false, context)
+                LocalResponse(status: .payloadTooLarge, contentType: "text/plain", body: "too large\n").write(to: context, keepAlive: false)
                 return
             }
             body.writeBuffer(&chunk)
@@ -37,18 +37,23 @@ final class LocalHTTPHandler: ChannelInboundHandler {
             let promise = context.eventLoop.makePromise(of: LocalResponse.self)
             promise.completeWithTask { await router(head, body) }
             promise.futureResult.assumeIsolated().whenSuccess { [self] response in
-                respond(response, keepAlive: head.isKeepAlive, context, isHead: head.method == .HEAD)
+                response.write(to: context, keepAlive: head.isKeepAlive, isHead: head.method == .HEAD)
             }
         }
     }
 
-    private func respond(_ response: LocalResponse, keepAlive: Bool, _ context: ChannelHandlerContext, isHead: Bool = false) {
-        var head = HTTPResponseHead(version: .http1_1, status: response.status, headers: response.headers)
-        head.headers.replaceOrAdd(name: "content-length", value: String(response.body.readableBytes))
+}
+
+extension LocalResponse {
+    /// Writes the whole response from a handler whose outbound messages are
+    /// `HTTPServerResponsePart`s; closes the connection after it unless it is kept alive.
+    func write(to context: ChannelHandlerContext, keepAlive: Bool, isHead: Bool = false) {
+        var head = HTTPResponseHead(version: .http1_1, status: status, headers: headers)
+        head.headers.replaceOrAdd(name: "content-length", value: String(body.readableBytes))
         if !keepAlive { head.headers.replaceOrAdd(name: "connection", value: "close") }
-        context.write(wrapOutboundOut(.head(head)), promise: nil)
-        if !isHead, response.body.readableBytes > 0 { context.write(wrapOutboundOut(.body(.byteBuffer(response.body))), promise: nil) }
-        let done = context.writeAndFlush(wrapOutboundOut(.end(nil)))
+        context.write(NIOAny(HTTPServerResponsePart.head(head)), promise: nil)
+        if !isHead, body.readableBytes > 0 { context.write(NIOAny(HTTPServerResponsePart.body(.byteBuffer(body))), promise: nil) }
+        let done = context.writeAndFlush(NIOAny(HTTPServerResponsePart.end(nil)))
         if !keepAlive { done.assumeIsolated().whenComplete { _ in context.close(promise: nil) } }
     }
 }

@@ -2,6 +2,7 @@
 import CLinux
 import Glibc
 #endif
+import Foundation
 import Logging
 import ServiceLifecycle
 
@@ -45,9 +46,12 @@ public enum ProcessMemory {
     @discardableResult
     public static func releaseStartupCode() -> Int {
         #if os(Linux)
-        guard let executable = readLink("/proc/self/exe"), let smaps = readFile("/proc/self/smaps") else { return 0 }
+        // Read to the end: `String(contentsOfFile:)` stops after the first read of a /proc file.
+        guard let executable = try? FileManager.default.destinationOfSymbolicLink(atPath: "/proc/self/exe"),
+            let smaps = try? FileHandle(forReadingAtPath: "/proc/self/smaps")?.readToEnd()
+        else { return 0 }
         var released = 0
-        for mapping in CleanFileMapping.all(in: smaps) where mapping.path == executable {
+        for mapping in CleanFileMapping.all(in: String(decoding: smaps, as: UTF8.self)) where mapping.path == executable {
             let length = Int(mapping.end - mapping.start)
             if madvise(UnsafeMutableRawPointer(bitPattern: mapping.start), length, MADV_DONTNEED) == 0 { released += length }
         }
@@ -67,7 +71,8 @@ public enum ProcessMemory {
             var found: [CleanFileMapping] = []
             var current: CleanFileMapping?
             for line in smaps.split(separator: "\n") {
-                if isMappingHeader(line) {
+                // Field lines start with a name and a colon; a mapping's line with its address range.
+                if !line.prefix(while: { $0 != " " }).hasSuffix(":") {
                     current = CleanFileMapping(header: line)
                 } else if line.hasPrefix("Anonymous:"), let mapping = current {
                     current = nil
@@ -75,12 +80,6 @@ public enum ProcessMemory {
                 }
             }
             return found
-        }
-
-        /// Field lines start with a name and a colon; a mapping's line with its address range.
-        static func isMappingHeader(_ line: Substring) -> Bool {
-            guard let range = line.split(separator: " ", maxSplits: 1).first else { return false }
-            return range.contains("-") && range.allSatisfy { $0.isHexDigit || $0 == "-" }
         }
 
         /// `55e0…-55e3… r-xp 00000000 fe:00 16220533   /usr/bin/clickgate`
@@ -98,26 +97,6 @@ public enum ProcessMemory {
             self.end = end
             self.path = path
         }
-    }
-
-    private static func readLink(_ path: String) -> String? {
-        var buffer = [CChar](repeating: 0, count: 4096)
-        let count = readlink(path, &buffer, buffer.count)
-        guard count > 0 else { return nil }
-        return String(decoding: buffer[..<count].map { UInt8(bitPattern: $0) }, as: UTF8.self)
-    }
-
-    private static func readFile(_ path: String) -> String? {
-        guard let file = fopen(path, "r") else { return nil }
-        defer { fclose(file) }
-        var bytes: [UInt8] = []
-        var chunk = [UInt8](repeating: 0, count: 16384)
-        while true {
-            let count = fread(&chunk, 1, chunk.count, file)
-            if count <= 0 { break }
-            bytes += chunk[..<count]
-        }
-        return String(decoding: bytes, as: UTF8.self)
     }
 }
 
