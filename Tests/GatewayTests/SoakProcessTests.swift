@@ -37,7 +37,7 @@ import Testing
         let start = ContinuousClock.now
         let deadline = start + .seconds(seconds)
         let counts = await withTaskGroup(of: (ok: Int, failed: Int).self) { group in
-            func worker(_ body: @escaping @Sendable (Int) async throws -> Bool) {
+            func worker(_ kind: String, _ body: @escaping @Sendable (Int) async throws -> Bool) {
                 group.addTask {
                     var result = (ok: 0, failed: 0)
                     var i = 0
@@ -47,28 +47,28 @@ import Testing
                             if try await body(i) { result.ok += 1 } else { result.failed += 1 }
                         } catch {
                             result.failed += 1
-                            failures.withLockedValue { if $0.count < 5 { $0.append("\(ContinuousClock.now - start): \(error)") } }
+                            failures.withLockedValue { if $0.count < 5 { $0.append("\(kind) \(i) at \(ContinuousClock.now - start): \(error)") } }
                         }
                     }
                     return result
                 }
             }
             for w in 0..<6 {
-                worker { i in
+                worker("h1 page view") { i in
                     let response = try await h1.execute(HTTPClientRequest(url: "\(base)/echo?ttclid=E.C.P.soak\(w)x\(i)&utm_source=tiktok"), timeout: .seconds(10))
                     _ = try await response.body.collect(upTo: 1 << 20)
                     return response.status == .ok
                 }
             }
             for _ in 0..<4 {
-                worker { _ in
+                worker("h2 download") { _ in
                     let response = try await h2.execute(HTTPClientRequest(url: "\(base)/bytes/65536"), timeout: .seconds(10))
                     _ = try await response.body.collect(upTo: 1 << 20)
                     return response.status == .ok
                 }
             }
             for w in 0..<2 {
-                worker { i in
+                worker("h2 event") { i in
                     var request = HTTPClientRequest(url: "\(base)/_clickgate/events")
                     request.method = .POST
                     request.headers.add(name: "content-type", value: "application/json")
