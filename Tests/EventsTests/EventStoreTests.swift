@@ -196,7 +196,7 @@ enum StoreKind: String, CaseIterable, Sendable, CustomTestStringConvertible {
         case .sqlite:
             return try SQLiteEventStore(path: scratchDatabase())
         case .postgres:
-            let store = try PostgresEventStore(url: try TestPostgres.shared.makeDatabase(), logger: quietLogger)
+            let store = try PostgresEventStore(url: try await TestPostgres.shared.makeDatabase(), logger: quietLogger)
             try await store.waitUntilReady(timeout: .seconds(30))
             return store
         }

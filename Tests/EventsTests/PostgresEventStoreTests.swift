@@ -6,7 +6,7 @@ import Testing
 /// What only a shared store must do: several instances at once, and a database that goes away.
 @Suite struct PostgresEventStoreTests {
     @Test func instancesStartingTogetherApplyTheSchemaOnce() async throws {
-        let url = try TestPostgres.shared.makeDatabase("migrate")
+        let url = try await TestPostgres.shared.makeDatabase("migrate")
         let stores = try (0..<3).map { _ in try PostgresEventStore(url: url, logger: quietLogger) }
         for store in stores { try await store.waitUntilReady(timeout: .seconds(30)) }
         _ = try await stores[0].enqueue([OutboxEvent(pixel: "main", event: event("m1"))])
@@ -15,7 +15,7 @@ import Testing
 
     /// Two instances leasing the same outbox at once never get the same event.
     @Test func concurrentLeasesNeverOverlap() async throws {
-        let url = try TestPostgres.shared.makeDatabase("lease")
+        let url = try await TestPostgres.shared.makeDatabase("lease")
         let a = try PostgresEventStore(url: url, logger: quietLogger)
         let b = try PostgresEventStore(url: url, logger: quietLogger)
         try await a.waitUntilReady(timeout: .seconds(30))
@@ -47,22 +47,21 @@ import Testing
     /// A store opened while its database is down fails fast (nothing acknowledged) and works by
     /// itself once the database is up.
     @Test func aStoreRecoversWhenItsDatabaseReturns() async throws {
-        let server = try TestPostgres()
-        defer { server.shutDown() }
-        let url = try server.makeDatabase("outage")
-        try server.stop()
+        let server = try await TestPostgres.launch()
+        let url = try await server.makeDatabase("outage")
+        try await server.stop()
         let store = try PostgresEventStore(url: url, logger: quietLogger)
         let started = ContinuousClock.now
         await #expect(throws: (any Error).self) { try await store.enqueue([OutboxEvent(pixel: "main", event: event("o1"))]) }
         #expect(ContinuousClock.now - started < .seconds(11), "a request never waits long on a database that is down")
-        try server.start()
+        try await server.start()
         try await store.waitUntilReady(timeout: .seconds(30))
         #expect(try await store.enqueue([OutboxEvent(pixel: "main", event: event("o1"))]).count == 1)
 
         // Down again after it worked: calls fail within the operation timeout, then recover.
-        try server.stop()
+        try await server.stop()
         await #expect(throws: (any Error).self) { try await store.enqueue([OutboxEvent(pixel: "main", event: event("o2"))]) }
-        try server.start()
+        try await server.start()
         var stored = false
         for _ in 0..<100 where !stored {
             stored = (try? await store.enqueue([OutboxEvent(pixel: "main", event: event("o2"))])) != nil
@@ -70,5 +69,6 @@ import Testing
         }
         #expect(stored)
         #expect(try await store.stats(now: Date()).queueDepth == 2)
+        await server.shutDown()
     }
 }

@@ -72,7 +72,7 @@ import Testing
     @Test func threeGatewaysDeliverEveryAcknowledgedEventExactlyOnce() async throws {
         // Exactly once holds while a lease holds: longer than any delivery takes beside the other
         // process suites (a 5 s lease once expired mid-delivery there and a batch went twice).
-        let cluster = try await startCluster(3, store: try TestPostgres.shared.makeDatabase("three"), lease: "60s")
+        let cluster = try await startCluster(3, store: try await TestPostgres.shared.makeDatabase("three"), lease: "60s")
         defer { cluster.stop() }
         let acknowledged = try await withThrowingTaskGroup(of: [String].self) { group in
             for (i, gateway) in cluster.gateways.enumerated() {
@@ -97,7 +97,7 @@ import Testing
     /// `kill -9` of an instance in the middle of delivery: its batch stays leased, and another
     /// instance takes it over when the lease expires.
     @Test func killingOneGatewayDuringDeliveryLosesNothing() async throws {
-        let store = try TestPostgres.shared.makeDatabase("kill")
+        let store = try await TestPostgres.shared.makeDatabase("kill")
         let cluster = try await startCluster(1, store: store)
         defer { cluster.stop() }
         // The first request to the API never gets an answer: the instance waits on it, holding the lease.
@@ -125,7 +125,7 @@ import Testing
     /// A click through instance A enriches a server event received by instance B; the same event
     /// sent to two instances is stored once.
     @Test func instancesShareTheClickLedgerAndDeduplication() async throws {
-        let cluster = try await startCluster(2, store: try TestPostgres.shared.makeDatabase("share"))
+        let cluster = try await startCluster(2, store: try await TestPostgres.shared.makeDatabase("share"))
         defer { cluster.stop() }
         let (a, b) = (cluster.gateways[0], cluster.gateways[1])
         let click = try await curl(["-i", "-o", "-", "https://localhost:\(a.httpsPort)/echo?ttclid=E.C.P.crossinstance&utm_source=tiktok"])
@@ -150,9 +150,8 @@ import Testing
     /// PostgreSQL down: ingest answers 503 (nothing acknowledged), the proxy keeps proxying and
     /// setting click-id cookies, readiness says why; when the database is back, all of it recovers.
     @Test func whilePostgreSQLIsDownTheProxyKeepsWorking() async throws {
-        let database = try TestPostgres()
-        defer { database.shutDown() }
-        let cluster = try await startCluster(1, store: try database.makeDatabase("outage"))
+        let database = try await TestPostgres.launch()
+        let cluster = try await startCluster(1, store: try await database.makeDatabase("outage"))
         defer { cluster.stop() }
         let gateway = cluster.gateways[0]
         let site = "https://localhost:\(gateway.httpsPort)"
@@ -161,7 +160,7 @@ import Testing
                 "-o", "/dev/null", "-w", "%{http_code}", "\(site)/_clickgate/events"]).stdout
         }
         #expect(try await post("before") == "202")
-        try database.stop()
+        try await database.stop()
 
         #expect(try await post("during") == "503")
         let proxied = try await curl(["-i", "-o", "-", "\(site)/echo?ttclid=E.C.P.outage"])
@@ -170,7 +169,7 @@ import Testing
         let ready = try await curl(["-w", " %{http_code}", "\(gateway.adminURL)/readyz"]).stdout
         #expect(ready.hasSuffix(" 503") && ready.contains("store"), "\(ready)")
 
-        try database.start()
+        try await database.start()
         var status = ""
         for _ in 0..<100 where status != "202" {
             status = try await post("after")
@@ -180,5 +179,6 @@ import Testing
         try await waitForDelivery(of: ["before", "after"], by: cluster.api, timeout: .seconds(30))
         #expect(Set(["before", "after"]).isSubset(of: Set(cluster.api.delivered)))
         #expect(!cluster.api.delivered.contains("during"), "what was refused was never stored")
+        await database.shutDown()
     }
 }

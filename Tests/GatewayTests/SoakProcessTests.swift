@@ -3,6 +3,7 @@ import EventsTestSupport
 import Foundation
 import NIOConcurrencyHelpers
 import NIOCore
+import NIOPosix
 import Testing
 
 /// A bounded mixed-load soak: HTTP/1.1 page views with click ids, HTTP/2 downloads and event posts at
@@ -34,6 +35,10 @@ import Testing
             }
         }
         let base = "https://localhost:\(gateway.httpsPort)"
+        // The clients and the origin run on the test process's event loops: one of them held by a
+        // long task fails requests the gateway would have answered (the 1 GiB download of
+        // `ProcessTests` did, until its origin yielded between writes).
+        let probe = LoopStallProbe(MultiThreadedEventLoopGroup.singleton)
         let start = ContinuousClock.now
         let deadline = start + .seconds(seconds)
         let counts = await withTaskGroup(of: (ok: Int, failed: Int).self) { group in
@@ -93,7 +98,8 @@ import Testing
         }
         let samples = rssSamples.withLockedValue { $0 }
         let mib = samples.map { $0 >> 20 }
-        print("soak \(seconds)s: \(counts.ok) requests ok, \(counts.failed) failed; RSS MiB per second: \(mib)")
+        let stalls = probe.stop()
+        print("soak \(seconds)s: \(counts.ok) requests ok, \(counts.failed) failed; RSS MiB per second: \(mib); longest stall of the test's event loops: \(stalls)")
         #expect(counts.failed == 0, "\(failures.withLockedValue { $0 })")
         #expect(counts.ok > 1000, "the soak produced too little load to mean anything")
         // After the first quarter (warm-up: pools, caches, allocator arenas), no growth trend: the
@@ -108,3 +114,32 @@ import Testing
 
 private let rssSamples = NIOLockedValueBox<[Int]>([])
 private let failures = NIOLockedValueBox<[String]>([])
+
+/// Measures, for each event loop of a group, the longest delay of a task scheduled every 50 ms.
+/// (It sees a loop held by one long task; not one whose tasks keep rescheduling each other, which
+/// NIO runs before it polls sockets again.)
+private final class LoopStallProbe: Sendable {
+    private let tasks: [RepeatedTask]
+    private let worst: [NIOLockedValueBox<TimeAmount>]
+
+    init(_ group: any EventLoopGroup) {
+        let loops = Array(group.makeIterator())
+        let worst = loops.map { _ in NIOLockedValueBox(TimeAmount.zero) }
+        self.worst = worst
+        tasks = zip(loops, worst).map { loop, worst in
+            let period = TimeAmount.milliseconds(50)
+            let due = NIOLockedValueBox(NIODeadline.now() + period)
+            return loop.scheduleRepeatedTask(initialDelay: period, delay: period) { _ in
+                let now = NIODeadline.now()
+                worst.withLockedValue { $0 = max($0, now - due.withLockedValue { $0 }) }
+                due.withLockedValue { $0 = now + period }
+            }
+        }
+    }
+
+    /// Stops the probe; the longest delay of each loop, in milliseconds.
+    func stop() -> [Int64] {
+        tasks.forEach { $0.cancel() }
+        return worst.map { $0.withLockedValue { $0.nanoseconds / 1_000_000 } }
+    }
+}

@@ -15,20 +15,14 @@ struct ProcessResult {
 }
 
 /// Runs a program to completion; stdout and stderr are read concurrently so neither pipe fills.
-///
-/// The wait happens on a thread of its own: Swift concurrency has one cooperative thread per core
-/// here, and a test blocking one for a 1 GiB transfer would stall every other test's timers.
+/// The wait happens on a thread of its own (``onOwnThread(_:)``).
 func runProcess(_ executable: String, _ arguments: [String], environment: [String: String]? = nil, input: String? = nil) async throws -> ProcessResult {
     try await runProcess(executable, arguments, environment: environment, bytes: input.map { Data($0.utf8) })
 }
 
 /// ``runProcess(_:_:environment:input:)`` for binary input (gzip, gunzip).
 func runProcess(_ executable: String, _ arguments: [String], environment: [String: String]? = nil, bytes input: Data?) async throws -> ProcessResult {
-    try await withCheckedThrowingContinuation { continuation in
-        Thread {
-            continuation.resume(with: Result { try runProcessBlocking(executable, arguments, environment: environment, input: input) })
-        }.start()
-    }
+    try await onOwnThread { try runProcessBlocking(executable, arguments, environment: environment, input: input) }
 }
 
 private func runProcessBlocking(_ executable: String, _ arguments: [String], environment: [String: String]?, input: Data?) throws -> ProcessResult {

@@ -80,6 +80,7 @@ private final class OriginHandler: ChannelDuplexHandler {
     private var head: HTTPRequestHead?
     private var bodyLength = 0
     private var streamRemaining = 0
+    private var pumping = false
     private var context: ChannelHandlerContext?
 
     func handlerAdded(context: ChannelHandlerContext) { self.context = context }
@@ -264,7 +265,14 @@ private final class OriginHandler: ChannelDuplexHandler {
         }
     }
 
+    /// Writes one high watermark's worth of `/bytes` per turn of the event loop. A reader that keeps
+    /// up with every flush would otherwise keep this loop writing for the whole body (seconds for
+    /// 1 GiB) while the other tests' clients and origins on it wait: the soak saw requests this
+    /// origin had accepted go unanswered for ten seconds.
     private func pump(_ context: ChannelHandlerContext) {
+        // The flush below can report writability synchronously: that turn is this one.
+        guard !pumping else { return }
+        pumping = true
         let chunk = 64 * 1024
         while streamRemaining > 0, context.channel.isWritable {
             let n = min(chunk, streamRemaining)
@@ -273,6 +281,12 @@ private final class OriginHandler: ChannelDuplexHandler {
             if streamRemaining == 0 { context.write(wrapOutboundOut(.end(nil)), promise: nil) }
         }
         context.flush()
+        pumping = false
+        if streamRemaining > 0, context.channel.isWritable {
+            // Not `execute`: the loop runs tasks until none is due, so only a timer lets it poll
+            // its sockets in between.
+            context.eventLoop.assumeIsolated().scheduleTask(in: .microseconds(50)) { [self] in pump(context) }
+        }
     }
 
     private func send(_ status: HTTPResponseStatus, _ headers: HTTPHeaders, _ body: String, _ context: ChannelHandlerContext) {

@@ -62,8 +62,9 @@ public final class ChildProcess: Sendable {
 
     public var isRunning: Bool { exitStatus == nil }
 
-    /// Blocks the calling thread until the child ends: for threads of the tests' own, never for
-    /// Swift concurrency's few. A child is waited for either this way or by polling, not both.
+    /// Blocks the calling thread until the child ends: for threads of the tests' own (see
+    /// ``onOwnThread(_:)``), never for Swift concurrency's few. A child is waited for either this
+    /// way or by polling, not both.
     public func waitBlocking() -> Int32 {
         if let status = exitStatus { return status }
         // Outside the lock; if a poll reaped the child meanwhile, this wait fails and the poll's status stands.
@@ -125,5 +126,15 @@ public final class ChildProcess: Sendable {
     private static func changeDirectory(_ actions: UnsafeMutablePointer<posix_spawn_file_actions_t>, _ path: String) -> Int32 {
         guard let symbol = dlsym(UnsafeMutableRawPointer(bitPattern: 0), "posix_spawn_file_actions_addchdir_np") else { return -1 }
         return path.withCString { unsafeBitCast(symbol, to: FileActionPath.self)(actions, $0) }
+    }
+}
+
+/// Runs blocking work (a child's whole run, a server's start) on a thread of its own and awaits it.
+///
+/// Swift concurrency has one cooperative thread per core here: two tests blocking theirs (say, both
+/// waiting for `initdb`) stall every other test's requests, whose deadlines then expire.
+public func onOwnThread<T: Sendable>(_ work: @escaping @Sendable () throws -> T) async throws -> T {
+    try await withCheckedThrowingContinuation { continuation in
+        Thread { continuation.resume(with: Result { try work() }) }.start()
     }
 }

@@ -2,7 +2,12 @@ import Foundation
 import NIOConcurrencyHelpers
 
 /// A real PostgreSQL server (Debian's packages) in a temporary directory on a loopback port, for
-/// one test run: `initdb`, `pg_ctl start`, one fresh database per caller, `stop()` at the end.
+/// one test run: `initdb`, `pg_ctl start`, one fresh database per caller, `shutDown()` at the end.
+///
+/// Every call that waits for PostgreSQL's tools runs on a thread of its own (``onOwnThread(_:)``):
+/// `initdb` under the parallel tests takes seconds, and four tests waiting for the shared server
+/// used to hold both cooperative threads, and so every other test's tasks, that long. Servers a
+/// test leaves running are stopped when the test process exits.
 ///
 /// PostgreSQL refuses to run as root; as root the server runs as the `postgres` user.
 public final class TestPostgres: Sendable {
@@ -12,25 +17,30 @@ public final class TestPostgres: Sendable {
     private let binaries: String
     private let databases = NIOLockedValueBox(0)
 
-    /// One server per test process, started on first use and stopped when the process exits.
-    public static let shared: TestPostgres = {
-        do {
-            let server = try TestPostgres()
-            stopAtExit.withLockedValue { $0 = server }
-            atexit { stopAtExit.withLockedValue { $0 }?.shutDown() }
-            return server
-        } catch {
-            fatalError("cannot start the test PostgreSQL: \(error)")
-        }
-    }()
+    /// One server per test process, started on first use.
+    public static var shared: TestPostgres {
+        get async throws { try await sharedLaunch.value }
+    }
 
-    private static let stopAtExit = NIOLockedValueBox<TestPostgres?>(nil)
+    private static let sharedLaunch = Task { try await launch() }
+
+    /// A server of the caller's own (for tests that stop and restart it).
+    public static func launch() async throws -> TestPostgres {
+        let server = try await onOwnThread { try TestPostgres() }
+        running.withLockedValue { servers in
+            if servers.isEmpty { atexit { TestPostgres.running.withLockedValue { $0 }.forEach { $0.shutDownBlocking() } } }
+            servers.append(server)
+        }
+        return server
+    }
+
+    private static let running = NIOLockedValueBox<[TestPostgres]>([])
 
     public struct Failure: Error, CustomStringConvertible {
         public var description: String
     }
 
-    public init() throws {
+    private init() throws {
         guard let version = try? FileManager.default.contentsOfDirectory(atPath: "/usr/lib/postgresql").sorted().last else {
             throw Failure(description: "PostgreSQL is not installed (scripts/test installs Debian's postgresql)")
         }
@@ -44,7 +54,7 @@ public final class TestPostgres: Sendable {
         portBox.withLockedValue { $0 = freeLoopbackPort() }
         for attempt in 1...5 {
             do {
-                try start()
+                try startBlocking()
                 return
             } catch where attempt < 5 {
                 portBox.withLockedValue { $0 = freeLoopbackPort() }
@@ -52,9 +62,14 @@ public final class TestPostgres: Sendable {
         }
     }
 
-    /// Starts (or restarts) the server on the same port and data; a restart waits out a port that
-    /// is briefly taken.
-    public func start() throws {
+    /// Restarts the server on the same port and data, after ``stop()``.
+    public func start() async throws {
+        try await onOwnThread { try self.startBlocking() }
+    }
+
+    /// A restart waits out a port that is briefly taken; a fresh server fails at once (its caller
+    /// moves it to another port).
+    private func startBlocking() throws {
         for attempt in 1...10 {
             do {
                 return try startOnce()
@@ -82,34 +97,43 @@ public final class TestPostgres: Sendable {
     }
 
     /// Stops the server (fast shutdown: open connections are closed); ``start()`` brings it back.
-    public func stop() throws {
+    public func stop() async throws {
+        try await onOwnThread { try self.stopBlocking() }
+    }
+
+    private func stopBlocking() throws {
         try run(binaries + "/pg_ctl", ["-D", directory + "/data", "-m", "fast", "-w", "stop"])
     }
 
     /// Stops the server if it runs and deletes its files.
-    public func shutDown() {
-        try? stop()
+    public func shutDown() async {
+        Self.running.withLockedValue { $0.removeAll { $0 === self } }
+        _ = try? await onOwnThread { self.shutDownBlocking() }
+    }
+
+    private func shutDownBlocking() {
+        try? stopBlocking()
         try? FileManager.default.removeItem(atPath: directory)
     }
 
     /// A new empty database; its URL for `events.store`.
-    public func makeDatabase(_ prefix: String = "t") throws -> String {
+    public func makeDatabase(_ prefix: String = "t") async throws -> String {
         let name = prefix.lowercased() + "_" + String(databases.withLockedValue { n in
             n += 1
             return n
         }) + "_" + UUID().uuidString.prefix(6).lowercased()
-        try run(binaries + "/createdb", ["-h", "127.0.0.1", "-p", String(port), "-U", "clickgate", name])
+        _ = try await onOwnThread { try self.run(self.binaries + "/createdb", ["-h", "127.0.0.1", "-p", String(self.port), "-U", "clickgate", name]) }
         return "postgres://clickgate@127.0.0.1:\(port)/\(name)?sslmode=disable"
     }
 
     @discardableResult
-    func run(_ executable: String, _ arguments: [String], asServer: Bool = true) throws -> String {
+    private func run(_ executable: String, _ arguments: [String], asServer: Bool = true) throws -> String {
         var command = [executable] + arguments
         if asServer && getuid() == 0 { command = ["/usr/sbin/runuser", "-u", "postgres", "--"] + command }
         // A file, not a pipe: the server that `pg_ctl start` leaves running inherits the descriptor
         // and would hold a pipe open forever.
         let outputPath = NSTemporaryDirectory() + "clickgate-pg-output-\(UUID().uuidString)"
-        FileManager.default.createFile(atPath: outputPath, contents: nil)
+        _ = FileManager.default.createFile(atPath: outputPath, contents: nil)
         defer { try? FileManager.default.removeItem(atPath: outputPath) }
         let output = try FileHandle(forWritingTo: URL(fileURLWithPath: outputPath))
         let status = try ChildProcess(command[0], Array(command.dropFirst()), stdout: output.fileDescriptor, stderr: output.fileDescriptor)
