@@ -1,13 +1,20 @@
 import Events
 import EventsTestSupport
 import Foundation
+import NIOPosix
 import Testing
 
 /// The gateway as an operator runs it: its own process, signals, exit codes and memory.
 @Suite(.serialized) struct ProcessTests {
     @Test func streamsA1GiBDownloadAndA200MiBUploadInBoundedMemory() async throws {
-        let origin = try await TestOrigin.start()
-        defer { Task { await origin.stop() } }
+        let loop = MultiThreadedEventLoopGroup(numberOfThreads: 1)
+        let origin = try await TestOrigin.start(group: loop)
+        defer {
+            Task {
+                await origin.stop()
+                try? await loop.shutdownGracefully()
+            }
+        }
         let gateway = try await GatewayProcess.start(
             yaml: TestFiles.yaml(upstream: origin.url, site: "max_body_size: 256MiB"))
         defer { gateway.signal(SIGKILL) }

@@ -30,20 +30,27 @@ final class TestOrigin: Sendable {
     var url: String { "http://127.0.0.1:\(port)" }
     /// Connections the origin has accepted so far.
     var connectionCount: Int { accepted.withLockedValue { $0.count } }
+    /// Accepted connections not closed yet.
+    var openConnectionCount: Int { accepted.withLockedValue { $0.filter(\.isActive).count } }
 
     private init(channel: any Channel, accepted: NIOLockedValueBox<[any Channel]>) {
         self.channel = channel
         self.accepted = accepted
     }
 
-    /// - Parameter tls: serve HTTPS with the test CA's `localhost` certificate.
-    static func start(tls: Bool = false) async throws -> TestOrigin {
+    /// - Parameters:
+    ///   - tls: serve HTTPS with the test CA's `localhost` certificate.
+    ///   - group: the event loops to serve on; a test streaming gigabytes passes its own, so the
+    ///     loops the other tests' clients and origins share are not busy with its bytes.
+    static func start(tls: Bool = false, group: any EventLoopGroup = MultiThreadedEventLoopGroup.singleton) async throws -> TestOrigin {
         let accepted = NIOLockedValueBox<[any Channel]>([])
         let context = try tls ? NIOSSLContext(configuration: .makeServerConfiguration(
             certificateChain: try NIOSSLCertificate.fromPEMFile(TestFiles.certs + "/localhost.pem").map { .certificate($0) },
             privateKey: .privateKey(try NIOSSLPrivateKey(file: TestFiles.certs + "/localhost.key", format: .pem)))) : nil
-        let channel = try await ServerBootstrap(group: MultiThreadedEventLoopGroup.singleton)
+        let channel = try await ServerBootstrap(group: group)
             .serverChannelOption(.socketOption(.so_reuseaddr), value: 1)
+            // `/bytes` writes up to the high watermark per turn of the loop (see `pump`).
+            .childChannelOption(.writeBufferWaterMark, value: .init(low: 256 << 10, high: 1 << 20))
             .childChannelInitializer { channel in
                 accepted.withLockedValue { $0.append(channel) }
                 return channel.eventLoop.makeCompletedFuture {
@@ -265,9 +272,9 @@ private final class OriginHandler: ChannelDuplexHandler {
         }
     }
 
-    /// Writes one high watermark's worth of `/bytes` per turn of the event loop. A reader that keeps
-    /// up with every flush would otherwise keep this loop writing for the whole body (seconds for
-    /// 1 GiB) while the other tests' clients and origins on it wait: the soak saw requests this
+    /// Writes one high watermark's worth of `/bytes` (1 MiB) per millisecond at most. A reader that
+    /// keeps up with every flush would otherwise keep this loop writing for the whole body (seconds
+    /// for 1 GiB) while the other tests' clients and origins on it wait: the soak saw requests this
     /// origin had accepted go unanswered for ten seconds.
     private func pump(_ context: ChannelHandlerContext) {
         // The flush below can report writability synchronously: that turn is this one.
@@ -283,9 +290,9 @@ private final class OriginHandler: ChannelDuplexHandler {
         context.flush()
         pumping = false
         if streamRemaining > 0, context.channel.isWritable {
-            // Not `execute`: the loop runs tasks until none is due, so only a timer lets it poll
-            // its sockets in between.
-            context.eventLoop.assumeIsolated().scheduleTask(in: .microseconds(50)) { [self] in pump(context) }
+            // Not `execute`, nor a timer shorter than this turn took: the loop runs tasks until none
+            // is due, and only then polls its sockets.
+            context.eventLoop.assumeIsolated().scheduleTask(in: .milliseconds(1)) { [self] in pump(context) }
         }
     }
 
