@@ -23,7 +23,7 @@ extension StringProtocol where UTF8View: BidirectionalCollection {
     }
 
     /// Pieces between `byte`s (empty pieces dropped when `omittingEmpty`).
-    func split(byte: UInt8, omittingEmpty: Bool = true) -> [SubSequence] {
+    public func split(byte: UInt8, omittingEmpty: Bool = true) -> [SubSequence] {
         var pieces: [SubSequence] = []
         var start = startIndex
         var index = startIndex
@@ -37,7 +37,7 @@ extension StringProtocol where UTF8View: BidirectionalCollection {
     }
 
     /// Without leading and trailing spaces and tabs.
-    var trimmingSpaces: SubSequence {
+    public var trimmingSpaces: SubSequence {
         let bytes = utf8
         var start = bytes.startIndex
         var end = bytes.endIndex

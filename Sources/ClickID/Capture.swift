@@ -34,24 +34,30 @@ public struct ClickCapture: Sendable, Equatable {
 
     public static func scan(query: String?, cookies: RequestCookies, registry: ClickIDRegistry) -> ClickCapture {
         var capture = ClickCapture()
-        // Names decoded once, not once per kind: this runs on every request.
-        let items = Query.items(query).map { (name: Query.percentDecoded($0.name) ?? String($0.name), value: $0.value) }
-        for kind in registry.kinds {
-            var found = false
-            for item in items where item.name == kind.parameter {
-                found = true
-                guard let decoded = Query.percentDecoded(item.value ?? "") else {
-                    capture.rejected.append((kind.parameter, .badEncoding))
-                    break
-                }
-                if let reason = ClickIDValue.check(decoded) {
-                    capture.rejected.append((kind.parameter, reason))
-                } else {
-                    capture.fromURL.append(CapturedClickID(kind: kind, value: decoded))
-                }
-                break
+        let kinds = registry.kinds
+        // This runs on every request: each parameter's name is decoded once and looked up once,
+        // and the registry is walked again only when there are cookies to read.
+        var inURL: [(kind: Int, value: Substring?)] = []
+        for item in Query.items(query) {
+            let name = Query.percentDecoded(item.name) ?? String(item.name)
+            guard let kind = kinds.firstIndex(where: { $0.parameter == name }), !inURL.contains(where: { $0.kind == kind }) else { continue }
+            inURL.append((kind, item.value))
+        }
+        inURL.sort { $0.kind < $1.kind }
+        for (kind, raw) in inURL {
+            guard let decoded = Query.percentDecoded(raw ?? "") else {
+                capture.rejected.append((kinds[kind].parameter, .badEncoding))
+                continue
             }
-            if !found, let stored = cookies.first(kind.cookieName), let id = kind.id(fromCookieValue: stored) {
+            if let reason = ClickIDValue.check(decoded) {
+                capture.rejected.append((kinds[kind].parameter, reason))
+            } else {
+                capture.fromURL.append(CapturedClickID(kind: kinds[kind], value: decoded))
+            }
+        }
+        guard !cookies.pairs.isEmpty else { return capture }
+        for (index, kind) in kinds.enumerated() where !inURL.contains(where: { $0.kind == index }) {
+            if let stored = cookies.first(kind.cookieName), let id = kind.id(fromCookieValue: stored) {
                 capture.fromCookies.append(CapturedClickID(kind: kind, value: id))
             }
         }
@@ -62,9 +68,13 @@ public struct ClickCapture: Sendable, Equatable {
 /// The gateway's own first-party visitor id: 128 random bits as 32 lower-case hex digits.
 public enum VisitorID {
     public static func make<G: RandomNumberGenerator>(using generator: inout G) -> String {
-        let high = UInt64.random(in: .min ... .max, using: &generator)
-        let low = UInt64.random(in: .min ... .max, using: &generator)
-        return high.fixedWidthHex + low.fixedWidthHex
+        let high = generator.next()
+        let low = generator.next()
+        return String(unsafeUninitializedCapacity: 32) { buffer in
+            high.writeHex(into: UnsafeMutableBufferPointer(rebasing: buffer[0..<16]))
+            low.writeHex(into: UnsafeMutableBufferPointer(rebasing: buffer[16..<32]))
+            return 32
+        }
     }
 
     public static func isWellFormed(_ text: String) -> Bool {
@@ -75,7 +85,20 @@ public enum VisitorID {
 extension UInt64 {
     /// 16 lower-case hex digits, zero-padded: ids read the same length whatever their value.
     public var fixedWidthHex: String {
-        let digits = String(self, radix: 16)
-        return String(repeating: "0", count: 16 - digits.count) + digits
+        String(unsafeUninitializedCapacity: 16) { buffer in
+            writeHex(into: buffer)
+            return 16
+        }
+    }
+
+    /// The 16 digits into the first 16 bytes of `buffer` (a new visitor id per request: no
+    /// intermediate strings).
+    func writeHex(into buffer: UnsafeMutableBufferPointer<UInt8>) {
+        let digits: StaticString = "0123456789abcdef"
+        digits.withUTF8Buffer { digits in
+            for i in 0..<16 {
+                buffer[i] = digits[Int((self >> UInt64(60 - 4 * i)) & 0xf)]
+            }
+        }
     }
 }

@@ -66,6 +66,19 @@ import Testing
         let b = VisitorID.make(using: &generator)
         #expect(VisitorID.isWellFormed(a) && VisitorID.isWellFormed(b) && a != b)
         #expect(!VisitorID.isWellFormed("0123"))
+        // The digits are the generator's two words, high first, zero-padded.
+        var fixed = CountingGenerator()
+        #expect(VisitorID.make(using: &fixed) == "00000000000000010000000000000002")
+        #expect(UInt64(0xfedcba9876543210).fixedWidthHex == "fedcba9876543210")
+        #expect(UInt64(0xa).fixedWidthHex == "000000000000000a")
+    }
+
+    private struct CountingGenerator: RandomNumberGenerator {
+        var count: UInt64 = 0
+        mutating func next() -> UInt64 {
+            count += 1
+            return count
+        }
     }
 }
 

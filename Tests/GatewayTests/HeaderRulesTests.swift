@@ -31,6 +31,14 @@ import Testing
         var untouched = HTTPHeaders([("Host", "a"), ("User-Agent", "curl"), ("Proxy", "not-a-prefix-match")])
         HeaderRules.removeHopByHop(&untouched)
         #expect(untouched.count == 3)
+        // Every length of name: `proxy-` names of 7, 10 and 17 bytes share lengths with the fixed names;
+        // Connection options in several fields, with odd spacing and empty members.
+        var mixed = HTTPHeaders([
+            ("proxy-x", "1"), ("PROXY-AUTH", "2"), ("Proxy-Connection1", "3"), ("Transfer-Encoding", "chunked"), ("Trailer", "x"),
+            ("Connection", " close ,,\tX-A "), ("connection", "x-b"), ("X-A", "a"), ("x-b", "b"), ("X-C", "c"), ("Teapot", "t"),
+        ])
+        HeaderRules.removeHopByHop(&mixed)
+        #expect(mixed.map(\.name) == ["X-C", "Teapot"])
     }
 
     @Test func anUntrustedPeerCannotForgeForwardingHeaders() {

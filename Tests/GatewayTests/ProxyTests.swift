@@ -115,6 +115,22 @@ func echo(_ client: HTTPClient, _ url: String, headers: [(String, String)] = [],
         }
     }
 
+    /// A parked upstream connection is closed after `upstream_keepalive`; one used within it is leased again.
+    @Test func idleUpstreamConnectionsExpire() async throws {
+        try await withGateway(timeouts: "upstream_keepalive: 1s") { gateway, origin in
+            func get() async throws -> String {
+                try await curl(["--http1.1", "-o", "/dev/null", "-w", "%{http_code}", "http://127.0.0.1:\(gateway.httpPort)/echo"]).stdout
+            }
+            #expect(try await get() == "200")
+            #expect(try await get() == "200")
+            #expect(origin.connectionCount <= 2)
+            let before = origin.connectionCount
+            try await waitUntil("the gateway closes its idle upstream connections", timeout: .seconds(10)) { origin.openConnectionCount == 0 }
+            #expect(try await get() == "200")
+            #expect(origin.connectionCount == before + 1, "an expired connection is not leased again")
+        }
+    }
+
     /// Regression: a connection released while the last client was slow kept its reads paused,
     /// and the next request on it never got its response.
     @Test func aConnectionReleasedUnderBackPressureServesTheNextRequest() async throws {

@@ -11,12 +11,22 @@ struct EventIngestFilter: ProxyFilter {
     let ingestor: EventIngestor
 
     func request(_ head: HTTPRequestHead, context: inout RequestContext) -> RequestDecision {
-        let requestPath = head.uri.split(separator: "?", maxSplits: 1).first.map(String.init) ?? head.uri
-        guard requestPath == path else { return .proxy }
+        guard Self.target(head.uri, hasPath: path) else { return .proxy }
         guard head.method == .POST else {
             return .respond(LocalResponse(status: .methodNotAllowed, headers: ["allow": "POST", "content-type": "text/plain"], body: ByteBuffer(string: "POST events here.\n")))
         }
         return .serve(BrowserEventService(ingestor: ingestor))
+    }
+
+    /// Whether a request target's path (what precedes `?`) is `path`. Every proxied request asks,
+    /// so it compares bytes in place rather than splitting the target into new strings.
+    static func target(_ uri: String, hasPath path: String) -> Bool {
+        var rest = uri.utf8[...]
+        for byte in path.utf8 {
+            guard rest.first == byte else { return false }
+            rest = rest.dropFirst()
+        }
+        return rest.isEmpty || rest.first == UInt8(ascii: "?")
     }
 }
 

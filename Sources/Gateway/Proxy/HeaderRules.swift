@@ -6,18 +6,38 @@ import NIOHTTP1
 enum HeaderRules {
     /// RFC 9110 §7.6.1 connection-specific fields, plus any field the `Connection` header names.
     static func removeHopByHop(_ headers: inout HTTPHeaders) {
-        // Most requests carry none, so finding that out must not allocate (the `Connection`
-        // tokens are read only when there is something to remove).
+        // Most requests carry none, so finding that out must not allocate. Most responses carry
+        // `Connection: keep-alive`, whose only token is itself hop-by-hop: then `named` stays empty.
         guard headers.contains(where: { isHopByHop($0.name) }) else { return }
-        let named = headers[canonicalForm: "connection"].map { $0.lowercased() }
+        var named: [String] = []
+        for (name, value) in headers where sameName(name, "connection") {
+            // Nearly always one option that names no other field (`keep-alive`, `close`).
+            if isHopByHop(value) || sameName(value, "close") { continue }
+            for token in value.split(byte: UInt8(ascii: ",")) {
+                let option = String(token.trimmingSpaces).lowercased()
+                if !option.isEmpty, !isHopByHop(option), !named.contains(option) { named.append(option) }
+            }
+        }
         removeFields(from: &headers) { name in isHopByHop(name) || named.contains { sameName(name, $0) } }
     }
 
-    private static let hopByHopNames = ["connection", "keep-alive", "te", "trailer", "transfer-encoding", "upgrade"]
     private static let forwardingNames = ["x-forwarded-for", "x-forwarded-proto", "x-forwarded-host", "forwarded"]
 
+    /// Asked of every field of every message: the length picks the one or two names to compare.
     private static func isHopByHop(_ name: String) -> Bool {
-        hopByHopNames.contains { sameName(name, $0) } || name.utf8.count > 6 && name.utf8.prefix(6).elementsEqual("proxy-".utf8) { $0.asciiLowercased == $1 }
+        let count = name.utf8.count
+        if count > 6, name.utf8.first?.asciiLowercased == UInt8(ascii: "p"),
+            name.utf8.prefix(6).elementsEqual("proxy-".utf8, by: { $0.asciiLowercased == $1 })
+        {
+            return true
+        }
+        switch count {
+        case 2: return sameName(name, "te")
+        case 7: return sameName(name, "trailer") || sameName(name, "upgrade")
+        case 10: return sameName(name, "connection") || sameName(name, "keep-alive")
+        case 17: return sameName(name, "transfer-encoding")
+        default: return false
+        }
     }
 
     /// Removes every field `drop` picks, by name: typically one name (`Connection`), so one

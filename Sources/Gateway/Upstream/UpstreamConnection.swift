@@ -27,8 +27,8 @@ final class UpstreamConnection: ChannelDuplexHandler {
     private(set) var isActive = false
     /// How many requests this connection has carried.
     var requestCount = 0
-    /// The pool's idle expiry while parked.
-    var idleExpiry: Scheduled<Void>?
+    /// When the pool last parked it: it expires `upstream_keepalive` later.
+    var parkedAt = NIODeadline.uptimeNanoseconds(0)
     var onClose: ((UpstreamConnection) -> Void)?
 
     init(key: UpstreamKey) {

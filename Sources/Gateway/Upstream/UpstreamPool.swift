@@ -37,7 +37,12 @@ final class UpstreamPool {
     private let connectTimeout: TimeAmount
     private let keepalive: TimeAmount
     private let maxIdlePerKey: Int
+    /// Parked connections, oldest first (the newest is leased next: it is the least likely to have
+    /// been closed by the origin).
     private var idle: [UpstreamKey: [UpstreamConnection]] = [:]
+    /// One pending check closes expired connections for the whole pool: a task per parked
+    /// connection was a schedule and a cancel per request.
+    private var sweep: Scheduled<Void>?
 
     init(eventLoop: any EventLoop, tlsContexts: [UpstreamKey: NIOSSLContext], timeouts: GatewayConfig.Timeouts, maxIdlePerKey: Int) {
         self.eventLoop = eventLoop
@@ -47,12 +52,13 @@ final class UpstreamPool {
         self.maxIdlePerKey = maxIdlePerKey
     }
 
-    /// A parked connection when one is alive, else a new one.
+    /// A parked connection when one is alive and not expired, else a new one.
     func acquire(_ key: UpstreamKey, address: (host: String, port: Int)) -> EventLoopFuture<UpstreamConnection> {
         while let connection = idle[key]?.popLast() {
-            connection.idleExpiry?.cancel()
-            connection.idleExpiry = nil
-            if connection.isActive && connection.reusable { return eventLoop.makeSucceededFuture(connection) }
+            if connection.isActive, connection.reusable, connection.parkedAt + keepalive > .now() {
+                return eventLoop.makeSucceededFuture(connection)
+            }
+            connection.abandon()
         }
         return connect(key, address: address)
     }
@@ -67,24 +73,44 @@ final class UpstreamPool {
             connection.abandon()
             return
         }
+        connection.parkedAt = .now()
         idle[connection.key, default: []].append(connection)
-        connection.idleExpiry = eventLoop.assumeIsolated().scheduleTask(in: keepalive) { [self] in
-            connection.idleExpiry = nil
-            remove(connection)
-            connection.abandon()
-        }
+        if sweep == nil { scheduleSweep(at: connection.parkedAt + keepalive) }
     }
 
     /// Closes every parked connection (shutdown).
     func closeIdle() {
         let parked = idle.values.flatMap { $0 }
         idle.removeAll()
+        sweep?.cancel()
+        sweep = nil
         for connection in parked {
-            connection.idleExpiry?.cancel()
-            connection.idleExpiry = nil
             connection.onClose = nil
             connection.abandon()
         }
+    }
+
+    private func scheduleSweep(at deadline: NIODeadline) {
+        sweep = eventLoop.assumeIsolated().scheduleTask(deadline: deadline) { [self] in
+            sweep = nil
+            closeExpired()
+        }
+    }
+
+    /// Closes the connections parked longer than `upstream_keepalive`, and plans the next check
+    /// for the oldest that stays.
+    private func closeExpired() {
+        let now = NIODeadline.now()
+        var expired: [UpstreamConnection] = []
+        for (key, parked) in idle {
+            let firstLive = parked.firstIndex { $0.parkedAt + keepalive > now } ?? parked.endIndex
+            guard firstLive > 0 else { continue }
+            expired += parked[..<firstLive]
+            idle[key] = Array(parked[firstLive...])
+        }
+        // Closed after `idle` is settled: a close reports back through `onClose`, which edits it.
+        for connection in expired { connection.abandon() }
+        if let oldest = idle.values.compactMap({ $0.first?.parkedAt }).min() { scheduleSweep(at: oldest + keepalive) }
     }
 
     private func remove(_ connection: UpstreamConnection) {
