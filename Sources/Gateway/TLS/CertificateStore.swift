@@ -59,6 +59,10 @@ public final class CertificateStore: Sendable {
             "ECDHE-ECDSA-CHACHA20-POLY1305", "ECDHE-RSA-CHACHA20-POLY1305",
         ].joined(separator: ":")
         configuration.applicationProtocols = alpn
+        // How long a close waits for the client's close_notify (swift-nio-ssl's default: 5 s). nginx
+        // does not wait at all; a client flooding the connection that was just closed for it never
+        // answers, and would hold the socket for the whole wait.
+        configuration.shutdownTimeout = .seconds(1)
         if entries.count > 1 {
             configuration.sslContextCallback = { [self] values, promise in
                 let chosen = self.entry(forServerName: values.serverHostname)
