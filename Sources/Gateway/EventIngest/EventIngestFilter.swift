@@ -21,11 +21,8 @@ struct EventIngestFilter: ProxyFilter {
     /// Whether a request target's path (what precedes `?`) is `path`. Every proxied request asks,
     /// so it compares bytes in place rather than splitting the target into new strings.
     static func target(_ uri: String, hasPath path: String) -> Bool {
-        var rest = uri.utf8[...]
-        for byte in path.utf8 {
-            guard rest.first == byte else { return false }
-            rest = rest.dropFirst()
-        }
+        guard uri.utf8.starts(with: path.utf8) else { return false }
+        let rest = uri.utf8.dropFirst(path.utf8.count)
         return rest.isEmpty || rest.first == UInt8(ascii: "?")
     }
 }
