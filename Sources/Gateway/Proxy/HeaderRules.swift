@@ -53,8 +53,16 @@ enum HeaderRules {
 
     /// Whether a field name equals a lower-case one, ignoring the field name's ASCII case. The
     /// length test first: it is O(1) and settles nearly every comparison on the hot path.
-    private static func sameName(_ name: String, _ lower: String) -> Bool {
-        name.utf8.count == lower.utf8.count && name.utf8.elementsEqual(lower.utf8) { $0.asciiLowercased == $1 }
+    static func sameName(_ name: String, _ lower: String) -> Bool {
+        guard name.utf8.count == lower.utf8.count else { return false }
+        // Over contiguous UTF-8 (every native string): a byte loop, not `elementsEqual`'s iterators.
+        let contiguous = name.utf8.withContiguousStorageIfAvailable { a in
+            lower.utf8.withContiguousStorageIfAvailable { b in
+                for i in 0..<a.count where a[i] != b[i] && a[i].asciiLowercased != b[i] { return false }
+                return true
+            }
+        }
+        return (contiguous ?? nil) ?? name.utf8.elementsEqual(lower.utf8) { $0.asciiLowercased == $1 }
     }
 
     /// Sets X-Forwarded-For/-Proto/-Host and `Forwarded`. Client-sent values survive only when the

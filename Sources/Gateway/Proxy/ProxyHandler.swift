@@ -26,6 +26,8 @@ final class ProxyHandler: ChannelDuplexHandler, UpstreamSink {
     /// END_STREAM (it then closes by itself) until this fires.
     private var awaitingRequestEnd: Scheduled<Void>?
     private var trustVerdict: (engine: ProxyEngine, trusted: Bool)?
+    /// Inside `channelRead`: a `channelReadComplete` follows.
+    private var reading = false
     /// The exchange's clocks belong to the handler, not the exchange: a kept-alive connection
     /// reuses them, and a disarmed clock's pending check serves the next request (see `StallTimer`).
     /// Each fires only while armed, and every exchange disarms them as it ends. Made on first arming
@@ -59,6 +61,8 @@ final class ProxyHandler: ChannelDuplexHandler, UpstreamSink {
 
     func channelRead(context: ChannelHandlerContext, data: NIOAny) {
         guard !closing else { return }
+        reading = true
+        defer { reading = false }
         switch unwrapInboundIn(data) {
         case .head(let head): begin(head, context: context)
         case .body(let body): requestBody(body, context: context)
@@ -153,7 +157,8 @@ final class ProxyHandler: ChannelDuplexHandler, UpstreamSink {
         {
             return respondError(.requestHeaderFieldsTooLarge, detail: "The request headers are too large.", close: true)
         }
-        if let problem = Self.framingProblem(head) {
+        let framing = Self.framing(of: head)
+        if case .refused(let problem) = framing {
             return respondError(.badRequest, detail: problem, close: true)
         }
         guard let site = engine.sites.route(host: exchange.context.host) else {
@@ -166,6 +171,8 @@ final class ProxyHandler: ChannelDuplexHandler, UpstreamSink {
 
         var upstreamHead = head
         HeaderRules.removeHopByHop(&upstreamHead.headers)
+        // `Transfer-Encoding` is hop-by-hop, but a chunked body is chunked toward the origin too.
+        if framing == .chunked { upstreamHead.headers.add(name: "transfer-encoding", value: "chunked") }
         if downstream.httpVersion == "h2" { HeaderRules.joinCookieCrumbs(&upstreamHead.headers) }
         exchange.context.clientAddress = HeaderRules.applyForwarding(
             &upstreamHead.headers, peer: downstream.peerAddress, peerTrusted: peerTrusted, scheme: downstream.scheme,
@@ -200,19 +207,26 @@ final class ProxyHandler: ChannelDuplexHandler, UpstreamSink {
         connectUpstream(exchange, context: context)
     }
 
+    enum RequestFraming: Equatable {
+        case none, contentLength, chunked
+        case refused(String)
+    }
+
     /// Smuggling defence beyond the HTTP/1 parser: a request must be framed one unambiguous way.
-    static func framingProblem(_ head: HTTPRequestHead) -> String? {
+    static func framing(of head: HTTPRequestHead) -> RequestFraming {
         let lengths = head.headers["content-length"]
         let encodings = head.headers["transfer-encoding"]
-        if !lengths.isEmpty && !encodings.isEmpty { return "Content-Length and Transfer-Encoding together are refused." }
-        if lengths.count > 1 { return "More than one Content-Length is refused." }
-        if let length = lengths.first, length.isEmpty || !length.utf8.allSatisfy({ $0 >= 48 && $0 <= 57 }) || length.utf8.count > 18 {
-            return "Content-Length must be digits only."
+        if !lengths.isEmpty && !encodings.isEmpty { return .refused("Content-Length and Transfer-Encoding together are refused.") }
+        if lengths.count > 1 { return .refused("More than one Content-Length is refused.") }
+        if let length = lengths.first {
+            let digitsOnly = !length.isEmpty && length.utf8.allSatisfy({ $0 >= 48 && $0 <= 57 }) && length.utf8.count <= 18
+            return digitsOnly ? .contentLength : .refused("Content-Length must be digits only.")
         }
-        if !encodings.isEmpty, encodings.joined(separator: ",").lowercased().trimmingCharacters(in: .whitespaces) != "chunked" {
-            return "Only Transfer-Encoding: chunked is accepted."
+        if encodings.isEmpty { return .none }
+        if encodings.joined(separator: ",").lowercased().trimmingCharacters(in: .whitespaces) != "chunked" {
+            return .refused("Only Transfer-Encoding: chunked is accepted.")
         }
-        return nil
+        return .chunked
     }
 
     private func requestBody(_ body: ByteBuffer, context: ChannelHandlerContext) {
@@ -310,7 +324,10 @@ final class ProxyHandler: ChannelDuplexHandler, UpstreamSink {
         upstream.write(.head(head))
         for part in exchange.pending { upstream.write(part) }
         exchange.pending.removeAll()
-        upstream.flush()
+        // Inside a downstream read (a parked connection is handed over at once), the flush waits
+        // for the read's end: a body part or end that came in the same read then goes with the
+        // head, which tells the encoder how to frame it (see `UpstreamRequestEncoder`).
+        if reading { exchange.upstreamNeedsFlush = true } else { upstream.flush() }
         if exchange.requestEnded { startResponseHeaderTimer(exchange) }
         if !upstream.isWritable { gate.pause(.partnerBusy) }
         if context.channel.isWritable { upstream.resumeReads() } else { upstream.pauseReads() }

@@ -341,8 +341,9 @@ public final class GatewayServer: Service, Sendable {
         let sync = channel.pipeline.syncOperations
         let peer = channel.remoteAddress?.ipAddress ?? "unknown"
         let accessLog = engine.accessLog
+        let encoder = ResponseEncoder()
         let connection = HTTP1Connection(
-            headerTimeout: TimeAmount(config.timeouts.header), idleTimeout: TimeAmount(config.timeouts.idle)
+            encoder: encoder, headerTimeout: TimeAmount(config.timeouts.header), idleTimeout: TimeAmount(config.timeouts.idle)
         ) { status, reason in
             accessLog.info("access", metadata: [
                 "client": "\(peer)", "proto": "h1", "status": "\(status.code)", "error": "refused by the HTTP/1 parser: \(reason)",
@@ -353,9 +354,8 @@ public final class GatewayServer: Service, Sendable {
         limits.maxHeaderListSize = config.limits.maxHeaderBytes
         limits.maxHeaderFieldSize = config.limits.maxHeaderBytes
         limits.maxHeaderFieldCount = config.limits.maxHeaderCount
-        try sync.configureHTTPServerPipeline(
-            withPipeliningAssistance: false, withServerUpgrade: nil, withErrorHandling: false,
-            withOutboundHeaderValidation: true, withEncoderConfiguration: .init(), withDecoderLimitConfiguration: limits)
+        try sync.addHandler(encoder)
+        try sync.addHandler(ByteToMessageHandler(HTTPRequestDecoder(leftOverBytesStrategy: .dropBytes, limitConfiguration: limits)))
         try sync.addHandler(connection)
         try sync.addHandler(ProxyHandler(live: live, downstream: DownstreamInfo(scheme: scheme, httpVersion: "h1", peerAddress: peer)))
     }

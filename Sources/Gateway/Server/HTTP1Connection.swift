@@ -26,6 +26,8 @@ final class HTTP1Connection: ChannelDuplexHandler {
 
     private let headerTimeout: TimeAmount
     private let idleTimeout: TimeAmount
+    /// Told each request's method, so answers to HEAD and CONNECT go out without a body.
+    private let encoder: ResponseEncoder
     private let onRefused: @Sendable (HTTPResponseStatus, String) -> Void
     private var context: ChannelHandlerContext?
     /// Heads parsed whose responses have not ended (passed on or waiting).
@@ -47,7 +49,11 @@ final class HTTP1Connection: ChannelDuplexHandler {
     }
 
     /// - Parameter onRefused: told of each request the parser refused, for the access log.
-    init(headerTimeout: TimeAmount, idleTimeout: TimeAmount, onRefused: @escaping @Sendable (HTTPResponseStatus, String) -> Void) {
+    init(
+        encoder: ResponseEncoder, headerTimeout: TimeAmount, idleTimeout: TimeAmount,
+        onRefused: @escaping @Sendable (HTTPResponseStatus, String) -> Void
+    ) {
+        self.encoder = encoder
         self.headerTimeout = headerTimeout
         self.idleTimeout = idleTimeout
         self.onRefused = onRefused
@@ -74,7 +80,8 @@ final class HTTP1Connection: ChannelDuplexHandler {
 
     func channelRead(context: ChannelHandlerContext, data: NIOAny) {
         let part = unwrapInboundIn(data)
-        if case .head = part {
+        if case .head(let head) = part {
+            encoder.requestArrived(head.method)
             requestsInFlight += 1
             awaitingFirstByte = false
             headerClock.disarm()

@@ -1,0 +1,229 @@
+import NIOCore
+import NIOHTTP1
+
+/// Serialises the responses of an HTTP/1 connection with ``HeadWriter``, framing bodies the way
+/// NIO's `HTTPResponseEncoder` does: `Content-Length` when the head has one, otherwise chunked on
+/// HTTP/1.1 (close-delimited on 1.0), no body at all for 1xx/204/304 and for answers to HEAD and
+/// CONNECT (``HTTP1Connection`` reports each request's method as its head arrives).
+final class ResponseEncoder: ChannelOutboundHandler, RemovableChannelHandler {
+    typealias OutboundIn = HTTPServerResponsePart
+    typealias OutboundOut = IOData
+
+    private enum Answering: UInt8 {
+        case other, head, connect
+    }
+
+    /// What each request whose final response has not started asked for, oldest first.
+    private var answering = CircularBuffer<Answering>(initialCapacity: 2)
+    private var body = BodyFraming()
+    /// The answer in progress may carry no body (HEAD, CONNECT).
+    private var bodyless = false
+    /// A head failed its checks: nothing more is written on this connection.
+    private var refused = false
+
+    func requestArrived(_ method: HTTPMethod) {
+        answering.append(method == .HEAD ? .head : method == .CONNECT ? .connect : .other)
+    }
+
+    func write(context: ChannelHandlerContext, data: NIOAny, promise: EventLoopPromise<Void>?) {
+        guard !refused else {
+            promise?.fail(InvalidHeadError())
+            return
+        }
+        switch unwrapOutboundIn(data) {
+        case .head(let head):
+            let code = head.status.code
+            var toConnect = false
+            if !((100..<200).contains(code) && code != 101), let request = answering.popFirst() {
+                bodyless = request != .other
+                toConnect = request == .connect
+            }
+            let measured = HeadWriter.Measure(head.headers)
+            var edit = HeadWriter.FramingEdit()
+            var chunked = false
+            if toConnect || !head.status.mayHaveResponseBody {
+                edit.dropContentLength = true
+                edit.dropTransferEncoding = true
+            } else if measured.hasContentLength {
+                edit.dropTransferEncoding = true
+            } else if head.version.minor >= 1 {
+                edit.addChunked = true
+                chunked = true
+            }
+            body = BodyFraming(chunked: chunked && !bodyless)
+            var buffer = context.channel.allocator.buffer(capacity: 0)
+            guard HeadWriter.write(head, measured: measured, edit: edit, to: &buffer) else { return refuse(context, promise) }
+            context.write(wrapOutboundOut(.byteBuffer(buffer)), promise: promise)
+        case .body(let part):
+            if bodyless {
+                promise?.fail(NIOHTTPResponseEncoderError.responseBodyNotAllowed)
+            } else {
+                body.write(part, context: context, promise: promise)
+            }
+        case .end(let trailers):
+            bodyless = false
+            guard body.end(trailers, context: context, promise: promise) else { return refuse(context, promise) }
+        }
+    }
+
+    private func refuse(_ context: ChannelHandlerContext, _ promise: EventLoopPromise<Void>?) {
+        refused = true
+        promise?.fail(InvalidHeadError())
+        context.fireErrorCaught(InvalidHeadError())
+    }
+}
+
+/// Serialises the requests written to an upstream connection with ``HeadWriter``. A request
+/// with `Content-Length` keeps it; a chunked one stays chunked; POST, PUT and PATCH without
+/// either are sent chunked. Any other request without framing fields is held back until its
+/// first body part, its end or the next flush shows whether a body follows: a GET with a body
+/// (an HTTP/2 client need not send a length) goes out chunked. A body part for a request
+/// already sent without framing is refused: as bare bytes the origin would read it as the next
+/// request.
+final class UpstreamRequestEncoder: ChannelOutboundHandler, RemovableChannelHandler {
+    typealias OutboundIn = HTTPClientRequestPart
+    typealias OutboundOut = IOData
+
+    private var body = BodyFraming()
+    /// A head waiting to learn whether a body follows.
+    private var held: (head: HTTPRequestHead, measured: HeadWriter.Measure, promise: EventLoopPromise<Void>?)?
+    /// The request in progress went out without framing: it can carry no body.
+    private var unframed = false
+    private var refused = false
+
+    func write(context: ChannelHandlerContext, data: NIOAny, promise: EventLoopPromise<Void>?) {
+        guard !refused else {
+            promise?.fail(InvalidHeadError())
+            return
+        }
+        switch unwrapOutboundIn(data) {
+        case .head(let head):
+            let measured = HeadWriter.Measure(head.headers)
+            var edit = HeadWriter.FramingEdit()
+            switch head.method {
+            case .TRACE:
+                edit.dropContentLength = true
+                edit.dropTransferEncoding = true
+            case _ where measured.hasContentLength:
+                edit.dropTransferEncoding = true
+            case .POST, .PUT, .PATCH:
+                edit.addChunked = true
+            case _ where measured.chunked:
+                edit.addChunked = true
+            default:
+                held = (head, measured, promise)
+                return
+            }
+            writeHead(head, measured: measured, edit: edit, context: context, promise: promise)
+        case .body(let part):
+            if part.readableBytes > 0 {
+                if unframed { return refuse(context, promise) }
+                guard releaseHeld(chunked: true, context: context) else {
+                    promise?.fail(InvalidHeadError())
+                    return
+                }
+            }
+            body.write(part, context: context, promise: promise)
+        case .end(let trailers):
+            guard releaseHeld(chunked: false, context: context) else {
+                promise?.fail(InvalidHeadError())
+                return
+            }
+            unframed = false
+            guard body.end(trailers, context: context, promise: promise) else { return refuse(context, promise) }
+        }
+    }
+
+    func flush(context: ChannelHandlerContext) {
+        if !refused { releaseHeld(chunked: false, context: context) }
+        context.flush()
+    }
+
+    /// Writes the held head, if any, chunked or without framing; false when it may not be sent.
+    @discardableResult
+    private func releaseHeld(chunked: Bool, context: ChannelHandlerContext) -> Bool {
+        guard let held else { return true }
+        self.held = nil
+        unframed = !chunked
+        var edit = HeadWriter.FramingEdit()
+        edit.addChunked = chunked
+        return writeHead(held.head, measured: held.measured, edit: edit, context: context, promise: held.promise)
+    }
+
+    @discardableResult
+    private func writeHead(
+        _ head: HTTPRequestHead, measured: HeadWriter.Measure, edit: HeadWriter.FramingEdit, context: ChannelHandlerContext,
+        promise: EventLoopPromise<Void>?
+    ) -> Bool {
+        // A chunked head always carries the encoder's own `transfer-encoding: chunked` (see `FramingEdit`).
+        body = BodyFraming(chunked: edit.addChunked)
+        var buffer = context.channel.allocator.buffer(capacity: 0)
+        guard HeadWriter.write(head, measured: measured, edit: edit, to: &buffer) else {
+            refuse(context, promise)
+            return false
+        }
+        context.write(wrapOutboundOut(.byteBuffer(buffer)), promise: promise)
+        return true
+    }
+
+    private func refuse(_ context: ChannelHandlerContext, _ promise: EventLoopPromise<Void>?) {
+        refused = true
+        promise?.fail(InvalidHeadError())
+        context.fireErrorCaught(InvalidHeadError())
+    }
+}
+
+/// A head or trailer field that may not be sent (a control byte in a value, a name that is not a
+/// token, a request target with bytes that must be percent-encoded).
+struct InvalidHeadError: Error, CustomStringConvertible {
+    var description: String { "a head field or request target may not be sent as it is" }
+}
+
+/// The body half of an encoder: chunk framing when the head chose it, the bytes as they are otherwise.
+struct BodyFraming {
+    private(set) var chunked = false
+
+    init(chunked: Bool = false) {
+        self.chunked = chunked
+    }
+
+    func write(_ part: IOData, context: ChannelHandlerContext, promise: EventLoopPromise<Void>?) {
+        // An empty chunk would end the body early; its write still goes down to keep promises in order.
+        guard chunked, part.readableBytes > 0 else {
+            context.write(NIOAny(part), promise: promise)
+            return
+        }
+        var size = context.channel.allocator.buffer(capacity: 20)
+        size.writeString(String(part.readableBytes, radix: 16))
+        size.writeStaticString("\r\n")
+        context.write(NIOAny(IOData.byteBuffer(size)), promise: nil)
+        context.write(NIOAny(part), promise: nil)
+        // Writes complete in order, so the last one's promise stands for all three.
+        context.write(NIOAny(IOData.byteBuffer(ByteBuffer(staticCRLF: ()))), promise: promise)
+    }
+
+    /// False when the trailers may not be sent.
+    func end(_ trailers: HTTPHeaders?, context: ChannelHandlerContext, promise: EventLoopPromise<Void>?) -> Bool {
+        guard chunked else {
+            // Nothing to write, but the promise must not complete ahead of earlier writes.
+            if let promise { context.write(NIOAny(IOData.byteBuffer(ByteBuffer())), promise: promise) }
+            return true
+        }
+        var buffer = context.channel.allocator.buffer(capacity: 5)
+        buffer.writeStaticString("0\r\n")
+        if let trailers {
+            guard HeadWriter.write(trailers: trailers, to: &buffer) else { return false }
+        } else {
+            buffer.writeStaticString("\r\n")
+        }
+        context.write(NIOAny(IOData.byteBuffer(buffer)), promise: promise)
+        return true
+    }
+}
+
+extension ByteBuffer {
+    fileprivate init(staticCRLF: Void) {
+        self.init()
+        writeStaticString("\r\n")
+    }
+}

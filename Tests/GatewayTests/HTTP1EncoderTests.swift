@@ -1,0 +1,151 @@
+import NIOCore
+import NIOEmbedded
+import NIOHTTP1
+import Testing
+
+@testable import Gateway
+
+/// The gateway's own HTTP/1 encoders: the bytes of a head, the checks that keep a field from
+/// splitting it, and NIO's framing rules (which these replace) kept case by case.
+@Suite struct HTTP1EncoderTests {
+    /// Everything the channel wrote, as one string.
+    private func written(_ channel: EmbeddedChannel) throws -> String {
+        var text = ""
+        while let data = try channel.readOutbound(as: IOData.self) {
+            guard case .byteBuffer(let buffer) = data else { Issue.record("a file region"); continue }
+            text += String(buffer: buffer)
+        }
+        return text
+    }
+
+    private func responseChannel() throws -> (EmbeddedChannel, ResponseEncoder) {
+        let encoder = ResponseEncoder()
+        return (EmbeddedChannel(handler: encoder), encoder)
+    }
+
+    @Test func aResponseHeadIsWrittenInOrderWithItsFraming() throws {
+        let (channel, encoder) = try responseChannel()
+        encoder.requestArrived(.GET)
+        let head = HTTPResponseHead(version: .http1_1, status: .ok, headers: [
+            "Content-Type": "text/html", "Set-Cookie": "a=1", "Set-Cookie": "b=2", "Content-Length": "5", "Transfer-Encoding": "chunked",
+        ])
+        try channel.writeOutbound(HTTPServerResponsePart.head(head))
+        try channel.writeOutbound(HTTPServerResponsePart.body(.byteBuffer(ByteBuffer(string: "hello"))))
+        try channel.writeOutbound(HTTPServerResponsePart.end(nil))
+        // Content-Length wins; the Transfer-Encoding beside it is dropped, as NIO's encoder did.
+        #expect(try written(channel) == "HTTP/1.1 200 OK\r\nContent-Type: text/html\r\nSet-Cookie: a=1\r\nSet-Cookie: b=2\r\nContent-Length: 5\r\n\r\nhello")
+    }
+
+    @Test func aBodyWithoutLengthIsChunkedOn11AndBareOn10() throws {
+        let (channel, encoder) = try responseChannel()
+        encoder.requestArrived(.GET)
+        try channel.writeOutbound(HTTPServerResponsePart.head(HTTPResponseHead(version: .http1_1, status: .ok)))
+        try channel.writeOutbound(HTTPServerResponsePart.body(.byteBuffer(ByteBuffer(string: String(repeating: "x", count: 300)))))
+        try channel.writeOutbound(HTTPServerResponsePart.body(.byteBuffer(ByteBuffer())))
+        try channel.writeOutbound(HTTPServerResponsePart.end(["x-checksum": "abc"]))
+        #expect(try written(channel) == "HTTP/1.1 200 OK\r\ntransfer-encoding: chunked\r\n\r\n12c\r\n" + String(repeating: "x", count: 300) + "\r\n0\r\nx-checksum: abc\r\n\r\n")
+
+        encoder.requestArrived(.GET)
+        try channel.writeOutbound(HTTPServerResponsePart.head(HTTPResponseHead(version: .http1_0, status: .ok)))
+        try channel.writeOutbound(HTTPServerResponsePart.body(.byteBuffer(ByteBuffer(string: "old"))))
+        try channel.writeOutbound(HTTPServerResponsePart.end(nil))
+        #expect(try written(channel) == "HTTP/1.0 200 OK\r\n\r\nold")
+    }
+
+    @Test func answersToHeadAndBodylessStatusesCarryNoBody() throws {
+        let (channel, encoder) = try responseChannel()
+        encoder.requestArrived(.HEAD)
+        encoder.requestArrived(.GET)
+        // The HEAD answer keeps the length a GET would have had, and sends no chunk terminator.
+        try channel.writeOutbound(HTTPServerResponsePart.head(HTTPResponseHead(version: .http1_1, status: .ok, headers: ["content-length": "42"])))
+        let refusedBody = channel.eventLoop.makePromise(of: Void.self)
+        channel.write(HTTPServerResponsePart.body(.byteBuffer(ByteBuffer(string: "nope"))), promise: refusedBody)
+        #expect(throws: NIOHTTPResponseEncoderError.self) { try refusedBody.futureResult.wait() }
+        try channel.writeOutbound(HTTPServerResponsePart.end(nil))
+        #expect(try written(channel) == "HTTP/1.1 200 OK\r\ncontent-length: 42\r\n\r\n")
+        // The next answer is the GET's: a 304 loses its framing fields.
+        try channel.writeOutbound(HTTPServerResponsePart.head(HTTPResponseHead(version: .http1_1, status: .notModified, headers: ["content-length": "42", "etag": "\"v1\""])))
+        try channel.writeOutbound(HTTPServerResponsePart.end(nil))
+        #expect(try written(channel) == "HTTP/1.1 304 Not Modified\r\netag: \"v1\"\r\n\r\n")
+    }
+
+    @Test func aHeadThatWouldSplitIsRefusedAndNothingFollows() throws {
+        let cases: [HTTPHeaders] = [
+            ["x-evil": "a\r\nset-cookie: stolen=1"], ["x-evil": "a\nb"], ["x-nul": "a\u{0}b"], ["x-del": "a\u{7F}"],
+            ["bad name": "v"], ["bad:name": "v"], ["": "v"],
+        ]
+        for headers in cases {
+            let (channel, encoder) = try responseChannel()
+            encoder.requestArrived(.GET)
+            let head = channel.eventLoop.makePromise(of: Void.self)
+            channel.write(HTTPServerResponsePart.head(HTTPResponseHead(version: .http1_1, status: .ok, headers: headers)), promise: head)
+            #expect(throws: InvalidHeadError.self) { try head.futureResult.wait() }
+            #expect(throws: InvalidHeadError.self) { try channel.throwIfErrorCaught() }
+            let later = channel.eventLoop.makePromise(of: Void.self)
+            channel.write(HTTPServerResponsePart.end(nil), promise: later)
+            #expect(throws: InvalidHeadError.self) { try later.futureResult.wait() }
+            #expect(try written(channel) == "", "\(headers)")
+        }
+        // Tabs and bytes above 0x7F (obs-text) are allowed in values.
+        let (channel, encoder) = try responseChannel()
+        encoder.requestArrived(.GET)
+        try channel.writeOutbound(HTTPServerResponsePart.head(HTTPResponseHead(version: .http1_1, status: .noContent, headers: ["x-note": "a\tcafé"])))
+        #expect(try written(channel) == "HTTP/1.1 204 No Content\r\nx-note: a\tcafé\r\n\r\n")
+    }
+
+    @Test func upstreamRequestsKeepTheirFramingAndAGetWithABodyIsChunked() throws {
+        let channel = EmbeddedChannel(handler: UpstreamRequestEncoder())
+        // A GET without a body: the head waits for its end, then goes out unframed.
+        // (`write`, not `writeOutbound`: that waits for the held head's promise.)
+        channel.write(HTTPClientRequestPart.head(HTTPRequestHead(version: .http1_1, method: .GET, uri: "/lp?ttclid=E.C.P.x", headers: ["host": "o"])), promise: nil)
+        #expect(try written(channel) == "")
+        try channel.writeOutbound(HTTPClientRequestPart.end(nil))
+        #expect(try written(channel) == "GET /lp?ttclid=E.C.P.x HTTP/1.1\r\nhost: o\r\n\r\n")
+        // A GET whose body arrives (HTTP/2 DATA, or chunks whose Transfer-Encoding was hop-by-hop): chunked.
+        channel.write(HTTPClientRequestPart.head(HTTPRequestHead(version: .http1_1, method: .GET, uri: "/q", headers: ["host": "o"])), promise: nil)
+        try channel.writeOutbound(HTTPClientRequestPart.body(.byteBuffer(ByteBuffer(string: "GET /smuggled HTTP/1.1\r\n\r\n"))))
+        try channel.writeOutbound(HTTPClientRequestPart.end(nil))
+        #expect(try written(channel) == "GET /q HTTP/1.1\r\nhost: o\r\ntransfer-encoding: chunked\r\n\r\n1a\r\nGET /smuggled HTTP/1.1\r\n\r\n\r\n0\r\n\r\n")
+        // POST without a length: chunked at once. With one: as it is.
+        try channel.writeOutbound(HTTPClientRequestPart.head(HTTPRequestHead(version: .http1_1, method: .POST, uri: "/u", headers: ["host": "o"])))
+        #expect(try written(channel) == "POST /u HTTP/1.1\r\nhost: o\r\ntransfer-encoding: chunked\r\n\r\n")
+        try channel.writeOutbound(HTTPClientRequestPart.end(nil))
+        #expect(try written(channel) == "0\r\n\r\n")
+        // Chunked already (the gateway restores a client's chunking, which is hop-by-hop): one field, not two.
+        try channel.writeOutbound(HTTPClientRequestPart.head(HTTPRequestHead(version: .http1_1, method: .GET, uri: "/c", headers: ["Transfer-Encoding": "chunked", "host": "o"])))
+        try channel.writeOutbound(HTTPClientRequestPart.end(nil))
+        #expect(try written(channel) == "GET /c HTTP/1.1\r\nhost: o\r\ntransfer-encoding: chunked\r\n\r\n0\r\n\r\n")
+        try channel.writeOutbound(HTTPClientRequestPart.head(HTTPRequestHead(version: .http1_1, method: .PUT, uri: "/u", headers: ["content-length": "2"])))
+        try channel.writeOutbound(HTTPClientRequestPart.body(.byteBuffer(ByteBuffer(string: "ok"))))
+        try channel.writeOutbound(HTTPClientRequestPart.end(nil))
+        #expect(try written(channel) == "PUT /u HTTP/1.1\r\ncontent-length: 2\r\n\r\nok")
+    }
+
+    /// A flush sends a held head as it is; a body that turns up after that cannot be framed and is
+    /// refused rather than sent bare.
+    @Test func aBodyAfterAnUnframedHeadWasSentIsRefused() throws {
+        let channel = EmbeddedChannel(handler: UpstreamRequestEncoder())
+        channel.write(HTTPClientRequestPart.head(HTTPRequestHead(version: .http1_1, method: .DELETE, uri: "/x", headers: ["host": "o"])), promise: nil)
+        channel.flush()
+        #expect(try written(channel) == "DELETE /x HTTP/1.1\r\nhost: o\r\n\r\n")
+        let late = channel.eventLoop.makePromise(of: Void.self)
+        channel.writeAndFlush(HTTPClientRequestPart.body(.byteBuffer(ByteBuffer(string: "GET /smuggled HTTP/1.1\r\n\r\n"))), promise: late)
+        #expect(throws: InvalidHeadError.self) { try late.futureResult.wait() }
+        #expect(throws: InvalidHeadError.self) { try channel.throwIfErrorCaught() }
+        #expect(try written(channel) == "")
+    }
+
+    @Test func requestTargetsAndMethodsMustBeSendable() throws {
+        for (method, uri) in [(HTTPMethod.GET, "/a b"), (.GET, "/a\r\nx: y"), (.GET, ""), (.RAW(value: "GE T"), "/"), (.GET, "/é")] {
+            let channel = EmbeddedChannel(handler: UpstreamRequestEncoder())
+            let head = channel.eventLoop.makePromise(of: Void.self)
+            channel.write(HTTPClientRequestPart.head(HTTPRequestHead(version: .http1_1, method: method, uri: uri, headers: ["content-length": "0"])), promise: head)
+            #expect(throws: InvalidHeadError.self, "\(method) \(uri)") { try head.futureResult.wait() }
+            #expect(try written(channel) == "")
+        }
+        let channel = EmbeddedChannel(handler: UpstreamRequestEncoder())
+        try channel.writeOutbound(HTTPClientRequestPart.head(HTTPRequestHead(
+            version: .http1_1, method: .RAW(value: "PURGE-ALL"), uri: "/p%20q?a=[1]&b=~!$'()*+,;=:@", headers: ["content-length": "0"])))
+        #expect(try written(channel) == "PURGE-ALL /p%20q?a=[1]&b=~!$'()*+,;=:@ HTTP/1.1\r\ncontent-length: 0\r\n\r\n")
+    }
+}
