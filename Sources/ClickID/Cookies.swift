@@ -54,26 +54,61 @@ public struct SetCookie: Sendable, Equatable {
         guard Self.isToken(name), value.utf8.withContiguousStorageIfAvailable({ $0.allSatisfy(Self.isCookieOctet) }) ?? value.utf8.allSatisfy(Self.isCookieOctet),
             domain.map({ $0.utf8.allSatisfy { Query.isUnreserved($0) } }) ?? true
         else { return nil }
-        // Bytes first, one string at the end: two of these are built for most landing requests, and
-        // a `String` append costs several times a byte copy.
-        var out: [UInt8] = []
-        out.reserveCapacity(name.utf8.count + value.utf8.count + path.utf8.count + (domain?.utf8.count ?? 0) + 72)
-        out.append(contentsOf: name.utf8)
-        out.append(UInt8(ascii: "="))
-        out.append(contentsOf: value.utf8)
-        out.append(contentsOf: "; Max-Age=".utf8)
-        out.append(contentsOf: String(min(maxAge, Self.maxLifetime)).utf8)
-        out.append(contentsOf: "; Path=".utf8)
-        out.append(contentsOf: path.utf8)
-        if let domain {
-            out.append(contentsOf: "; Domain=".utf8)
-            out.append(contentsOf: domain.utf8)
+        // Written straight into the string's storage, after a counting pass over the same steps:
+        // two of these are built for most landing requests, and `String` appends (or bytes
+        // gathered in an array, then decoded) cost several times a byte copy.
+        let maxAgeText = String(min(maxAge, Self.maxLifetime))
+        var counter = AttributeWriter(into: nil)
+        writeAttributes(maxAge: maxAgeText, to: &counter)
+        return String(unsafeUninitializedCapacity: counter.count) { buffer in
+            var writer = AttributeWriter(into: buffer)
+            writeAttributes(maxAge: maxAgeText, to: &writer)
+            return writer.count
         }
-        if secure { out.append(contentsOf: "; Secure".utf8) }
-        if httpOnly { out.append(contentsOf: "; HttpOnly".utf8) }
-        out.append(contentsOf: "; SameSite=".utf8)
-        out.append(contentsOf: sameSite.rawValue.utf8)
-        return String(decoding: out, as: UTF8.self)
+    }
+
+    private func writeAttributes(maxAge: String, to out: inout AttributeWriter) {
+        out.put(name)
+        out.put("=")
+        out.put(value)
+        out.put("; Max-Age=")
+        out.put(maxAge)
+        out.put("; Path=")
+        out.put(path)
+        if let domain {
+            out.put("; Domain=")
+            out.put(domain)
+        }
+        if secure { out.put("; Secure") }
+        if httpOnly { out.put("; HttpOnly") }
+        out.put("; SameSite=")
+        out.put(sameSite.rawValue)
+    }
+
+    /// Copies UTF-8 into a buffer, or only counts it when there is none yet.
+    private struct AttributeWriter {
+        let buffer: UnsafeMutableBufferPointer<UInt8>?
+        private(set) var count = 0
+
+        init(into buffer: UnsafeMutableBufferPointer<UInt8>?) {
+            self.buffer = buffer
+        }
+
+        mutating func put(_ text: String) {
+            var text = text
+            text.withUTF8 { put($0) }
+        }
+
+        mutating func put(_ literal: StaticString) {
+            put(UnsafeBufferPointer(start: literal.utf8Start, count: literal.utf8CodeUnitCount))
+        }
+
+        private mutating func put(_ bytes: UnsafeBufferPointer<UInt8>) {
+            if let buffer, let source = bytes.baseAddress {
+                UnsafeMutableRawPointer(buffer.baseAddress! + count).copyMemory(from: source, byteCount: bytes.count)
+            }
+            count += bytes.count
+        }
     }
 
     /// RFC 6265 cookie-octet: no controls, whitespace, `"`, `,`, `;` or `\`.

@@ -18,7 +18,6 @@ final class Exchange {
     var mode: Mode = .proxying
 
     var upstreamHead: HTTPRequestHead?
-    var upstreamKey: UpstreamKey?
     var upstream: UpstreamConnection?
     /// Request parts that arrived before the upstream connection was ready.
     var pending: [HTTPClientRequestPart] = []

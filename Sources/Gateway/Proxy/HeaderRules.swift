@@ -6,19 +6,23 @@ import NIOHTTP1
 enum HeaderRules {
     /// RFC 9110 §7.6.1 connection-specific fields, plus any field the `Connection` header names.
     static func removeHopByHop(_ headers: inout HTTPHeaders) {
-        // Most requests carry none, so finding that out must not allocate. Most responses carry
-        // `Connection: keep-alive`, whose only token is itself hop-by-hop: then `named` stays empty.
-        guard headers.contains(where: { isHopByHop($0.name) }) else { return }
+        // One pass finds the names to drop; most requests carry none, so it must not allocate
+        // then. Most responses carry `Connection: keep-alive`, whose only token is itself
+        // hop-by-hop: `named` stays empty and one `remove(name:)` pass does the rest.
+        var found: [String] = []
         var named: [String] = []
-        for (name, value) in headers where sameName(name, "connection") {
+        for (name, value) in headers where isHopByHop(name) {
+            // `remove(name:)` ignores case; a second spelling of a name costs one empty pass.
+            if !found.contains(name) { found.append(name) }
             // Nearly always one option that names no other field (`keep-alive`, `close`).
-            if isHopByHop(value) || sameName(value, "close") { continue }
+            guard sameName(name, "connection"), !isHopByHop(value), !sameName(value, "close") else { continue }
             for token in value.split(byte: UInt8(ascii: ",")) {
                 let option = String(token.trimmingSpaces).lowercased()
                 if !option.isEmpty, !isHopByHop(option), !named.contains(option) { named.append(option) }
             }
         }
-        removeFields(from: &headers) { name in isHopByHop(name) || named.contains { sameName(name, $0) } }
+        for name in found { headers.remove(name: name) }
+        if !named.isEmpty { removeFields(from: &headers) { name in named.contains { sameName(name, $0) } } }
     }
 
     private static let forwardingNames = ["x-forwarded-for", "x-forwarded-proto", "x-forwarded-host", "forwarded"]
@@ -40,9 +44,9 @@ enum HeaderRules {
         }
     }
 
-    /// Removes every field `drop` picks, by name: typically one name (`Connection`), so one
-    /// `remove(name:)` pass, cheaper than re-adding the fields that stay (each `add` re-checks its
-    /// name). Allocates nothing when `drop` picks nothing.
+    /// Removes every field `drop` picks, one `remove(name:)` pass per distinct name: cheaper than
+    /// re-adding the fields that stay (each `add` re-checks its name). Allocates nothing when
+    /// `drop` picks nothing.
     private static func removeFields(from headers: inout HTTPHeaders, where drop: (String) -> Bool) {
         var names: [String] = []
         for (name, _) in headers where drop(name) && !names.contains(where: { sameName(name, $0) }) {
@@ -73,10 +77,11 @@ enum HeaderRules {
     ) -> String {
         guard peerTrusted else {
             removeFields(from: &headers) { name in forwardingNames.contains { sameName(name, $0) } }
-            headers.add(name: "x-forwarded-for", value: peer)
-            headers.add(name: "x-forwarded-proto", value: scheme)
-            headers.add(name: "x-forwarded-host", value: host)
-            headers.add(name: "forwarded", value: forwardedElement(for: peer, scheme: scheme, host: host))
+            // Appended as a block: each `add(name:value:)` re-checks its (constant) name.
+            headers.add(contentsOf: HTTPHeaders([
+                ("x-forwarded-for", peer), ("x-forwarded-proto", scheme), ("x-forwarded-host", host),
+                ("forwarded", forwardedElement(for: peer, scheme: scheme, host: host)),
+            ]))
             return peer
         }
         let chain = headers["x-forwarded-for"].flatMap { $0.split(separator: ",") }

@@ -203,7 +203,6 @@ final class ProxyHandler: ChannelDuplexHandler, UpstreamSink {
         }
         for filter in engine.filters { filter.upstreamRequest(&upstreamHead, context: &exchange.context) }
         exchange.upstreamHead = upstreamHead
-        exchange.upstreamKey = UpstreamKey(site.config.upstream)
         connectUpstream(exchange, context: context)
     }
 
@@ -299,7 +298,8 @@ final class ProxyHandler: ChannelDuplexHandler, UpstreamSink {
     // MARK: Upstream
 
     private func connectUpstream(_ exchange: Exchange, context: ChannelHandlerContext) {
-        guard let site = exchange.context.site, let key = exchange.upstreamKey else { return }
+        guard let site = exchange.context.site else { return }
+        let key = site.upstreamKey
         gate.pause(.connecting)
         let pool = engine.pools.pool(for: context.eventLoop)
         pool.acquire(key, address: engine.address(of: site.config.upstream)).assumeIsolated().whenComplete { [self] result in
@@ -574,9 +574,9 @@ final class ProxyHandler: ChannelDuplexHandler, UpstreamSink {
     // MARK: Logging phase
 
     private func log(_ exchange: Exchange, status: Int) {
-        engine.metrics.countRequest(site: exchange.context.site?.name, status: status)
+        engine.metrics.countRequest(site: exchange.context.site, status: status)
         if let site = exchange.context.site, let headAt = exchange.responseHeadAt {
-            engine.metrics.recordUpstream(site: site.name, headerAfter: headAt - exchange.startedAt)
+            engine.metrics.recordUpstream(site: site, headerAfter: headAt - exchange.startedAt)
         }
         // With `log.access: off` the line is never built: its dozen strings are a tenth of a small request.
         guard engine.accessLog.logLevel <= .info else { return }

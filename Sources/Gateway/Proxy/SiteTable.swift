@@ -5,6 +5,7 @@ public struct SiteRoute: Sendable {
     public let index: Int
     public let config: GatewayConfig.Site
     public let maxBodySize: Int
+    let upstreamKey: UpstreamKey
 
     public var name: String { config.name }
 }
@@ -20,7 +21,7 @@ struct SiteTable: Sendable {
         var wildcard: [(String, SiteRoute)] = []
         var routes: [SiteRoute] = []
         for (i, site) in config.sites.enumerated() {
-            let route = SiteRoute(index: i, config: site, maxBodySize: site.maxBodySize(in: config.limits))
+            let route = SiteRoute(index: i, config: site, maxBodySize: site.maxBodySize(in: config.limits), upstreamKey: UpstreamKey(site.upstream))
             routes.append(route)
             for host in site.hosts {
                 if host.hasPrefix("*.") { wildcard.append((String(host.dropFirst(1)), route)) } else { byHost[host] = route }
