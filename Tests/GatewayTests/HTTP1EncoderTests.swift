@@ -135,6 +135,48 @@ import Testing
         #expect(try written(channel) == "")
     }
 
+    /// Random bytes in names and values (CR, LF, NUL, DEL, tabs, non-ASCII among them): a head is
+    /// either refused or written as exactly its own lines; no value ever adds a line.
+    @Test func noFieldValueCanAddALine() throws {
+        var random = SystemRandomNumberGenerator()
+        let hostile: [UInt8] = [0x0D, 0x0A, 0x00, 0x7F, 0x01, 0x1F, 0x20, 0x3A, 0xC3]
+        let plain: [UInt8] = [0x61, 0x41, 0x2D, 0x31, 0x09, 0x20]
+        // Mostly plain bytes, one in forty hostile: most heads carry a hostile byte somewhere, and
+        // enough carry none to be written.
+        func draw(_ count: ClosedRange<Int>) -> String {
+            let bytes = (0..<Int.random(in: count, using: &random)).map { _ in
+                Int.random(in: 0..<40, using: &random) == 0 ? hostile.randomElement(using: &random)! : plain.randomElement(using: &random)!
+            }
+            return String(decoding: bytes, as: UTF8.self)
+        }
+        var written = 0
+        for _ in 0..<3_000 {
+            var headers = HTTPHeaders()
+            let fieldCount = Int.random(in: 1...4, using: &random)
+            for _ in 0..<fieldCount {
+                headers.add(contentsOf: HTTPHeaders([(draw(0...6), draw(0...24))]))
+            }
+            let head = HTTPResponseHead(version: .http1_1, status: .ok, headers: headers)
+            var buffer = ByteBuffer()
+            let ok = HeadWriter.write(head, measured: HeadWriter.Measure(headers), edit: HeadWriter.FramingEdit(), to: &buffer)
+            guard ok else {
+                #expect(buffer.readableBytes == 0)
+                continue
+            }
+            written += 1
+            let bytes = Array(buffer.readableBytesView)
+            // Every CR is followed by LF and every LF preceded by CR; the lines are the status line,
+            // one per field and the blank one.
+            let lines = String(decoding: bytes, as: UTF8.self).components(separatedBy: "\r\n")
+            #expect(lines.count == fieldCount + 3, "\(bytes)")
+            #expect(lines.allSatisfy { !$0.utf8.contains(0x0D) && !$0.utf8.contains(0x0A) && !$0.utf8.contains(0x00) })
+            for (line, (name, value)) in zip(lines.dropFirst(), headers) {
+                #expect(line == name + ": " + value)
+            }
+        }
+        #expect(written > 50, "too few valid heads drawn to test anything")
+    }
+
     @Test func requestTargetsAndMethodsMustBeSendable() throws {
         for (method, uri) in [(HTTPMethod.GET, "/a b"), (.GET, "/a\r\nx: y"), (.GET, ""), (.RAW(value: "GE T"), "/"), (.GET, "/é")] {
             let channel = EmbeddedChannel(handler: UpstreamRequestEncoder())
