@@ -371,10 +371,12 @@ final class ProxyHandler: ChannelDuplexHandler, UpstreamSink {
         var head = head
         HeaderRules.removeHopByHop(&head.headers)
         for filter in engine.filters { filter.upstreamResponse(&head, context: &exchange.context) }
-        if exchange.requestHead.method != .HEAD, let coding = ResponseCoding(head.headers),
-            let transform = engine.filters.lazy.compactMap({ $0.responseBody(for: head, context: exchange.context) }).first
-        {
-            exchange.bodyTransform = coding.fit(transform, head: &head, request: exchange.requestHead)
+        if exchange.requestHead.method != .HEAD, let coding = ResponseCoding(head.headers) {
+            // One copy of the context for all filters: each read of the exchange's copies it.
+            let requestContext = exchange.context
+            if let transform = engine.filters.lazy.compactMap({ $0.responseBody(for: head, context: requestContext) }).first {
+                exchange.bodyTransform = coding.fit(transform, head: &head, request: exchange.requestHead)
+            }
         }
         if context.channel.isWritable { armUpstreamIdleClock() }
         sendResponseHead(head, exchange: exchange, context: context)
