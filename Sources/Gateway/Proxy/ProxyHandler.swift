@@ -302,7 +302,8 @@ final class ProxyHandler: ChannelDuplexHandler, UpstreamSink {
         let key = site.upstreamKey
         gate.pause(.connecting)
         let pool = engine.pools.pool(for: context.eventLoop)
-        pool.acquire(key, address: engine.address(of: site.config.upstream)).assumeIsolated().whenComplete { [self] result in
+        if let parked = pool.takeParked(key) { return attach(parked, to: exchange) }
+        pool.connect(key, address: engine.address(of: site.config.upstream)).assumeIsolated().whenComplete { [self] result in
             guard self.exchange === exchange, self.context != nil else {
                 if case .success(let connection) = result { pool.release(connection) }
                 return
@@ -324,7 +325,7 @@ final class ProxyHandler: ChannelDuplexHandler, UpstreamSink {
         upstream.write(.head(head))
         for part in exchange.pending { upstream.write(part) }
         exchange.pending.removeAll()
-        // Inside a downstream read (a parked connection is handed over at once), the flush waits
+        // Inside a downstream read (a parked connection is handed over there), the flush waits
         // for the read's end: a body part or end that came in the same read then goes with the
         // head, which tells the encoder how to frame it (see `UpstreamRequestEncoder`).
         if reading { exchange.upstreamNeedsFlush = true } else { upstream.flush() }

@@ -66,15 +66,14 @@ final class UpstreamPool {
         self.maxIdlePerKey = maxIdlePerKey
     }
 
-    /// A parked connection when one is alive and not expired, else a new one.
-    func acquire(_ key: UpstreamKey, address: (host: String, port: Int)) -> EventLoopFuture<UpstreamConnection> {
+    /// A parked connection that is alive and not expired, if there is one. Handed over directly:
+    /// a succeeded future and its callback cost about 2,000 instructions on every request.
+    func takeParked(_ key: UpstreamKey) -> UpstreamConnection? {
         while let connection = idle[key]?.popLast() {
-            if connection.isActive, connection.reusable, connection.parkedAt + keepalive > .now() {
-                return eventLoop.makeSucceededFuture(connection)
-            }
+            if connection.isActive, connection.reusable, connection.parkedAt + keepalive > .now() { return connection }
             connection.abandon()
         }
-        return connect(key, address: address)
+        return nil
     }
 
     /// Parks a connection whose last exchange completed cleanly; closes it otherwise.
@@ -131,7 +130,8 @@ final class UpstreamPool {
         idle[connection.key]?.removeAll { $0 === connection }
     }
 
-    private func connect(_ key: UpstreamKey, address: (host: String, port: Int)) -> EventLoopFuture<UpstreamConnection> {
+    /// A new connection (when no parked one is left: see ``takeParked(_:)``).
+    func connect(_ key: UpstreamKey, address: (host: String, port: Int)) -> EventLoopFuture<UpstreamConnection> {
         let tls = tlsContexts[key]
         let serverName = (tls != nil && IPAddressBytes.parse(key.host) == nil) ? key.host : nil
         let bootstrap = ClientBootstrap(group: eventLoop)
