@@ -40,7 +40,6 @@ final class ResponseEncoder: ChannelOutboundHandler, RemovableChannelHandler {
             }
             let measured = HeadWriter.Measure(head.headers)
             var edit = HeadWriter.FramingEdit()
-            var chunked = false
             if toConnect || !head.status.mayHaveResponseBody {
                 edit.dropContentLength = true
                 edit.dropTransferEncoding = true
@@ -48,9 +47,9 @@ final class ResponseEncoder: ChannelOutboundHandler, RemovableChannelHandler {
                 edit.dropTransferEncoding = true
             } else if head.version.minor >= 1 {
                 edit.addChunked = true
-                chunked = true
             }
-            body = BodyFraming(chunked: chunked && !bodyless)
+            // A HEAD answer still says `chunked` (what a GET would get) but sends no chunks.
+            body = BodyFraming(chunked: edit.addChunked && !bodyless)
             var buffer = context.channel.allocator.buffer(capacity: 0)
             guard HeadWriter.write(head, measured: measured, edit: edit, to: &buffer) else { return refuse(context, promise) }
             context.write(wrapOutboundOut(.byteBuffer(buffer)), promise: promise)
@@ -181,7 +180,7 @@ struct InvalidHeadError: Error, CustomStringConvertible {
 
 /// The body half of an encoder: chunk framing when the head chose it, the bytes as they are otherwise.
 struct BodyFraming {
-    private(set) var chunked = false
+    let chunked: Bool
 
     init(chunked: Bool = false) {
         self.chunked = chunked
@@ -199,7 +198,7 @@ struct BodyFraming {
         context.write(NIOAny(IOData.byteBuffer(size)), promise: nil)
         context.write(NIOAny(part), promise: nil)
         // Writes complete in order, so the last one's promise stands for all three.
-        context.write(NIOAny(IOData.byteBuffer(ByteBuffer(staticCRLF: ()))), promise: promise)
+        context.write(NIOAny(IOData.byteBuffer(ByteBuffer(string: "\r\n"))), promise: promise)
     }
 
     /// False when the trailers may not be sent.
@@ -218,12 +217,5 @@ struct BodyFraming {
         }
         context.write(NIOAny(IOData.byteBuffer(buffer)), promise: promise)
         return true
-    }
-}
-
-extension ByteBuffer {
-    fileprivate init(staticCRLF: Void) {
-        self.init()
-        writeStaticString("\r\n")
     }
 }
