@@ -18,18 +18,14 @@ final class ResponseEncoder: ChannelOutboundHandler, RemovableChannelHandler {
     private var body = BodyFraming()
     /// The answer in progress may carry no body (HEAD, CONNECT).
     private var bodyless = false
-    /// A head failed its checks: nothing more is written on this connection.
-    private var refused = false
+    private var refusal = Refusal()
 
     func requestArrived(_ method: HTTPMethod) {
         answering.append(method == .HEAD ? .head : method == .CONNECT ? .connect : .other)
     }
 
     func write(context: ChannelHandlerContext, data: NIOAny, promise: EventLoopPromise<Void>?) {
-        guard !refused else {
-            promise?.fail(InvalidHeadError())
-            return
-        }
+        guard !refusal.rejects(promise) else { return }
         switch unwrapOutboundIn(data) {
         case .head(let head):
             let code = head.status.code
@@ -51,7 +47,7 @@ final class ResponseEncoder: ChannelOutboundHandler, RemovableChannelHandler {
             // A HEAD answer still says `chunked` (what a GET would get) but sends no chunks.
             body = BodyFraming(chunked: edit.addChunked && !bodyless)
             var buffer = context.channel.allocator.buffer(capacity: 0)
-            guard HeadWriter.write(head, measured: measured, edit: edit, to: &buffer) else { return refuse(context, promise) }
+            guard HeadWriter.write(head, measured: measured, edit: edit, to: &buffer) else { return refusal.refuse(context, promise) }
             context.write(wrapOutboundOut(.byteBuffer(buffer)), promise: promise)
         case .body(let part):
             if bodyless {
@@ -61,14 +57,8 @@ final class ResponseEncoder: ChannelOutboundHandler, RemovableChannelHandler {
             }
         case .end(let trailers):
             bodyless = false
-            guard body.end(trailers, context: context, promise: promise) else { return refuse(context, promise) }
+            guard body.end(trailers, context: context, promise: promise) else { return refusal.refuse(context, promise) }
         }
-    }
-
-    private func refuse(_ context: ChannelHandlerContext, _ promise: EventLoopPromise<Void>?) {
-        refused = true
-        promise?.fail(InvalidHeadError())
-        context.fireErrorCaught(InvalidHeadError())
     }
 }
 
@@ -88,13 +78,10 @@ final class UpstreamRequestEncoder: ChannelOutboundHandler, RemovableChannelHand
     private var held: (head: HTTPRequestHead, measured: HeadWriter.Measure, promise: EventLoopPromise<Void>?)?
     /// The request in progress went out without framing: it can carry no body.
     private var unframed = false
-    private var refused = false
+    private var refusal = Refusal()
 
     func write(context: ChannelHandlerContext, data: NIOAny, promise: EventLoopPromise<Void>?) {
-        guard !refused else {
-            promise?.fail(InvalidHeadError())
-            return
-        }
+        guard !refusal.rejects(promise) else { return }
         switch unwrapOutboundIn(data) {
         case .head(let head):
             let measured = HeadWriter.Measure(head.headers)
@@ -116,7 +103,7 @@ final class UpstreamRequestEncoder: ChannelOutboundHandler, RemovableChannelHand
             writeHead(head, measured: measured, edit: edit, context: context, promise: promise)
         case .body(let part):
             if part.readableBytes > 0 {
-                if unframed { return refuse(context, promise) }
+                if unframed { return refusal.refuse(context, promise) }
                 guard releaseHeld(chunked: true, context: context) else {
                     promise?.fail(InvalidHeadError())
                     return
@@ -129,12 +116,12 @@ final class UpstreamRequestEncoder: ChannelOutboundHandler, RemovableChannelHand
                 return
             }
             unframed = false
-            guard body.end(trailers, context: context, promise: promise) else { return refuse(context, promise) }
+            guard body.end(trailers, context: context, promise: promise) else { return refusal.refuse(context, promise) }
         }
     }
 
     func flush(context: ChannelHandlerContext) {
-        if !refused { releaseHeld(chunked: false, context: context) }
+        if !refusal.refused { releaseHeld(chunked: false, context: context) }
         context.flush()
     }
 
@@ -158,14 +145,26 @@ final class UpstreamRequestEncoder: ChannelOutboundHandler, RemovableChannelHand
         body = BodyFraming(chunked: edit.addChunked)
         var buffer = context.channel.allocator.buffer(capacity: 0)
         guard HeadWriter.write(head, measured: measured, edit: edit, to: &buffer) else {
-            refuse(context, promise)
+            refusal.refuse(context, promise)
             return false
         }
         context.write(wrapOutboundOut(.byteBuffer(buffer)), promise: promise)
         return true
     }
+}
 
-    private func refuse(_ context: ChannelHandlerContext, _ promise: EventLoopPromise<Void>?) {
+/// An encoder's state after a head or trailers failed their checks: that write and every later
+/// one fail, and the error goes up the pipeline (the connection is closed there).
+struct Refusal {
+    private(set) var refused = false
+
+    /// True (and `promise` failed) once refused.
+    func rejects(_ promise: EventLoopPromise<Void>?) -> Bool {
+        if refused { promise?.fail(InvalidHeadError()) }
+        return refused
+    }
+
+    mutating func refuse(_ context: ChannelHandlerContext, _ promise: EventLoopPromise<Void>?) {
         refused = true
         promise?.fail(InvalidHeadError())
         context.fireErrorCaught(InvalidHeadError())
