@@ -27,18 +27,18 @@ enum HeadWriter {
     struct Measure {
         private(set) var fieldBytes = 0
         private(set) var hasContentLength = false
-        private(set) var hasTransferEncoding = false
         private(set) var chunked = false
 
         init(_ headers: HTTPHeaders) {
+            var sawTransferEncoding = false
             for (name, value) in headers {
                 let count = name.utf8.count
                 fieldBytes += count + value.utf8.count + 4
                 if count == 14, HeaderRules.sameName(name, "content-length") {
                     hasContentLength = true
                 } else if count == 17, HeaderRules.sameName(name, "transfer-encoding") {
-                    if !hasTransferEncoding { chunked = HeaderRules.sameName(value, "chunked") }
-                    hasTransferEncoding = true
+                    if !sawTransferEncoding { chunked = HeaderRules.sameName(value, "chunked") }
+                    sawTransferEncoding = true
                 }
             }
         }
