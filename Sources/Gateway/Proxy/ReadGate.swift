@@ -42,11 +42,14 @@ struct ReadGate {
 /// the time, `disarm` leaves the pending check in place, and `arm` schedules a check only when none
 /// is pending before its deadline. A check that comes early re-arms itself for the time left. So a
 /// kept-alive connection pays for about one scheduled task per timeout period, not one per request.
-final class StallTimer {
+final class StallTimer: NIOScheduledCallbackHandler {
     private let onStall: () -> Void
     private var timeout = TimeAmount.zero
     private var lastTouch = NIODeadline.now()
-    private var pending: (check: Scheduled<Void>, due: NIODeadline)?
+    /// A scheduled callback, not a scheduled task: an idle connection holds its clocks' pending
+    /// checks for a whole timeout, and a callback costs one entry in the loop's queue where a task
+    /// costs that plus a promise and two closures.
+    private var pending: (check: NIOScheduledCallback, due: NIODeadline)?
     private(set) var isArmed = false
 
     init(onStall: @escaping () -> Void) {
@@ -74,18 +77,21 @@ final class StallTimer {
         pending = nil
     }
 
-    private func schedule(on eventLoop: any EventLoop, at deadline: NIODeadline) {
-        let check = eventLoop.assumeIsolated().scheduleTask(deadline: deadline) { [self] in
-            pending = nil
-            guard isArmed else { return }
-            let due = lastTouch + timeout
-            if due <= .now() {
-                isArmed = false
-                onStall()
-            } else {
-                schedule(on: eventLoop, at: due)
-            }
+    func handleScheduledCallback(eventLoop: some EventLoop) {
+        pending = nil
+        guard isArmed else { return }
+        let due = lastTouch + timeout
+        if due <= .now() {
+            isArmed = false
+            onStall()
+        } else {
+            schedule(on: eventLoop, at: due)
         }
+    }
+
+    private func schedule(on eventLoop: any EventLoop, at deadline: NIODeadline) {
+        // Throws only while the loop shuts down, when no clock matters any more.
+        guard let check = try? eventLoop.assumeIsolated().scheduleCallback(at: deadline, handler: self) else { return }
         pending = (check, deadline)
     }
 }
