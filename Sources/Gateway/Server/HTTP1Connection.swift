@@ -2,27 +2,33 @@ import NIOCore
 import NIOHTTP1
 
 /// What one HTTP/1.1 connection owes its client beyond a single exchange, in one handler between
-/// the decoder and ``ProxyHandler`` (one hop instead of three on every request part):
+/// the bytes and ``ProxyHandler`` (one hop instead of five on every request part):
+/// - parsing: requests are read with ``HTTP1RequestParser``;
 /// - pipelining: a request that arrives while the previous response is still being written waits
 ///   here, and reads pause only then, so a client with one request at a time never has its reads
 ///   switched off and on (NIO's pipelining handler pauses them during every response);
 /// - clocks: header (from the connection's start, or from the first byte of a later request, to its
 ///   full head; slowloris → 408 and close) and idle (nothing in flight, no byte arriving → quiet close);
-/// - requests the parser refused: 431 for oversized or too many headers, 400 for anything else (bad
-///   chunking, Content-Length with Transfer-Encoding); the decoder stops after an error, so a
-///   smuggled second request never runs;
+/// - requests the parser refused: 431 for oversized or too many headers, 414 for an oversized
+///   request line, 405 for CONNECT, 505 for a version other than 1.x, 400 for anything else (bad
+///   chunking, Content-Length with Transfer-Encoding); the parser stops after a refusal and the
+///   connection closes, so a smuggled second request never runs;
 /// - graceful drain: an idle connection closes at once, a busy one after its response, which says
 ///   `connection: close`.
 final class HTTP1Connection: ChannelDuplexHandler {
-    typealias InboundIn = HTTPServerRequestPart
+    typealias InboundIn = ByteBuffer
     typealias InboundOut = HTTPServerRequestPart
     typealias OutboundIn = HTTPServerResponsePart
     typealias OutboundOut = HTTPServerResponsePart
 
     private enum Waiting {
         case part(HTTPServerRequestPart)
-        case refused(HTTPParserError)
+        case refused(HTTP1RequestParser.Refusal)
     }
+
+    private var parser: HTTP1RequestParser
+    /// A read that arrives while parts are being delivered leaves its bytes to the loop running.
+    private var parsing = false
 
     private let headerTimeout: TimeAmount
     private let idleTimeout: TimeAmount
@@ -50,9 +56,10 @@ final class HTTP1Connection: ChannelDuplexHandler {
 
     /// - Parameter onRefused: told of each request the parser refused, for the access log.
     init(
-        encoder: ResponseEncoder, headerTimeout: TimeAmount, idleTimeout: TimeAmount,
+        parser: HTTP1RequestParser, encoder: ResponseEncoder, headerTimeout: TimeAmount, idleTimeout: TimeAmount,
         onRefused: @escaping @Sendable (HTTPResponseStatus, String) -> Void
     ) {
+        self.parser = parser
         self.encoder = encoder
         self.headerTimeout = headerTimeout
         self.idleTimeout = idleTimeout
@@ -70,16 +77,30 @@ final class HTTP1Connection: ChannelDuplexHandler {
         self.context = nil
     }
 
-    /// From ``FirstByteObserver``: bytes of a next request started arriving.
-    func firstByteArrived() {
-        guard awaitingFirstByte, let context else { return }
-        startHeaderClock(context)
-    }
-
     // MARK: Inbound
 
     func channelRead(context: ChannelHandlerContext, data: NIOAny) {
-        let part = unwrapInboundIn(data)
+        let bytes = unwrapInboundIn(data)
+        // Bytes of a next request: the header clock applies, not the idle one.
+        if awaitingFirstByte, bytes.readableBytes > 0 { startHeaderClock(context) }
+        parser.receive(bytes)
+        guard !parsing else { return }
+        parsing = true
+        defer { parsing = false }
+        while true {
+            let part: HTTPServerRequestPart
+            do {
+                guard let next = try parser.next() else { return }
+                part = next
+            } catch {
+                received(error, context: context)
+                return
+            }
+            received(part, context: context)
+        }
+    }
+
+    private func received(_ part: HTTPServerRequestPart, context: ChannelHandlerContext) {
         if case .head(let head) = part {
             encoder.requestArrived(head.method)
             requestsInFlight += 1
@@ -99,11 +120,7 @@ final class HTTP1Connection: ChannelDuplexHandler {
         }
     }
 
-    func errorCaught(context: ChannelHandlerContext, error: any Error) {
-        guard let refused = error as? HTTPParserError else {
-            context.fireErrorCaught(error)
-            return
-        }
+    private func received(_ refused: HTTP1RequestParser.Refusal, context: ChannelHandlerContext) {
         if waiting.isEmpty, exchange?.requestEnded != true {
             refuse(refused, context: context)
         } else {
@@ -141,11 +158,11 @@ final class HTTP1Connection: ChannelDuplexHandler {
         context.fireChannelRead(wrapInboundOut(part))
     }
 
-    private func refuse(_ error: HTTPParserError, context: ChannelHandlerContext) {
-        let status: HTTPResponseStatus = error == .headerOverflow ? .requestHeaderFieldsTooLarge : .badRequest
-        onRefused(status, "\(error)")
+    private func refuse(_ refusal: HTTP1RequestParser.Refusal, context: ChannelHandlerContext) {
+        let status = refusal.status
+        onRefused(status, refusal.reason)
         if !responseInProgress {
-            plainText(status, "\(status.code) \(status.reasonPhrase): the request could not be parsed.\n").write(to: context, keepAlive: false)
+            plainText(status, "\(status.code) \(status.reasonPhrase): \(refusal.reason).\n").write(to: context, keepAlive: false)
         } else {
             context.close(promise: nil)
         }
@@ -224,23 +241,5 @@ final class HTTP1Connection: ChannelDuplexHandler {
 
     private func plainText(_ status: HTTPResponseStatus, _ text: String) -> LocalResponse {
         LocalResponse(status: status, contentType: "text/plain; charset=utf-8", body: text)
-    }
-}
-
-/// Placed before the HTTP decoder: tells ``HTTP1Connection`` when an idle connection starts
-/// receiving its next request, so the header clock (not the idle clock) applies.
-final class FirstByteObserver: ChannelInboundHandler {
-    typealias InboundIn = ByteBuffer
-    typealias InboundOut = ByteBuffer
-
-    private let connection: HTTP1Connection
-
-    init(connection: HTTP1Connection) {
-        self.connection = connection
-    }
-
-    func channelRead(context: ChannelHandlerContext, data: NIOAny) {
-        if connection.awaitingFirstByte { connection.firstByteArrived() }
-        context.fireChannelRead(data)
     }
 }

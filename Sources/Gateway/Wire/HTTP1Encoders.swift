@@ -3,25 +3,22 @@ import NIOHTTP1
 
 /// Serialises the responses of an HTTP/1 connection with ``HeadWriter``, framing bodies the way
 /// NIO's `HTTPResponseEncoder` does: `Content-Length` when the head has one, otherwise chunked on
-/// HTTP/1.1 (close-delimited on 1.0), no body at all for 1xx/204/304 and for answers to HEAD and
-/// CONNECT (``HTTP1Connection`` reports each request's method as its head arrives).
+/// HTTP/1.1 (close-delimited on 1.0), no body at all for 1xx/204/304 and for answers to HEAD
+/// (``HTTP1Connection`` reports each request's method as its head arrives; CONNECT is refused
+/// before it is a request).
 final class ResponseEncoder: ChannelOutboundHandler, RemovableChannelHandler {
     typealias OutboundIn = HTTPServerResponsePart
     typealias OutboundOut = IOData
 
-    private enum Answering: UInt8 {
-        case other, head, connect
-    }
-
-    /// What each request whose final response has not started asked for, oldest first.
-    private var answering = CircularBuffer<Answering>(initialCapacity: 2)
+    /// Whether each request whose final response has not started is a HEAD, oldest first.
+    private var answeringHead = CircularBuffer<Bool>(initialCapacity: 2)
     private var body = BodyFraming()
-    /// The answer in progress may carry no body (HEAD, CONNECT).
+    /// The answer in progress may carry no body (it answers a HEAD).
     private var bodyless = false
     private var refusal = Refusal()
 
     func requestArrived(_ method: HTTPMethod) {
-        answering.append(method == .HEAD ? .head : method == .CONNECT ? .connect : .other)
+        answeringHead.append(method == .HEAD)
     }
 
     func write(context: ChannelHandlerContext, data: NIOAny, promise: EventLoopPromise<Void>?) {
@@ -29,14 +26,12 @@ final class ResponseEncoder: ChannelOutboundHandler, RemovableChannelHandler {
         switch unwrapOutboundIn(data) {
         case .head(let head):
             let code = head.status.code
-            var toConnect = false
-            if !((100..<200).contains(code) && code != 101), let request = answering.popFirst() {
-                bodyless = request != .other
-                toConnect = request == .connect
+            if !((100..<200).contains(code) && code != 101), let head = answeringHead.popFirst() {
+                bodyless = head
             }
             let measured = HeadWriter.Measure(head.headers)
             var edit = HeadWriter.FramingEdit()
-            if toConnect || !head.status.mayHaveResponseBody {
+            if !head.status.mayHaveResponseBody {
                 edit.dropContentLength = true
                 edit.dropTransferEncoding = true
             } else if measured.hasContentLength {

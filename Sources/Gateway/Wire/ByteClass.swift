@@ -1,0 +1,53 @@
+/// A set of ASCII bytes as two 64-bit masks (no table to look up, no bounds check).
+struct ByteClass {
+    private let low: UInt64
+    private let high: UInt64
+    /// Bytes of 0x80 and above (RFC 9110 `obs-text` in field values).
+    private let nonASCII: Bool
+    /// The field-value class, which `admits(all:)` can test eight bytes at a time.
+    private let isFieldValue: Bool
+
+    @inline(__always)
+    func admits(_ byte: UInt8) -> Bool {
+        byte < 64 ? (low >> byte) & 1 == 1 : byte < 128 ? (high >> (byte &- 64)) & 1 == 1 : nonASCII
+    }
+
+    func admits(all bytes: UnsafeBufferPointer<UInt8>) -> Bool {
+        var index = 0
+        if isFieldValue, let base = UnsafeRawPointer(bytes.baseAddress) {
+            // Field values are most of a head's bytes: eight at a time while no byte is below
+            // 0x20 or is DEL; a word with a tab (allowed) or a bad byte goes byte by byte.
+            while index + 8 <= bytes.count {
+                let word = base.loadUnaligned(fromByteOffset: index, as: UInt64.self)
+                let del = word ^ 0x7F7F_7F7F_7F7F_7F7F
+                let flagged = ((word &- 0x2020_2020_2020_2020) & ~word | (del &- 0x0101_0101_0101_0101) & ~del) & 0x8080_8080_8080_8080
+                if flagged != 0 { break }
+                index += 8
+            }
+        }
+        while index < bytes.count {
+            guard admits(bytes[index]) else { return false }
+            index += 1
+        }
+        return true
+    }
+
+    /// RFC 9110 `tchar`.
+    static let token = ByteClass("!#$%&'*+-.^_`|~0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz")
+    /// Visible ASCII, space, tab and obs-text: every byte but the other controls and DEL.
+    static let fieldValue = ByteClass(" \t" + String((0x21...0x7E).map { Character(UnicodeScalar(UInt8($0))) }), nonASCII: true, isFieldValue: true)
+    /// RFC 9112 request-target bytes: unreserved, gen-delims, sub-delims and `%`.
+    static let requestTarget = ByteClass("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-._~:/?#[]@!$&'()*+,;=%")
+
+    private init(_ members: String, nonASCII: Bool = false, isFieldValue: Bool = false) {
+        var low: UInt64 = 0
+        var high: UInt64 = 0
+        for byte in members.utf8 {
+            if byte < 64 { low |= 1 << byte } else { high |= 1 << (byte - 64) }
+        }
+        self.low = low
+        self.high = high
+        self.nonASCII = nonASCII
+        self.isFieldValue = isFieldValue
+    }
+}
