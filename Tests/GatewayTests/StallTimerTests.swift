@@ -28,11 +28,11 @@ import Testing
 
     private let timeout = TimeAmount.milliseconds(150)
 
-    private func withTimer(_ body: (any EventLoop, NIOLoopBound<StallTimer>, Probe) async throws -> Void) async throws {
+    private func withTimer(_ body: (any EventLoop, NIOLoopBound<StallTimer<Probe>>, Probe) async throws -> Void) async throws {
         let group = MultiThreadedEventLoopGroup(numberOfThreads: 1)
         let loop = group.next()
         let probe = Probe()
-        let timer = try await loop.submit { NIOLoopBound(StallTimer { probe.fired() }, eventLoop: loop) }.get()
+        let timer = try await loop.submit { NIOLoopBound(StallTimer(owner: probe) { $0.fired() }, eventLoop: loop) }.get()
         try await body(loop, timer, probe)
         try await loop.submit { timer.value.stop() }.get()
         try await group.shutdownGracefully()

@@ -33,9 +33,9 @@ final class ProxyHandler: ChannelDuplexHandler, UpstreamSink {
     /// Each fires only while armed, and every exchange disarms them as it ends. Made on first arming
     /// (an HTTP/2 stream with a bodiless request never needs the body clock).
     private struct Clocks {
-        var body: StallTimer?
-        var responseHeader: StallTimer?
-        var upstreamIdle: StallTimer?
+        var body: StallTimer<ProxyHandler>?
+        var responseHeader: StallTimer<ProxyHandler>?
+        var upstreamIdle: StallTimer<ProxyHandler>?
     }
     private var clocks = Clocks()
 
@@ -345,9 +345,9 @@ final class ProxyHandler: ChannelDuplexHandler, UpstreamSink {
     }
 
     /// Arms one of the clocks, making it on first use with `onStall` (later arms keep the first).
-    private func arm(_ slot: WritableKeyPath<Clocks, StallTimer?>, timeout: Duration, onStall: @escaping (ProxyHandler) -> Void) {
+    private func arm(_ slot: WritableKeyPath<Clocks, StallTimer<ProxyHandler>?>, timeout: Duration, onStall: @escaping (ProxyHandler) -> Void) {
         guard let context else { return }
-        let clock = clocks[keyPath: slot] ?? StallTimer { [weak self] in self.map(onStall) }
+        let clock = clocks[keyPath: slot] ?? StallTimer(owner: self, onStall: onStall)
         clocks[keyPath: slot] = clock
         clock.arm(on: context.eventLoop, timeout: TimeAmount(timeout))
     }

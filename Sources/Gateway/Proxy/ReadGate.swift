@@ -41,9 +41,13 @@ struct ReadGate {
 /// Cheap to move, the way a proxy's clocks move on every request and read: `touch` only notes
 /// the time, `disarm` leaves the pending check in place, and `arm` schedules a check only when none
 /// is pending before its deadline. A check that comes early re-arms itself for the time left. So a
-/// kept-alive connection pays for about one scheduled task per timeout period, not one per request.
-final class StallTimer: NIOScheduledCallbackHandler {
-    private let onStall: () -> Void
+/// kept-alive connection pays for about one scheduled check per timeout period, not one per request.
+///
+/// The clock tells its owner through a function of the owner rather than a closure that captures
+/// it: an idle connection keeps its four clocks, and a capturing closure is one more allocation each.
+final class StallTimer<Owner: AnyObject>: NIOScheduledCallbackHandler {
+    private weak var owner: Owner?
+    private let onStall: (Owner) -> Void
     private var timeout = TimeAmount.zero
     private var lastTouch = NIODeadline.now()
     /// A scheduled callback, not a scheduled task: an idle connection holds its clocks' pending
@@ -52,7 +56,8 @@ final class StallTimer: NIOScheduledCallbackHandler {
     private var pending: (check: NIOScheduledCallback, due: NIODeadline)?
     private(set) var isArmed = false
 
-    init(onStall: @escaping () -> Void) {
+    init(owner: Owner, onStall: @escaping (Owner) -> Void) {
+        self.owner = owner
         self.onStall = onStall
     }
 
@@ -83,7 +88,7 @@ final class StallTimer: NIOScheduledCallbackHandler {
         let due = lastTouch + timeout
         if due <= .now() {
             isArmed = false
-            onStall()
+            if let owner { onStall(owner) }
         } else {
             schedule(on: eventLoop, at: due)
         }

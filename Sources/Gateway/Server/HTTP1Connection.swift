@@ -48,10 +48,10 @@ final class HTTP1Connection: ChannelDuplexHandler {
     /// True while the connection is idle and no byte of a next request has arrived.
     private(set) var awaitingFirstByte = false
     // Two clocks that move on every request without a scheduled task each time (see `StallTimer`).
-    private lazy var headerClock = StallTimer { [weak self] in self?.headerTimedOut() }
-    private lazy var idleClock = StallTimer { [weak self] in
-        guard let self, self.awaitingFirstByte else { return }
-        self.context?.close(promise: nil)
+    private lazy var headerClock = StallTimer(owner: self) { $0.headerTimedOut() }
+    private lazy var idleClock = StallTimer(owner: self) { connection in
+        guard connection.awaitingFirstByte else { return }
+        connection.context?.close(promise: nil)
     }
 
     /// - Parameter onRefused: told of each request the parser refused, for the access log.
