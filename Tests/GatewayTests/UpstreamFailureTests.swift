@@ -96,10 +96,28 @@ import Testing
         await origin.stop()
     }
 
-    @Test func upstreamGarbageGets502() async throws {
+    @Test func upstreamGarbageOrConflictingLengthsGet502() async throws {
         try await withGateway { gateway, _ in
-            let result = try await curl(["-w", "%{http_code}", "-o", "/dev/null", "https://localhost:\(gateway.httpsPort)/garbage"])
-            #expect(result.stdout == "502")
+            for raw in ["garbage", "two-lengths"] {
+                let result = try await curl(["-w", "%{http_code}", "-o", "/dev/null", "https://localhost:\(gateway.httpsPort)/raw/\(raw)"])
+                #expect(result.stdout == "502", "\(raw)")
+            }
+        }
+    }
+
+    /// Interim responses are dropped before the final one, and a body without length or chunks
+    /// runs to the origin's close; the connection it came on is not reused.
+    @Test(arguments: ["--http1.1", "--http2"])
+    func interimAnswersAndBodiesThatRunToTheCloseReachTheClient(proto: String) async throws {
+        try await withGateway { gateway, _ in
+            let interim = try await curl([proto, "-D", "-", "https://localhost:\(gateway.httpsPort)/raw/interim"])
+            #expect(interim.stdout.hasPrefix("HTTP/") && interim.stdout.contains(" 200"), "\(interim.stdout)")
+            #expect(!interim.stdout.contains(" 103") && !interim.stdout.contains(" 100 "), "\(interim.stdout)")
+            #expect(interim.stdout.lowercased().contains("x-final: yes") && interim.stdout.hasSuffix("\r\n\r\nfinal"), "\(interim.stdout)")
+            let untilClose = try await curl([proto, "https://localhost:\(gateway.httpsPort)/raw/until-close"])
+            #expect(untilClose.status == 0 && untilClose.stdout == "this body runs until the origin closes", "\(untilClose)")
+            let next = try await curl([proto, "-w", "%{http_code}", "-o", "/dev/null", "https://localhost:\(gateway.httpsPort)/echo"])
+            #expect(next.stdout == "200")
         }
     }
 

@@ -23,7 +23,7 @@ final class HTTP1Connection: ChannelDuplexHandler {
 
     private enum Waiting {
         case part(HTTPServerRequestPart)
-        case refused(HTTP1RequestParser.Refusal)
+        case refused(HTTP1ParseError)
     }
 
     private var parser: HTTP1RequestParser
@@ -120,7 +120,7 @@ final class HTTP1Connection: ChannelDuplexHandler {
         }
     }
 
-    private func received(_ refused: HTTP1RequestParser.Refusal, context: ChannelHandlerContext) {
+    private func received(_ refused: HTTP1ParseError, context: ChannelHandlerContext) {
         if waiting.isEmpty, exchange?.requestEnded != true {
             refuse(refused, context: context)
         } else {
@@ -158,7 +158,7 @@ final class HTTP1Connection: ChannelDuplexHandler {
         context.fireChannelRead(wrapInboundOut(part))
     }
 
-    private func refuse(_ refusal: HTTP1RequestParser.Refusal, context: ChannelHandlerContext) {
+    private func refuse(_ refusal: HTTP1ParseError, context: ChannelHandlerContext) {
         let status = refusal.status
         onRefused(status, refusal.reason)
         if !responseInProgress {

@@ -11,15 +11,20 @@ protocol UpstreamSink: AnyObject {
     func upstreamWritabilityChanged(isWritable: Bool)
 }
 
-/// The last handler of an upstream channel: forwards response parts to the leased sink, writes
-/// request parts, and holds reads while the client cannot take more.
+/// The last handler of an upstream channel: reads responses (``HTTP1ResponseParser``) and forwards
+/// their parts to the leased sink, writes request parts, and holds reads while the client cannot
+/// take more.
 final class UpstreamConnection: ChannelDuplexHandler {
-    typealias InboundIn = HTTPClientResponsePart
+    typealias InboundIn = ByteBuffer
     typealias OutboundIn = HTTPClientRequestPart
     typealias OutboundOut = HTTPClientRequestPart
 
     let key: UpstreamKey
     weak var sink: (any UpstreamSink)?
+    /// Origins are the operator's own: their heads may be larger than a client's.
+    private var parser = HTTP1ResponseParser(maxHeadBytes: 64 * 1024, maxFieldCount: 512)
+    /// A read that arrives while parts are being delivered leaves its bytes to the loop running.
+    private var parsing = false
     private var context: ChannelHandlerContext?
     private var gate = ReadGate()
     /// False once the origin said `Connection: close` or the exchange ended abnormally.
@@ -48,15 +53,28 @@ final class UpstreamConnection: ChannelDuplexHandler {
     }
 
     func channelRead(context: ChannelHandlerContext, data: NIOAny) {
+        parser.receive(unwrapInboundIn(data))
+        guard !parsing else { return }
+        parsing = true
+        defer { parsing = false }
+        do {
+            while let part = try parser.next() { deliver(part, context: context) }
+        } catch {
+            errorCaught(context: context, error: error)
+        }
+    }
+
+    private func deliver(_ part: HTTPClientResponsePart, context: ChannelHandlerContext) {
         guard let sink else {
             // A response while nobody asked for one: this connection is out of step for good.
             reusable = false
             context.close(promise: nil)
             return
         }
-        switch unwrapInboundIn(data) {
+        switch part {
         case .head(let head):
-            if !head.isKeepAlive { reusable = false }
+            // A body that runs to the close ends the connection's use too.
+            if !head.isKeepAlive || parser.bodyEndsWithConnection { reusable = false }
             sink.upstreamResponseHead(head)
         case .body(let body):
             sink.upstreamResponseBody(body)
@@ -76,6 +94,12 @@ final class UpstreamConnection: ChannelDuplexHandler {
     func channelInactive(context: ChannelHandlerContext) {
         isActive = false
         reusable = false
+        do {
+            if let last = try parser.finish() { deliver(last, context: context) }
+        } catch {
+            sink?.upstreamFailed(error)
+            sink = nil
+        }
         sink?.upstreamFailed(ChannelError.eof)
         sink = nil
         onClose?(self)
@@ -96,6 +120,7 @@ final class UpstreamConnection: ChannelDuplexHandler {
     // MARK: Driven by the leasing proxy handler
 
     func write(_ part: HTTPClientRequestPart) {
+        if case .head(let head) = part { parser.answeringHead = head.method == .HEAD }
         context?.write(wrapOutboundOut(part), promise: nil)
     }
 

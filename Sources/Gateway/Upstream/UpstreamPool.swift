@@ -141,10 +141,7 @@ final class UpstreamPool {
                 channel.eventLoop.makeCompletedFuture {
                     let sync = channel.pipeline.syncOperations
                     if let tls { try sync.addHandler(NIOSSLClientHandler(context: tls, serverHostname: serverName)) }
-                    // The response decoder watches the requests written past it (it must know which
-                    // answers a HEAD); the encoder below it checks what it writes.
                     try sync.addHandler(UpstreamRequestEncoder())
-                    try sync.addHandler(ByteToMessageHandler(HTTPResponseDecoder(leftOverBytesStrategy: .dropBytes)))
                     try sync.addHandler(UpstreamConnection(key: key))
                 }
             }

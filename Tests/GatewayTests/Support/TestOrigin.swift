@@ -12,7 +12,9 @@ import NIOSSL
 /// - `/bytes/N`: N bytes, streamed as the connection can take them.
 /// - `/upload`: reads the whole body, answers its length.
 /// - `/slow/MS`: answers after MS milliseconds.  `/hang`: never answers.
-/// - `/reset`: promises 1,000,000 bytes, sends 10, closes.  `/garbage`: answers with non-HTTP.
+/// - `/reset`: promises 1,000,000 bytes, sends 10, closes.
+/// - `/raw/NAME`: one of ``rawAnswers`` written straight onto the socket, then a close: non-HTTP,
+///   interim responses before the final one, a body that runs to the close, conflicting lengths.
 /// - `/hop`: answers with hop-by-hop headers that must not reach the client.
 /// - `/redirect`: 302 to `/landing`.
 /// - `/gzip-broken/corrupt`, `/gzip-broken/truncated`: HTML that claims gzip and is not whole.
@@ -110,6 +112,14 @@ private final class OriginHandler: ChannelDuplexHandler {
         context.fireChannelWritabilityChanged()
     }
 
+    static let rawAnswers = [
+        "garbage": "SPDY/9 what\r\n\r\n",
+        "interim": "HTTP/1.1 100 Continue\r\n\r\nHTTP/1.1 103 Early Hints\r\nLink: </a.css>; rel=preload\r\n\r\n"
+            + "HTTP/1.1 200 OK\r\nContent-Length: 5\r\nX-Final: yes\r\n\r\nfinal",
+        "until-close": "HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\n\r\nthis body runs until the origin closes",
+        "two-lengths": "HTTP/1.1 200 OK\r\nContent-Length: 5\r\nContent-Length: 6\r\n\r\nhello!",
+    ]
+
     private func respond(to head: HTTPRequestHead, context: ChannelHandlerContext) {
         let path = String(head.uri.split(separator: "?").first ?? "")
         let parts = path.split(separator: "/").map(String.init)
@@ -140,10 +150,11 @@ private final class OriginHandler: ChannelDuplexHandler {
             context.writeAndFlush(wrapOutboundOut(.body(.byteBuffer(ByteBuffer(string: "0123456789"))))).assumeIsolated().whenComplete { _ in
                 context.close(promise: nil)
             }
-        case "garbage":
+        case "raw":
             // Written below the HTTP encoder, straight onto the socket.
             let encoder = try! context.pipeline.syncOperations.context(handlerType: HTTPResponseEncoder.self)
-            encoder.writeAndFlush(NIOAny(ByteBuffer(string: "SPDY/9 what\r\n\r\n"))).assumeIsolated().whenComplete { _ in
+            let answer = Self.rawAnswers[parts.dropFirst().first ?? ""] ?? "no such raw answer"
+            encoder.writeAndFlush(NIOAny(ByteBuffer(string: answer))).assumeIsolated().whenComplete { _ in
                 context.close(promise: nil)
             }
         case "hop":

@@ -4,13 +4,14 @@ import Testing
 
 @testable import Gateway
 
-/// The gateway's own HTTP/1.1 request parser: what it reads, what it refuses (and with which
-/// status), and that how the bytes are split into reads never changes either.
-@Suite struct HTTP1RequestParserTests {
+/// The gateway's own HTTP/1.1 parsers, requests from clients and responses from origins: what they
+/// read, what they refuse (and with which status), and that how the bytes are split into reads
+/// never changes either.
+@Suite struct HTTP1ParserTests {
     /// What the parser made of a byte stream: the parts, written down, and the refusal if any.
     private struct Outcome: Equatable {
         var parts: [String] = []
-        var refusal: HTTP1RequestParser.Refusal?
+        var refusal: HTTP1ParseError?
     }
 
     private func parse(_ reads: [[UInt8]], maxHeadBytes: Int = 4096, maxFieldCount: Int = 20) -> Outcome {
@@ -43,6 +44,45 @@ import Testing
 
     private func parse(_ text: String, maxHeadBytes: Int = 4096, maxFieldCount: Int = 20) -> Outcome {
         parse([Array(text.utf8)], maxHeadBytes: maxHeadBytes, maxFieldCount: maxFieldCount)
+    }
+
+    /// Responses, the way an upstream connection reads them: each answers a GET unless `heads`
+    /// says which answer a HEAD; the connection's close comes after the last read.
+    private func parseResponses(_ reads: [[UInt8]], heads: Set<Int> = []) -> Outcome {
+        var parser = HTTP1ResponseParser(maxHeadBytes: 4096, maxFieldCount: 20)
+        var outcome = Outcome()
+        var body = ""
+        var answered = 0
+        parser.answeringHead = heads.contains(0)
+        func record(_ part: HTTPClientResponsePart) {
+            switch part {
+            case .head(let head):
+                let fields = head.headers.map { "\($0.name)=\($0.value)" }.joined(separator: "|")
+                outcome.parts.append("head \(head.status.code) \(head.status.reasonPhrase) \(head.version) [\(fields)]")
+            case .body(let bytes):
+                body += String(buffer: bytes)
+            case .end(let trailers):
+                outcome.parts.append("body \(body)")
+                body = ""
+                outcome.parts.append("end \(trailers.map { $0.map { "\($0.name)=\($0.value)" }.joined(separator: "|") } ?? "-")")
+                answered += 1
+                parser.answeringHead = heads.contains(answered)
+            }
+        }
+        do {
+            for read in reads {
+                parser.receive(ByteBuffer(bytes: read))
+                while let part = try parser.next() { record(part) }
+            }
+            if let last = try parser.finish() { record(last) }
+        } catch {
+            outcome.refusal = error
+        }
+        return outcome
+    }
+
+    private func parseResponses(_ text: String, heads: Set<Int> = []) -> Outcome {
+        parseResponses([Array(text.utf8)], heads: heads)
     }
 
     @Test func pipelinedRequestsAreReadWithTheirBodiesAndTrailers() {
@@ -165,5 +205,79 @@ import Testing
         }
         // Both kinds of stream were really tried.
         #expect((300...2700).contains(refused), "\(refused) of 3,000 streams refused")
+    }
+
+    // MARK: Responses
+
+    @Test func responsesAreFramedByLengthChunksTheRequestOrTheClose() {
+        let stream = "HTTP/1.1 103 Early Hints\r\nLink: </a.css>\r\n\r\nHTTP/1.1 200 OK\r\nContent-Length: 2\r\nContent-Length: 2\r\n\r\nok"
+            + "HTTP/1.1 200 OK\r\nContent-Length: 42\r\n\r\n"
+            + "HTTP/1.1 304 Not Modified\r\nContent-Length: 42\r\n\r\n"
+            + "HTTP/1.1 299 Odd\r\nTransfer-Encoding: chunked\r\n\r\n3\r\nabc\r\n0\r\nX-Sum: 1\r\n\r\n"
+            + "HTTP/1.1 204\r\n\r\n"
+            + "HTTP/1.0 200 OK\r\nContent-Type: text/plain\r\n\r\nruns to the close"
+        let outcome = parseResponses(stream, heads: [1])
+        #expect(outcome.refusal == nil, "\(outcome)")
+        #expect(outcome.parts == [
+            "head 200 OK HTTP/1.1 [Content-Length=2|Content-Length=2]", "body ok", "end -",
+            "head 200 OK HTTP/1.1 [Content-Length=42]", "body ", "end -",
+            "head 304 Not Modified HTTP/1.1 [Content-Length=42]", "body ", "end -",
+            "head 299 Odd HTTP/1.1 [Transfer-Encoding=chunked]", "body abc", "end X-Sum=1",
+            "head 204 No Content HTTP/1.1 []", "body ", "end -",
+            "head 200 OK HTTP/1.0 [Content-Type=text/plain]", "body runs to the close", "end -",
+        ])
+    }
+
+    @Test(arguments: [
+        ("lengths that differ", "HTTP/1.1 200 OK\r\nContent-Length: 5\r\nContent-Length: 6\r\n\r\nhello!"),
+        ("length beside chunks", "HTTP/1.1 200 OK\r\nContent-Length: 5\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n"),
+        ("another coding", "HTTP/1.1 200 OK\r\nTransfer-Encoding: gzip, chunked\r\n\r\n0\r\n\r\n"),
+        ("switching protocols", "HTTP/1.1 101 Switching Protocols\r\nUpgrade: h2c\r\n\r\n"),
+        ("not HTTP", "SPDY/9 what\r\n\r\n"),
+        ("two-digit status", "HTTP/1.1 20 OK\r\n\r\n"),
+        ("status without space", "HTTP/1.1 200OK\r\n\r\n"),
+        ("control byte in the reason", "HTTP/1.1 200 O\u{1}K\r\n\r\n"),
+        ("cut short", "HTTP/1.1 200 OK\r\nContent-Length: 10\r\n\r\nonly5"),
+        ("chunks cut short", "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nab"),
+        ("head cut short", "HTTP/1.1 200 OK\r\nContent-Le"),
+    ])
+    func responsesThatCannotBeFramedAreRefused(name: String, response: String) {
+        if name.hasSuffix("cut short") {
+            // The origin closed inside the message.
+            let outcome = parseResponses(response)
+            #expect(outcome.refusal != nil && !outcome.parts.contains { $0.hasPrefix("end") }, "\(name): \(outcome)")
+        } else {
+            // Refused at once: not even a good response after it is read.
+            let outcome = parseResponses(response + "HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n")
+            #expect(outcome.refusal != nil && outcome.parts.isEmpty, "\(name): \(outcome)")
+        }
+    }
+
+    @Test func howResponseBytesAreSplitNeverChangesWhatIsRead() {
+        let pieces = [
+            "HTTP/1.1 200 OK\r\nContent-Length: 11\r\nSet-Cookie: a=1\r\n\r\nhello world",
+            "HTTP/1.1 100 Continue\r\n\r\n",
+            "HTTP/1.1 302 Found\r\nLocation: /lp\r\nTransfer-Encoding: chunked\r\n\r\n4\r\nmove\r\n0\r\n\r\n",
+            "HTTP/1.1 304 Not Modified\r\nETag: \"x\"\r\n\r\n",
+        ]
+        var random = SplitMix(seed: 11)
+        for _ in 0..<1000 {
+            var stream = Array((0..<Int.random(in: 1...4, using: &random)).map { _ in pieces.randomElement(using: &random)! }.joined().utf8)
+            if Bool.random(using: &random) {
+                stream += Array("HTTP/1.0 200 OK\r\n\r\nto the close".utf8)
+            }
+            if Int.random(in: 0..<4, using: &random) == 0 {
+                stream.insert(contentsOf: Array(["\n", "\r", "\u{0}", " ", "Content-Length: 3\r\n"].randomElement(using: &random)!.utf8),
+                    at: Int.random(in: 0...stream.count, using: &random))
+            }
+            var reads: [[UInt8]] = []
+            var rest = stream[...]
+            while !rest.isEmpty {
+                let cut = Int.random(in: 1...min(rest.count, 30), using: &random)
+                reads.append(Array(rest.prefix(cut)))
+                rest = rest.dropFirst(cut)
+            }
+            #expect(parseResponses([stream]) == parseResponses(reads), "\(String(decoding: stream, as: UTF8.self).debugDescription)")
+        }
     }
 }

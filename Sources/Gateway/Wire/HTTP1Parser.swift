@@ -7,33 +7,27 @@ import Glibc
 import Musl
 #endif
 
-/// Reads the requests of one HTTP/1.1 connection from its bytes (RFC 9112), one part at a time.
+/// Reads the messages of one HTTP/1.1 connection from its bytes (RFC 9112), one part at a time:
+/// requests from clients (``HTTP1RequestParser``), responses from origins (``HTTP1ResponseParser``).
 ///
 /// Strict on purpose: a proxy and an origin that could frame the same bytes two ways are how
 /// requests get smuggled, so whatever could be read two ways is refused and ends the connection —
 /// a line not ended by CRLF, whitespace before a colon or a folded line, a control byte in a value,
-/// `Content-Length` twice or beside `Transfer-Encoding`, a transfer coding other than `chunked`
-/// alone, a malformed chunk. CONNECT is refused (405): an edge gateway opens no tunnels.
+/// `Content-Length` beside `Transfer-Encoding`, a transfer coding other than `chunked` alone, a
+/// malformed chunk.
 ///
-/// Replaces NIO's `ByteToMessageHandler(HTTPRequestDecoder)` and llhttp: one pass over a complete
-/// head instead of a callback per token, body parts that are slices of the bytes received, and no
+/// Replaces NIO's `ByteToMessageHandler(HTTPDecoder)` and llhttp: one pass over a complete head
+/// instead of a callback per token, body parts that are slices of the bytes received, and no
 /// buffer kept while a connection idles.
-struct HTTP1RequestParser {
-    struct Refusal: Error, Equatable, CustomStringConvertible {
-        let status: HTTPResponseStatus
-        let reason: String
-
-        var description: String { reason }
-
-        fileprivate static func malformed(_ reason: String) -> Refusal { Refusal(status: .badRequest, reason: reason) }
-    }
-
+struct HTTP1Parser<Head: HTTP1ParsableHead> {
     private enum State {
         /// Waiting for (the rest of) a head.
         case head
         /// A head without a body was returned; its end comes next.
         case end
         case fixedBody(remaining: Int)
+        /// The body runs to the end of the connection (a response with neither length nor chunks).
+        case untilClose
         case chunkSize
         case chunkData(remaining: Int)
         /// The CRLF after a chunk's data.
@@ -43,11 +37,10 @@ struct HTTP1RequestParser {
         case refused
     }
 
-    /// A chunk-size line, extensions included, may not be longer than this.
-    private static let maxChunkLine = 4096
-
     private let maxHeadBytes: Int
     private let maxFieldCount: Int
+    /// Set before each response is read: whether it answers a HEAD, and so has no body.
+    var answeringHead = false
     private var state = State.head
     /// Bytes received and not yet parsed; nil rather than empty, so an idle connection holds none.
     private var pending: ByteBuffer?
@@ -70,8 +63,29 @@ struct HTTP1RequestParser {
         }
     }
 
+    /// Whether the message being read ends only when the connection does.
+    var bodyEndsWithConnection: Bool {
+        if case .untilClose = state { return true }
+        return false
+    }
+
+    /// The part the end of the connection completes (a body that runs to it); a refusal when a
+    /// message was cut short.
+    mutating func finish() throws(HTTP1ParseError) -> HTTPPart<Head, ByteBuffer>? {
+        switch state {
+        case .untilClose, .end:
+            state = .head
+            return .end(nil)
+        case .head where pending == nil, .refused:
+            return nil
+        default:
+            state = .refused
+            throw .malformed("the connection closed inside a message")
+        }
+    }
+
     /// The next complete part, nil until more bytes arrive. After a refusal, nothing more.
-    mutating func next() throws(Refusal) -> HTTPServerRequestPart? {
+    mutating func next() throws(HTTP1ParseError) -> HTTPPart<Head, ByteBuffer>? {
         guard var input = pending.take() else {
             if case .end = state {
                 state = .head
@@ -93,10 +107,13 @@ struct HTTP1RequestParser {
         return false
     }
 
-    private mutating func step(_ input: inout ByteBuffer) throws(Refusal) -> HTTPServerRequestPart? {
+    private mutating func step(_ input: inout ByteBuffer) throws(HTTP1ParseError) -> HTTPPart<Head, ByteBuffer>? {
         switch state {
         case .head:
             return try head(&input)
+        case .untilClose:
+            guard input.readableBytes > 0 else { return nil }
+            return .body(input.readSlice(length: input.readableBytes)!)
         case .end:
             state = .head
             return .end(nil)
@@ -132,7 +149,7 @@ struct HTTP1RequestParser {
 
     // MARK: Heads
 
-    private mutating func head(_ input: inout ByteBuffer) throws(Refusal) -> HTTPServerRequestPart? {
+    private mutating func head(_ input: inout ByteBuffer) throws(HTTP1ParseError) -> HTTPPart<Head, ByteBuffer>? {
         if scanned == 0 {
             // RFC 9112 §2.2: empty lines before a request line are ignored (some clients send a
             // CRLF after a body).
@@ -146,19 +163,24 @@ struct HTTP1RequestParser {
             return nil
         }
         guard length <= maxHeadBytes else { throw oversized(input) }
-        let head = try input.withUnsafeReadableBytes { raw throws(Refusal) in
+        let parsed = try input.withUnsafeReadableBytes { raw throws(HTTP1ParseError) in
             try parseHead(UnsafeBufferPointer(start: raw.baseAddress!.assumingMemoryBound(to: UInt8.self), count: length))
         }
         input.moveReaderIndex(forwardBy: length)
-        return .head(head)
+        // An interim response (100 Continue, 103 Early Hints) is dropped: the final one follows.
+        if parsed.isInterim {
+            state = .head
+            return try head(&input)
+        }
+        return .head(parsed)
     }
 
-    /// 414 when the request line alone is over the limit, 431 otherwise.
-    private func oversized(_ input: ByteBuffer) -> Refusal {
+    /// 414 when the start line alone is over the limit, 431 otherwise.
+    private func oversized(_ input: ByteBuffer) -> HTTP1ParseError {
         let lineEnds = input.withUnsafeReadableBytes { raw in memchr(raw.baseAddress!, Int32(lf), min(raw.count, maxHeadBytes)) != nil }
         return lineEnds
-            ? Refusal(status: .requestHeaderFieldsTooLarge, reason: "request head over the size limit")
-            : Refusal(status: .uriTooLong, reason: "request line over the head size limit")
+            ? HTTP1ParseError(status: .requestHeaderFieldsTooLarge, reason: "head over the size limit")
+            : HTTP1ParseError(status: .uriTooLong, reason: "start line over the head size limit")
     }
 
     /// The length of the section (head or trailers) from the reader index through its empty
@@ -185,58 +207,27 @@ struct HTTP1RequestParser {
         return end
     }
 
-    private mutating func parseHead(_ bytes: UnsafeBufferPointer<UInt8>) throws(Refusal) -> HTTPRequestHead {
+    private mutating func parseHead(_ bytes: UnsafeBufferPointer<UInt8>) throws(HTTP1ParseError) -> Head {
         var index = 0
-        while index < bytes.count, ByteClass.token.admits(bytes[index]) { index += 1 }
-        let methodEnd = index
-        guard methodEnd > 0, index < bytes.count, bytes[index] == space else { throw .malformed("malformed method") }
-        index += 1
-        let targetStart = index
-        while index < bytes.count, Self.isTargetByte(bytes[index]) { index += 1 }
-        let targetEnd = index
-        guard targetEnd > targetStart, index < bytes.count, bytes[index] == space else { throw .malformed("malformed request target") }
-        index += 1
-        let version = try parseVersion(bytes, at: &index)
-        let method = Self.method(UnsafeBufferPointer(rebasing: bytes[0..<methodEnd]))
-        if method == .CONNECT { throw Refusal(status: .methodNotAllowed, reason: "CONNECT is not served") }
-
+        var head = try Head.readStartLine(bytes, at: &index)
         let fields = try parseFields(bytes, from: index)
-        let framing = try Self.framing(of: fields, version: version)
-        switch framing {
+        switch try head.framing(fields.framing, answeringHead: answeringHead) {
         case .none: state = .end
         case .length(let length): state = length == 0 ? .end : .fixedBody(remaining: length)
         case .chunked: state = .chunkSize
+        case .untilClose: state = .untilClose
         }
-        return HTTPRequestHead(
-            version: version, method: method, uri: String(decoding: UnsafeBufferPointer(rebasing: bytes[targetStart..<targetEnd]), as: UTF8.self),
-            headers: HTTPHeaders(fields.pairs))
-    }
-
-    private func parseVersion(_ bytes: UnsafeBufferPointer<UInt8>, at index: inout Int) throws(Refusal) -> HTTPVersion {
-        guard bytes.count - index >= 10, Self.matches(UnsafeBufferPointer(rebasing: bytes[index..<(index + 5)]), "HTTP/", ignoringCase: false) else {
-            throw .malformed("malformed HTTP version")
-        }
-        let major = bytes[index + 5] &- UInt8(ascii: "0")
-        let minor = bytes[index + 7] &- UInt8(ascii: "0")
-        guard major < 10, bytes[index + 6] == UInt8(ascii: "."), minor < 10 else { throw .malformed("malformed HTTP version") }
-        guard bytes[index + 8] == cr, bytes[index + 9] == lf else { throw .malformed("request line not ended by CRLF") }
-        guard major == 1 else { throw Refusal(status: .httpVersionNotSupported, reason: "HTTP/\(major).\(minor) is not served here") }
-        index += 10
-        // RFC 9110 §2.5: a later 1.x minor version is answered as 1.1.
-        return HTTPVersion(major: 1, minor: minor == 0 ? 0 : 1)
+        head.headers = HTTPHeaders(fields.pairs)
+        return head
     }
 
     private struct Fields {
         var pairs: [(String, String)] = []
-        var contentLength: Int?
-        var contentLengthCount = 0
-        var transferEncodingCount = 0
-        /// The first `Transfer-Encoding` value is `chunked`, alone.
-        var chunked = false
+        var framing = HTTP1FramingFields()
     }
 
     /// Field lines from `start` through the empty line that ends `bytes`.
-    private func parseFields(_ bytes: UnsafeBufferPointer<UInt8>, from start: Int) throws(Refusal) -> Fields {
+    private func parseFields(_ bytes: UnsafeBufferPointer<UInt8>, from start: Int) throws(HTTP1ParseError) -> Fields {
         var fields = Fields()
         fields.pairs.reserveCapacity(16)
         var index = start
@@ -266,56 +257,38 @@ struct HTTP1RequestParser {
             while valueEnd > valueStart, bytes[valueEnd - 1] == space || bytes[valueEnd - 1] == tab { valueEnd -= 1 }
             index += 2
             guard fields.pairs.count < maxFieldCount else {
-                throw Refusal(status: .requestHeaderFieldsTooLarge, reason: "more than \(maxFieldCount) header fields")
+                throw HTTP1ParseError(status: .requestHeaderFieldsTooLarge, reason: "more than \(maxFieldCount) header fields")
             }
             let name = UnsafeBufferPointer(rebasing: bytes[nameStart..<nameEnd])
             let value = UnsafeBufferPointer(rebasing: bytes[valueStart..<valueEnd])
-            if name.count == 14, Self.matches(name, "content-length") {
-                guard let length = Self.decimal(value) else { throw .malformed("invalid Content-Length") }
-                fields.contentLength = length
-                fields.contentLengthCount += 1
-            } else if name.count == 17, Self.matches(name, "transfer-encoding") {
-                if fields.transferEncodingCount == 0 { fields.chunked = Self.matches(value, "chunked") }
-                fields.transferEncodingCount += 1
+            if name.count == 14, Bytes.matches(name, "content-length") {
+                guard let length = Bytes.decimal(value) else { throw .malformed("invalid Content-Length") }
+                if let earlier = fields.framing.contentLength, earlier != length { fields.framing.contentLengthsDiffer = true }
+                fields.framing.contentLength = length
+                fields.framing.contentLengthCount += 1
+            } else if name.count == 17, Bytes.matches(name, "transfer-encoding") {
+                if fields.framing.transferEncodingCount == 0 { fields.framing.chunked = Bytes.matches(value, "chunked") }
+                fields.framing.transferEncodingCount += 1
             }
             fields.pairs.append((String(decoding: name, as: UTF8.self), String(decoding: value, as: UTF8.self)))
         }
     }
 
-    private enum Framing {
-        case none
-        case length(Int)
-        case chunked
-    }
-
-    private static func framing(of fields: Fields, version: HTTPVersion) throws(Refusal) -> Framing {
-        if fields.transferEncodingCount > 0 {
-            guard fields.contentLengthCount == 0 else { throw .malformed("Content-Length beside Transfer-Encoding") }
-            guard version.minor == 1 else { throw .malformed("Transfer-Encoding in an HTTP/1.0 request") }
-            // Only `chunked`, once: any other coding could not be passed on, and two parsers
-            // reading a list of codings differently is a smuggling vector.
-            guard fields.transferEncodingCount == 1, fields.chunked else { throw .malformed("a transfer coding other than chunked") }
-            return .chunked
-        }
-        guard fields.contentLengthCount <= 1 else { throw .malformed("Content-Length more than once") }
-        return fields.contentLength.map(Framing.length) ?? .none
-    }
-
     // MARK: Chunked bodies
 
     /// The size of the next chunk, its line (extensions included) consumed; nil while incomplete.
-    private mutating func chunkSize(_ input: inout ByteBuffer) throws(Refusal) -> Int? {
-        let parsed = try input.withUnsafeReadableBytes { raw throws(Refusal) -> (size: Int, length: Int)? in
+    private mutating func chunkSize(_ input: inout ByteBuffer) throws(HTTP1ParseError) -> Int? {
+        let parsed = try input.withUnsafeReadableBytes { raw throws(HTTP1ParseError) -> (size: Int, length: Int)? in
             let bytes = UnsafeBufferPointer(start: raw.baseAddress!.assumingMemoryBound(to: UInt8.self), count: raw.count)
-            guard let found = memchr(raw.baseAddress!, Int32(lf), min(raw.count, Self.maxChunkLine)) else {
-                if raw.count >= Self.maxChunkLine { throw .malformed("chunk-size line too long") }
+            guard let found = memchr(raw.baseAddress!, Int32(lf), min(raw.count, maxChunkLine)) else {
+                if raw.count >= maxChunkLine { throw .malformed("chunk-size line too long") }
                 return nil
             }
             let newline = raw.baseAddress!.distance(to: UnsafeRawPointer(found))
             guard newline > 0, bytes[newline - 1] == cr else { throw .malformed("chunk-size line not ended by CRLF") }
             var size = 0
             var index = 0
-            while index < newline - 1, let digit = Self.hexValue(bytes[index]) {
+            while index < newline - 1, let digit = Bytes.hexValue(bytes[index]) {
                 guard index < 15 else { throw .malformed("chunk size too large") }
                 size = size << 4 | digit
                 index += 1
@@ -336,14 +309,14 @@ struct HTTP1RequestParser {
         return parsed.size
     }
 
-    private mutating func trailers(_ input: inout ByteBuffer) throws(Refusal) -> HTTPServerRequestPart? {
-        let tooLarge = Refusal(status: .requestHeaderFieldsTooLarge, reason: "trailers over the size limit")
+    private mutating func trailers(_ input: inout ByteBuffer) throws(HTTP1ParseError) -> HTTPPart<Head, ByteBuffer>? {
+        let tooLarge = HTTP1ParseError(status: .requestHeaderFieldsTooLarge, reason: "trailers over the size limit")
         guard let length = sectionEnd(input) else {
             if scanned > maxHeadBytes { throw tooLarge }
             return nil
         }
         guard length <= maxHeadBytes else { throw tooLarge }
-        var fields = try input.withUnsafeReadableBytes { raw throws(Refusal) in
+        var fields = try input.withUnsafeReadableBytes { raw throws(HTTP1ParseError) in
             try parseFields(UnsafeBufferPointer(start: raw.baseAddress!.assumingMemoryBound(to: UInt8.self), count: length), from: 0)
         }
         input.moveReaderIndex(forwardBy: length)
@@ -353,15 +326,144 @@ struct HTTP1RequestParser {
         fields.pairs.removeAll { HeaderRules.sameName($0.0, "content-length") || HeaderRules.sameName($0.0, "transfer-encoding") }
         return .end(fields.pairs.isEmpty ? nil : HTTPHeaders(fields.pairs))
     }
+}
 
-    // MARK: Bytes
+/// A parse error: the status a client is answered with (an origin's is a 502), and what was wrong.
+struct HTTP1ParseError: Error, Equatable, CustomStringConvertible {
+    let status: HTTPResponseStatus
+    let reason: String
 
-    private static func isTargetByte(_ byte: UInt8) -> Bool {
+    var description: String { reason }
+
+    static func malformed(_ reason: String) -> HTTP1ParseError { HTTP1ParseError(status: .badRequest, reason: reason) }
+}
+
+/// The framing fields of a head, as the field pass found them.
+struct HTTP1FramingFields {
+    var contentLength: Int?
+    var contentLengthCount = 0
+    var contentLengthsDiffer = false
+    var transferEncodingCount = 0
+    /// The first `Transfer-Encoding` value is `chunked`, alone.
+    var chunked = false
+}
+
+enum HTTP1BodyFraming {
+    case none
+    case length(Int)
+    case chunked
+    case untilClose
+}
+
+/// What a request and a response each read differently: the start line and the body's framing.
+protocol HTTP1ParsableHead: Equatable {
+    /// The start line through its CRLF, with no fields yet.
+    static func readStartLine(_ bytes: UnsafeBufferPointer<UInt8>, at index: inout Int) throws(HTTP1ParseError) -> Self
+    func framing(_ fields: HTTP1FramingFields, answeringHead: Bool) throws(HTTP1ParseError) -> HTTP1BodyFraming
+    /// An interim (1xx) response, dropped before the final one.
+    var isInterim: Bool { get }
+    var headers: HTTPHeaders { get set }
+}
+
+/// CONNECT is refused (405): an edge gateway opens no tunnels.
+typealias HTTP1RequestParser = HTTP1Parser<HTTPRequestHead>
+typealias HTTP1ResponseParser = HTTP1Parser<HTTPResponseHead>
+
+extension HTTPRequestHead: HTTP1ParsableHead {
+    static func readStartLine(_ bytes: UnsafeBufferPointer<UInt8>, at index: inout Int) throws(HTTP1ParseError) -> HTTPRequestHead {
+        while index < bytes.count, ByteClass.token.admits(bytes[index]) { index += 1 }
+        let methodEnd = index
+        guard methodEnd > 0, index < bytes.count, bytes[index] == space else { throw .malformed("malformed method") }
+        index += 1
+        let targetStart = index
         // Visible ASCII, and bytes of 0x80 and above, which some clients send unencoded.
-        byte > 0x20 && byte != 0x7F
+        while index < bytes.count, bytes[index] > 0x20, bytes[index] != 0x7F { index += 1 }
+        let targetEnd = index
+        guard targetEnd > targetStart, index < bytes.count, bytes[index] == space else { throw .malformed("malformed request target") }
+        index += 1
+        let version = try Bytes.version(bytes, at: &index)
+        guard bytes.count - index >= 2, bytes[index] == cr, bytes[index + 1] == lf else { throw .malformed("request line not ended by CRLF") }
+        index += 2
+        let method = Bytes.method(UnsafeBufferPointer(rebasing: bytes[0..<methodEnd]))
+        if method == .CONNECT { throw HTTP1ParseError(status: .methodNotAllowed, reason: "CONNECT is not served") }
+        return HTTPRequestHead(version: version, method: method, uri: String(decoding: UnsafeBufferPointer(rebasing: bytes[targetStart..<targetEnd]), as: UTF8.self))
     }
 
-    private static func hexValue(_ byte: UInt8) -> Int? {
+    func framing(_ fields: HTTP1FramingFields, answeringHead: Bool) throws(HTTP1ParseError) -> HTTP1BodyFraming {
+        if fields.transferEncodingCount > 0 {
+            guard fields.contentLengthCount == 0 else { throw .malformed("Content-Length beside Transfer-Encoding") }
+            guard version.minor == 1 else { throw .malformed("Transfer-Encoding in an HTTP/1.0 request") }
+            // Only `chunked`, once: any other coding could not be passed on, and two parsers
+            // reading a list of codings differently is a smuggling vector.
+            guard fields.transferEncodingCount == 1, fields.chunked else { throw .malformed("a transfer coding other than chunked") }
+            return .chunked
+        }
+        guard fields.contentLengthCount <= 1 else { throw .malformed("Content-Length more than once") }
+        return fields.contentLength.map(HTTP1BodyFraming.length) ?? .none
+    }
+
+    var isInterim: Bool { false }
+}
+
+extension HTTPResponseHead: HTTP1ParsableHead {
+    static func readStartLine(_ bytes: UnsafeBufferPointer<UInt8>, at index: inout Int) throws(HTTP1ParseError) -> HTTPResponseHead {
+        let version = try Bytes.version(bytes, at: &index)
+        guard bytes.count - index >= 6, bytes[index] == space else { throw .malformed("malformed status line") }
+        var code = 0
+        for offset in 1...3 {
+            let digit = bytes[index + offset] &- UInt8(ascii: "0")
+            guard digit < 10 else { throw .malformed("malformed status code") }
+            code = code * 10 + Int(digit)
+        }
+        index += 4
+        // The reason phrase may be empty; it is kept only for codes NIO has no phrase of its own for.
+        guard bytes[index] == space || bytes[index] == cr else { throw .malformed("malformed status line") }
+        if bytes[index] == space { index += 1 }
+        let reasonStart = index
+        while bytes[index] != cr {
+            guard ByteClass.fieldValue.admits(bytes[index]) else { throw .malformed("control byte in the reason phrase") }
+            index += 1
+        }
+        guard bytes[index + 1] == lf else { throw .malformed("status line not ended by CRLF") }
+        let reason = String(decoding: UnsafeBufferPointer(rebasing: bytes[reasonStart..<index]), as: UTF8.self)
+        index += 2
+        guard code >= 100 else { throw .malformed("status code below 100") }
+        if code == 101 { throw .malformed("101 Switching Protocols to a request that asked for no upgrade") }
+        return HTTPResponseHead(version: version, status: HTTPResponseStatus(statusCode: code, reasonPhrase: reason))
+    }
+
+    func framing(_ fields: HTTP1FramingFields, answeringHead: Bool) throws(HTTP1ParseError) -> HTTP1BodyFraming {
+        // RFC 9112 §6.3: these never have a body, whatever their fields say.
+        if answeringHead || isInterim || status.code == 204 || status.code == 304 { return .none }
+        if fields.transferEncodingCount > 0 {
+            guard fields.contentLengthCount == 0 else { throw .malformed("Content-Length beside Transfer-Encoding") }
+            guard fields.transferEncodingCount == 1, fields.chunked else { throw .malformed("a transfer coding other than chunked") }
+            return .chunked
+        }
+        // An identical repeat is one length (RFC 9110 §8.6); different ones are no length at all.
+        guard !fields.contentLengthsDiffer else { throw .malformed("Content-Length values that differ") }
+        return fields.contentLength.map(HTTP1BodyFraming.length) ?? .untilClose
+    }
+
+    var isInterim: Bool { (100..<200).contains(status.code) }
+}
+
+private enum Bytes {
+    /// `HTTP/x.y` (case-sensitive): 1.0 and 1.1, a later 1.x read as 1.1 (RFC 9110 §2.5), 505 for any other major.
+    static func version(_ bytes: UnsafeBufferPointer<UInt8>, at index: inout Int) throws(HTTP1ParseError) -> HTTPVersion {
+        guard bytes.count - index >= 8, matches(UnsafeBufferPointer(rebasing: bytes[index..<(index + 5)]), "HTTP/", ignoringCase: false) else {
+            throw .malformed("malformed HTTP version")
+        }
+        let major = bytes[index + 5] &- UInt8(ascii: "0")
+        let minor = bytes[index + 7] &- UInt8(ascii: "0")
+        guard major < 10, bytes[index + 6] == UInt8(ascii: "."), minor < 10 else { throw .malformed("malformed HTTP version") }
+        guard major == 1 else { throw HTTP1ParseError(status: .httpVersionNotSupported, reason: "HTTP/\(major).\(minor) is not served here") }
+        index += 8
+        return HTTPVersion(major: 1, minor: minor == 0 ? 0 : 1)
+    }
+
+
+    static func hexValue(_ byte: UInt8) -> Int? {
         switch byte {
         case UInt8(ascii: "0")...UInt8(ascii: "9"): Int(byte &- UInt8(ascii: "0"))
         case UInt8(ascii: "a")...UInt8(ascii: "f"): Int(byte &- UInt8(ascii: "a") &+ 10)
@@ -371,7 +473,7 @@ struct HTTP1RequestParser {
     }
 
     /// 1*DIGIT (RFC 9110 §8.6: no sign, no list), up to 18 digits.
-    private static func decimal(_ bytes: UnsafeBufferPointer<UInt8>) -> Int? {
+    static func decimal(_ bytes: UnsafeBufferPointer<UInt8>) -> Int? {
         guard !bytes.isEmpty, bytes.count <= 18 else { return nil }
         var value = 0
         for byte in bytes {
@@ -382,7 +484,7 @@ struct HTTP1RequestParser {
     }
 
     /// Compares with `expected`; ignoring ASCII case, `expected` is lowercase letters and `-`.
-    private static func matches(_ bytes: UnsafeBufferPointer<UInt8>, _ expected: StaticString, ignoringCase: Bool = true) -> Bool {
+    static func matches(_ bytes: UnsafeBufferPointer<UInt8>, _ expected: StaticString, ignoringCase: Bool = true) -> Bool {
         guard bytes.count == expected.utf8CodeUnitCount else { return false }
         let expected = expected.utf8Start
         let fold: UInt8 = ignoringCase ? 0x20 : 0
@@ -391,7 +493,7 @@ struct HTTP1RequestParser {
     }
 
     /// The common methods without building a string; others by name.
-    private static func method(_ bytes: UnsafeBufferPointer<UInt8>) -> HTTPMethod {
+    static func method(_ bytes: UnsafeBufferPointer<UInt8>) -> HTTPMethod {
         switch bytes.count {
         case 3 where bytes[0] == UInt8(ascii: "G") && bytes[1] == UInt8(ascii: "E") && bytes[2] == UInt8(ascii: "T"): .GET
         case 4 where bytes[0] == UInt8(ascii: "P") && bytes[1] == UInt8(ascii: "O") && bytes[2] == UInt8(ascii: "S") && bytes[3] == UInt8(ascii: "T"): .POST
@@ -401,6 +503,8 @@ struct HTTP1RequestParser {
     }
 }
 
+/// A chunk-size line, extensions included, may not be longer than this.
+private let maxChunkLine = 4096
 private let cr = UInt8(ascii: "\r")
 private let lf = UInt8(ascii: "\n")
 private let space = UInt8(ascii: " ")
