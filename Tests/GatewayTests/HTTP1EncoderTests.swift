@@ -18,9 +18,34 @@ import Testing
         return text
     }
 
-    private func responseChannel() throws -> (EmbeddedChannel, ResponseEncoder) {
+    /// Writes response parts through the encoder, the way ``HTTP1Connection`` does.
+    private final class ResponseWriter: ChannelOutboundHandler {
+        typealias OutboundIn = HTTPServerResponsePart
         let encoder = ResponseEncoder()
-        return (EmbeddedChannel(handler: encoder), encoder)
+
+        func write(context: ChannelHandlerContext, data: NIOAny, promise: EventLoopPromise<Void>?) {
+            encoder.write(unwrapOutboundIn(data), context: context, promise: promise)
+        }
+    }
+
+    /// Writes request parts through the encoder, the way ``UpstreamConnection`` does.
+    private final class RequestWriter: ChannelOutboundHandler {
+        typealias OutboundIn = HTTPClientRequestPart
+        let encoder = UpstreamRequestEncoder()
+
+        func write(context: ChannelHandlerContext, data: NIOAny, promise: EventLoopPromise<Void>?) {
+            encoder.write(unwrapOutboundIn(data), context: context, promise: promise)
+        }
+
+        func flush(context: ChannelHandlerContext) {
+            encoder.flush(context: context)
+            context.flush()
+        }
+    }
+
+    private func responseChannel() throws -> (EmbeddedChannel, ResponseEncoder) {
+        let writer = ResponseWriter()
+        return (EmbeddedChannel(handler: writer), writer.encoder)
     }
 
     @Test func aResponseHeadIsWrittenInOrderWithItsFraming() throws {
@@ -94,7 +119,7 @@ import Testing
     }
 
     @Test func upstreamRequestsKeepTheirFramingAndAGetWithABodyIsChunked() throws {
-        let channel = EmbeddedChannel(handler: UpstreamRequestEncoder())
+        let channel = EmbeddedChannel(handler: RequestWriter())
         // A GET without a body: the head waits for its end, then goes out unframed.
         // (`write`, not `writeOutbound`: that waits for the held head's promise.)
         channel.write(HTTPClientRequestPart.head(HTTPRequestHead(version: .http1_1, method: .GET, uri: "/lp?ttclid=E.C.P.x", headers: ["host": "o"])), promise: nil)
@@ -124,7 +149,7 @@ import Testing
     /// A flush sends a held head as it is; a body that turns up after that cannot be framed and is
     /// refused rather than sent bare.
     @Test func aBodyAfterAnUnframedHeadWasSentIsRefused() throws {
-        let channel = EmbeddedChannel(handler: UpstreamRequestEncoder())
+        let channel = EmbeddedChannel(handler: RequestWriter())
         channel.write(HTTPClientRequestPart.head(HTTPRequestHead(version: .http1_1, method: .DELETE, uri: "/x", headers: ["host": "o"])), promise: nil)
         channel.flush()
         #expect(try written(channel) == "DELETE /x HTTP/1.1\r\nhost: o\r\n\r\n")
@@ -179,13 +204,13 @@ import Testing
 
     @Test func requestTargetsAndMethodsMustBeSendable() throws {
         for (method, uri) in [(HTTPMethod.GET, "/a b"), (.GET, "/a\r\nx: y"), (.GET, ""), (.RAW(value: "GE T"), "/"), (.GET, "/é")] {
-            let channel = EmbeddedChannel(handler: UpstreamRequestEncoder())
+            let channel = EmbeddedChannel(handler: RequestWriter())
             let head = channel.eventLoop.makePromise(of: Void.self)
             channel.write(HTTPClientRequestPart.head(HTTPRequestHead(version: .http1_1, method: method, uri: uri, headers: ["content-length": "0"])), promise: head)
             #expect(throws: InvalidHeadError.self, "\(method) \(uri)") { try head.futureResult.wait() }
             #expect(try written(channel) == "")
         }
-        let channel = EmbeddedChannel(handler: UpstreamRequestEncoder())
+        let channel = EmbeddedChannel(handler: RequestWriter())
         try channel.writeOutbound(HTTPClientRequestPart.head(HTTPRequestHead(
             version: .http1_1, method: .RAW(value: "PURGE-ALL"), uri: "/p%20q?a=[1]&b=~!$'()*+,;=:@", headers: ["content-length": "0"])))
         #expect(try written(channel) == "PURGE-ALL /p%20q?a=[1]&b=~!$'()*+,;=:@ HTTP/1.1\r\ncontent-length: 0\r\n\r\n")

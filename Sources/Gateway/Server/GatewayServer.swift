@@ -344,16 +344,14 @@ public final class GatewayServer: Service, Sendable {
         let sync = channel.pipeline.syncOperations
         let peer = channel.remoteAddress?.ipAddress ?? "unknown"
         let accessLog = engine.accessLog
-        let encoder = ResponseEncoder()
         let connection = HTTP1Connection(
             parser: HTTP1RequestParser(maxHeadBytes: config.limits.maxHeaderBytes, maxFieldCount: config.limits.maxHeaderCount),
-            encoder: encoder, headerTimeout: TimeAmount(config.timeouts.header), idleTimeout: TimeAmount(config.timeouts.idle)
+            headerTimeout: TimeAmount(config.timeouts.header), idleTimeout: TimeAmount(config.timeouts.idle)
         ) { status, reason in
             accessLog.info("access", metadata: [
                 "client": "\(peer)", "proto": "h1", "status": "\(status.code)", "error": "refused by the HTTP/1 parser: \(reason)",
             ])
         }
-        try sync.addHandler(encoder)
         try sync.addHandler(connection)
         try sync.addHandler(ProxyHandler(live: live, downstream: DownstreamInfo(scheme: scheme, httpVersion: "h1", peerAddress: peer)))
     }

@@ -2,8 +2,10 @@ import NIOCore
 import NIOHTTP1
 
 /// What one HTTP/1.1 connection owes its client beyond a single exchange, in one handler between
-/// the bytes and ``ProxyHandler`` (one hop instead of five on every request part):
-/// - parsing: requests are read with ``HTTP1RequestParser``;
+/// the bytes and ``ProxyHandler`` (one hop where NIO's handlers took five on every request part
+/// and two on every response part):
+/// - parsing and writing: requests are read with ``HTTP1RequestParser``, responses written with
+///   ``ResponseEncoder``;
 /// - pipelining: a request that arrives while the previous response is still being written waits
 ///   here, and reads pause only then, so a client with one request at a time never has its reads
 ///   switched off and on (NIO's pipelining handler pauses them during every response);
@@ -19,7 +21,7 @@ final class HTTP1Connection: ChannelDuplexHandler {
     typealias InboundIn = ByteBuffer
     typealias InboundOut = HTTPServerRequestPart
     typealias OutboundIn = HTTPServerResponsePart
-    typealias OutboundOut = HTTPServerResponsePart
+    typealias OutboundOut = IOData
 
     private enum Waiting {
         case part(HTTPServerRequestPart)
@@ -32,8 +34,8 @@ final class HTTP1Connection: ChannelDuplexHandler {
 
     private let headerTimeout: TimeAmount
     private let idleTimeout: TimeAmount
-    /// Told each request's method, so answers to HEAD and CONNECT go out without a body.
-    private let encoder: ResponseEncoder
+    /// Writes the responses; told each request's method, so answers to HEAD go out without a body.
+    private let encoder = ResponseEncoder()
     private let onRefused: @Sendable (HTTPResponseStatus, String) -> Void
     private var context: ChannelHandlerContext?
     /// Heads parsed whose responses have not ended (passed on or waiting).
@@ -56,11 +58,10 @@ final class HTTP1Connection: ChannelDuplexHandler {
 
     /// - Parameter onRefused: told of each request the parser refused, for the access log.
     init(
-        parser: HTTP1RequestParser, encoder: ResponseEncoder, headerTimeout: TimeAmount, idleTimeout: TimeAmount,
+        parser: HTTP1RequestParser, headerTimeout: TimeAmount, idleTimeout: TimeAmount,
         onRefused: @escaping @Sendable (HTTPResponseStatus, String) -> Void
     ) {
         self.parser = parser
-        self.encoder = encoder
         self.headerTimeout = headerTimeout
         self.idleTimeout = idleTimeout
         self.onRefused = onRefused
@@ -162,7 +163,7 @@ final class HTTP1Connection: ChannelDuplexHandler {
         let status = refusal.status
         onRefused(status, refusal.reason)
         if !responseInProgress {
-            plainText(status, "\(status.code) \(status.reasonPhrase): \(refusal.reason).\n").write(to: context, keepAlive: false)
+            answerAndClose(plainText(status, "\(status.code) \(status.reasonPhrase): \(refusal.reason).\n"), context: context)
         } else {
             context.close(promise: nil)
         }
@@ -171,12 +172,13 @@ final class HTTP1Connection: ChannelDuplexHandler {
     // MARK: Outbound
 
     func write(context: ChannelHandlerContext, data: NIOAny, promise: EventLoopPromise<Void>?) {
-        switch unwrapOutboundIn(data) {
+        let part = unwrapOutboundIn(data)
+        switch part {
         case .head(var head) where head.status.code >= 200:
             responseInProgress = true
             if draining, head.isKeepAlive {
                 head.headers.replaceOrAdd(name: "connection", value: "close")
-                context.write(wrapOutboundOut(.head(head)), promise: promise)
+                encoder.write(.head(head), context: context, promise: promise)
                 return
             }
         case .end:
@@ -185,17 +187,19 @@ final class HTTP1Connection: ChannelDuplexHandler {
             exchange?.responseEnded = true
             if exchange?.requestEnded == true { exchange = nil }
             if draining {
-                context.write(data).assumeIsolated().flatMap { context.close() }.nonisolated().cascade(to: promise)
+                let written = context.eventLoop.makePromise(of: Void.self)
+                encoder.write(part, context: context, promise: written)
+                written.futureResult.assumeIsolated().flatMap { context.close() }.nonisolated().cascade(to: promise)
                 return
             }
-            context.write(data, promise: promise)
+            encoder.write(part, context: context, promise: promise)
             if requestsInFlight == 0 { startIdleClock(context) }
             deliverWaiting(context: context)
             return
         default:
             break
         }
-        context.write(data, promise: promise)
+        encoder.write(part, context: context, promise: promise)
     }
 
     /// After a response: the next pipelined request goes on, up to its end; held reads resume
@@ -236,7 +240,18 @@ final class HTTP1Connection: ChannelDuplexHandler {
 
     private func headerTimedOut() {
         guard requestsInFlight == 0, !responseInProgress, let context else { return }
-        plainText(.requestTimeout, "The request head did not arrive in time.\n").write(to: context, keepAlive: false)
+        answerAndClose(plainText(.requestTimeout, "The request head did not arrive in time.\n"), context: context)
+    }
+
+    /// The connection's own answer (a refusal, a timeout), written past the exchange bookkeeping:
+    /// no exchange is in progress, and the connection closes after it.
+    private func answerAndClose(_ response: LocalResponse, context: ChannelHandlerContext) {
+        let parts = response.parts(keepAlive: false)
+        for part in parts.dropLast() { encoder.write(part, context: context, promise: nil) }
+        let written = context.eventLoop.makePromise(of: Void.self)
+        encoder.write(parts[parts.count - 1], context: context, promise: written)
+        context.flush()
+        written.futureResult.assumeIsolated().whenComplete { _ in context.close(promise: nil) }
     }
 
     private func plainText(_ status: HTTPResponseStatus, _ text: String) -> LocalResponse {

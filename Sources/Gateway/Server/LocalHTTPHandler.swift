@@ -48,12 +48,18 @@ extension LocalResponse {
     /// Writes the whole response from a handler whose outbound messages are
     /// `HTTPServerResponsePart`s; closes the connection after it unless it is kept alive.
     func write(to context: ChannelHandlerContext, keepAlive: Bool, isHead: Bool = false) {
+        let parts = parts(keepAlive: keepAlive, isHead: isHead)
+        for part in parts.dropLast() { context.write(NIOAny(part), promise: nil) }
+        let done = context.writeAndFlush(NIOAny(parts[parts.count - 1]))
+        if !keepAlive { done.assumeIsolated().whenComplete { _ in context.close(promise: nil) } }
+    }
+
+    /// The head (with its length, and `connection: close` unless kept alive), the body, the end.
+    func parts(keepAlive: Bool, isHead: Bool = false) -> [HTTPServerResponsePart] {
         var head = HTTPResponseHead(version: .http1_1, status: status, headers: headers)
         head.headers.replaceOrAdd(name: "content-length", value: String(body.readableBytes))
         if !keepAlive { head.headers.replaceOrAdd(name: "connection", value: "close") }
-        context.write(NIOAny(HTTPServerResponsePart.head(head)), promise: nil)
-        if !isHead, body.readableBytes > 0 { context.write(NIOAny(HTTPServerResponsePart.body(.byteBuffer(body))), promise: nil) }
-        let done = context.writeAndFlush(NIOAny(HTTPServerResponsePart.end(nil)))
-        if !keepAlive { done.assumeIsolated().whenComplete { _ in context.close(promise: nil) } }
+        if isHead || body.readableBytes == 0 { return [.head(head), .end(nil)] }
+        return [.head(head), .body(.byteBuffer(body)), .end(nil)]
     }
 }

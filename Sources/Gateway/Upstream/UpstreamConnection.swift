@@ -16,13 +16,15 @@ protocol UpstreamSink: AnyObject {
 /// take more.
 final class UpstreamConnection: ChannelDuplexHandler {
     typealias InboundIn = ByteBuffer
-    typealias OutboundIn = HTTPClientRequestPart
-    typealias OutboundOut = HTTPClientRequestPart
+    /// Requests are written with ``write(_:)``, through the encoder: the pipeline carries bytes.
+    typealias OutboundIn = IOData
+    typealias OutboundOut = IOData
 
     let key: UpstreamKey
     weak var sink: (any UpstreamSink)?
     /// Origins are the operator's own: their heads may be larger than a client's.
     private var parser = HTTP1ResponseParser(maxHeadBytes: 64 * 1024, maxFieldCount: 512)
+    private let encoder = UpstreamRequestEncoder()
     /// A read that arrives while parts are being delivered leaves its bytes to the loop running.
     private var parsing = false
     private var context: ChannelHandlerContext?
@@ -120,12 +122,15 @@ final class UpstreamConnection: ChannelDuplexHandler {
     // MARK: Driven by the leasing proxy handler
 
     func write(_ part: HTTPClientRequestPart) {
+        guard let context else { return }
         if case .head(let head) = part { parser.answeringHead = head.method == .HEAD }
-        context?.write(wrapOutboundOut(part), promise: nil)
+        encoder.write(part, context: context, promise: nil)
     }
 
     func flush() {
-        context?.flush()
+        guard let context else { return }
+        encoder.flush(context: context)
+        context.flush()
     }
 
     func pauseReads() { gate.pause(.partnerBusy) }

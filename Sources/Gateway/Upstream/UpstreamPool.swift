@@ -141,7 +141,6 @@ final class UpstreamPool {
                 channel.eventLoop.makeCompletedFuture {
                     let sync = channel.pipeline.syncOperations
                     if let tls { try sync.addHandler(NIOSSLClientHandler(context: tls, serverHostname: serverName)) }
-                    try sync.addHandler(UpstreamRequestEncoder())
                     try sync.addHandler(UpstreamConnection(key: key))
                 }
             }

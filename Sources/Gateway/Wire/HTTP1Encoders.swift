@@ -6,28 +6,35 @@ import NIOHTTP1
 /// HTTP/1.1 (close-delimited on 1.0), no body at all for 1xx/204/304 and for answers to HEAD
 /// (``HTTP1Connection`` reports each request's method as its head arrives; CONNECT is refused
 /// before it is a request).
-final class ResponseEncoder: ChannelOutboundHandler, RemovableChannelHandler {
-    typealias OutboundIn = HTTPServerResponsePart
-    typealias OutboundOut = IOData
-
-    /// Whether each request whose final response has not started is a HEAD, oldest first.
-    private var answeringHead = CircularBuffer<Bool>(initialCapacity: 2)
+///
+/// Not a channel handler of its own: ``HTTP1Connection`` writes through it, one pipeline hop fewer
+/// on every response part. A class, so a write that calls back into the connection (a failed
+/// promise) never overlaps an access to it.
+final class ResponseEncoder {
+    /// Which requests, by their number on the connection, are HEADs whose answers have not
+    /// started: usually none, and an empty array costs no allocation per connection.
+    private var unansweredHeads: [Int] = []
+    private var requestsArrived = 0
+    private var answersStarted = 0
     private var body = BodyFraming()
     /// The answer in progress may carry no body (it answers a HEAD).
     private var bodyless = false
     private var refusal = Refusal()
 
     func requestArrived(_ method: HTTPMethod) {
-        answeringHead.append(method == .HEAD)
+        if method == .HEAD { unansweredHeads.append(requestsArrived) }
+        requestsArrived += 1
     }
 
-    func write(context: ChannelHandlerContext, data: NIOAny, promise: EventLoopPromise<Void>?) {
+    func write(_ part: HTTPServerResponsePart, context: ChannelHandlerContext, promise: EventLoopPromise<Void>?) {
         guard !refusal.rejects(promise) else { return }
-        switch unwrapOutboundIn(data) {
+        switch part {
         case .head(let head):
             let code = head.status.code
-            if !((100..<200).contains(code) && code != 101), let head = answeringHead.popFirst() {
-                bodyless = head
+            if !((100..<200).contains(code) && code != 101) {
+                bodyless = unansweredHeads.first == answersStarted
+                if bodyless { unansweredHeads.removeFirst() }
+                answersStarted += 1
             }
             let measured = HeadWriter.Measure(head.headers)
             var edit = HeadWriter.FramingEdit()
@@ -43,7 +50,7 @@ final class ResponseEncoder: ChannelOutboundHandler, RemovableChannelHandler {
             body = BodyFraming(chunked: edit.addChunked && !bodyless)
             var buffer = context.channel.allocator.buffer(capacity: 0)
             guard HeadWriter.write(head, measured: measured, edit: edit, to: &buffer) else { return refusal.refuse(context, promise) }
-            context.write(wrapOutboundOut(.byteBuffer(buffer)), promise: promise)
+            context.write(NIOAny(IOData.byteBuffer(buffer)), promise: promise)
         case .body(let part):
             if bodyless {
                 promise?.fail(NIOHTTPResponseEncoderError.responseBodyNotAllowed)
@@ -64,10 +71,9 @@ final class ResponseEncoder: ChannelOutboundHandler, RemovableChannelHandler {
 /// (an HTTP/2 client need not send a length) goes out chunked. A body part for a request
 /// already sent without framing is refused: as bare bytes the origin would read it as the next
 /// request.
-final class UpstreamRequestEncoder: ChannelOutboundHandler, RemovableChannelHandler {
-    typealias OutboundIn = HTTPClientRequestPart
-    typealias OutboundOut = IOData
-
+///
+/// Like ``ResponseEncoder``, written through by the connection that owns it (``UpstreamConnection``).
+final class UpstreamRequestEncoder {
     private var body = BodyFraming()
     /// A head waiting to learn whether a body follows.
     private var held: (head: HTTPRequestHead, measured: HeadWriter.Measure, promise: EventLoopPromise<Void>?)?
@@ -75,9 +81,9 @@ final class UpstreamRequestEncoder: ChannelOutboundHandler, RemovableChannelHand
     private var unframed = false
     private var refusal = Refusal()
 
-    func write(context: ChannelHandlerContext, data: NIOAny, promise: EventLoopPromise<Void>?) {
+    func write(_ part: HTTPClientRequestPart, context: ChannelHandlerContext, promise: EventLoopPromise<Void>?) {
         guard !refusal.rejects(promise) else { return }
-        switch unwrapOutboundIn(data) {
+        switch part {
         case .head(let head):
             let measured = HeadWriter.Measure(head.headers)
             var edit = HeadWriter.FramingEdit()
@@ -115,9 +121,9 @@ final class UpstreamRequestEncoder: ChannelOutboundHandler, RemovableChannelHand
         }
     }
 
+    /// Call before flushing the channel: a head still held goes out without framing.
     func flush(context: ChannelHandlerContext) {
         if !refusal.refused { releaseHeld(chunked: false, context: context) }
-        context.flush()
     }
 
     /// Writes the held head, if any, chunked or without framing; false when it may not be sent.
@@ -143,7 +149,7 @@ final class UpstreamRequestEncoder: ChannelOutboundHandler, RemovableChannelHand
             refusal.refuse(context, promise)
             return false
         }
-        context.write(wrapOutboundOut(.byteBuffer(buffer)), promise: promise)
+        context.write(NIOAny(IOData.byteBuffer(buffer)), promise: promise)
         return true
     }
 }
