@@ -91,12 +91,14 @@ struct ClickCaptureFilter: ProxyFilter {
         head.headers.remove(name: tracking.clickIDHeader)
         head.headers.remove(name: tracking.visitorHeader)
         guard let state = context.values[ClickStateKey.self] else { return }
+        var added: [(String, String)] = []
         if let ttclid = state.capture.fromURL.first(where: { $0.kind.parameter == "ttclid" })?.value
             ?? (state.trackingAllowed ? state.capture.value(for: "ttclid") : nil)
         {
-            head.headers.add(name: tracking.clickIDHeader, value: ttclid)
+            added.append((tracking.clickIDHeader, ttclid))
         }
-        if state.trackingAllowed { head.headers.add(name: tracking.visitorHeader, value: state.visitorID) }
+        if state.trackingAllowed { added.append((tracking.visitorHeader, state.visitorID)) }
+        HeaderRules.append(added, to: &head.headers)
     }
 
     func response(_ head: inout HTTPResponseHead, context: inout RequestContext) {
@@ -106,22 +108,24 @@ struct ClickCaptureFilter: ProxyFilter {
             context.host == domain || context.host.hasSuffix("." + domain) ? domain : nil
         }
         let now = Int64(Date().timeIntervalSince1970 * 1000)
+        var cookies: [(String, String)] = []
         for id in state.capture.fromURL {
             let cookie = SetCookie(
                 name: id.kind.cookieName, value: id.kind.cookieValue(for: id.value, unixMilliseconds: now), maxAge: id.kind.maxAge,
                 domain: domain, secure: secure)
-            if let value = cookie.headerValue { head.headers.add(name: "set-cookie", value: value) }
+            if let value = cookie.headerValue { cookies.append(("set-cookie", value)) }
         }
         if state.isNewVisitor {
             let cookie = SetCookie(
                 name: tracking.visitorCookie, value: state.visitorID, maxAge: Int(tracking.visitorMaxAge.components.seconds),
                 domain: domain, httpOnly: true, secure: secure)
-            if let value = cookie.headerValue { head.headers.add(name: "set-cookie", value: value) }
+            if let value = cookie.headerValue { cookies.append(("set-cookie", value)) }
         }
         if let ttp = state.ttp {
             let cookie = SetCookie(name: "_ttp", value: ttp, maxAge: Int(tracking.ttpMaxAge.components.seconds), domain: domain, secure: secure)
-            if let value = cookie.headerValue { head.headers.add(name: "set-cookie", value: value) }
+            if let value = cookie.headerValue { cookies.append(("set-cookie", value)) }
         }
+        HeaderRules.append(cookies, to: &head.headers)
     }
 
     func logging(_ fields: inout [String: String], context: RequestContext) {
