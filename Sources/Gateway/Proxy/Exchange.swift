@@ -44,6 +44,6 @@ final class Exchange {
         self.requestHead = head
         // NIO calls no HTTP/2 request keep-alive (its rule reads HTTP/1 headers); an HTTP/2 stream
         // ends by itself, and closing it early resets it.
-        self.keepAlive = head.version.major == 2 || head.isKeepAlive
+        self.keepAlive = head.version.major == 2 || HeaderRules.keepsAlive(head.headers, version: head.version)
     }
 }

@@ -176,7 +176,7 @@ final class HTTP1Connection: ChannelDuplexHandler {
         switch part {
         case .head(var head) where head.status.code >= 200:
             responseInProgress = true
-            if draining, head.isKeepAlive {
+            if draining, HeaderRules.keepsAlive(head.headers, version: head.version) {
                 head.headers.replaceOrAdd(name: "connection", value: "close")
                 encoder.write(.head(head), context: context, promise: promise)
                 return

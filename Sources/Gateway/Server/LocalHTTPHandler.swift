@@ -37,7 +37,7 @@ final class LocalHTTPHandler: ChannelInboundHandler {
             let promise = context.eventLoop.makePromise(of: LocalResponse.self)
             promise.completeWithTask { await router(head, body) }
             promise.futureResult.assumeIsolated().whenSuccess { [self] response in
-                response.write(to: context, keepAlive: head.isKeepAlive, isHead: head.method == .HEAD)
+                response.write(to: context, keepAlive: HeaderRules.keepsAlive(head.headers, version: head.version), isHead: head.method == .HEAD)
             }
         }
     }

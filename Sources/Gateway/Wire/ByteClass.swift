@@ -51,3 +51,14 @@ struct ByteClass {
         self.isFieldValue = isFieldValue
     }
 }
+
+extension UnsafeBufferPointer<UInt8> {
+    /// Whether these bytes are `expected`; ignoring ASCII case, `expected` is lowercase letters and `-`.
+    func matches(_ expected: StaticString, ignoringCase: Bool = true) -> Bool {
+        guard count == expected.utf8CodeUnitCount else { return false }
+        let expected = expected.utf8Start
+        let fold: UInt8 = ignoringCase ? 0x20 : 0
+        for index in 0..<count where self[index] | fold != expected[index] { return false }
+        return true
+    }
+}

@@ -264,13 +264,13 @@ struct HTTP1Parser<Head: HTTP1ParsableHead> {
             }
             let name = UnsafeBufferPointer(rebasing: bytes[nameStart..<nameEnd])
             let value = UnsafeBufferPointer(rebasing: bytes[valueStart..<valueEnd])
-            if name.count == 14, Bytes.matches(name, "content-length") {
+            if name.count == 14, name.matches("content-length") {
                 guard let length = Bytes.decimal(value) else { throw .malformed("invalid Content-Length") }
                 if let earlier = fields.framing.contentLength, earlier != length { fields.framing.contentLengthsDiffer = true }
                 fields.framing.contentLength = length
                 fields.framing.contentLengthCount += 1
-            } else if name.count == 17, Bytes.matches(name, "transfer-encoding") {
-                if fields.framing.transferEncodingCount == 0 { fields.framing.chunked = Bytes.matches(value, "chunked") }
+            } else if name.count == 17, name.matches("transfer-encoding") {
+                if fields.framing.transferEncodingCount == 0 { fields.framing.chunked = value.matches("chunked") }
                 fields.framing.transferEncodingCount += 1
             }
             fields.pairs.append((String(decoding: name, as: UTF8.self), String(decoding: value, as: UTF8.self)))
@@ -454,7 +454,7 @@ extension HTTPResponseHead: HTTP1ParsableHead {
 private enum Bytes {
     /// `HTTP/x.y` (case-sensitive): 1.0 and 1.1, a later 1.x read as 1.1 (RFC 9110 §2.5), 505 for any other major.
     static func version(_ bytes: UnsafeBufferPointer<UInt8>, at index: inout Int) throws(HTTP1ParseError) -> HTTPVersion {
-        guard bytes.count - index >= 8, matches(UnsafeBufferPointer(rebasing: bytes[index..<(index + 5)]), "HTTP/", ignoringCase: false) else {
+        guard bytes.count - index >= 8, UnsafeBufferPointer(rebasing: bytes[index..<(index + 5)]).matches("HTTP/", ignoringCase: false) else {
             throw .malformed("malformed HTTP version")
         }
         let major = bytes[index + 5] &- UInt8(ascii: "0")
@@ -484,15 +484,6 @@ private enum Bytes {
             value = value * 10 + Int(byte &- UInt8(ascii: "0"))
         }
         return value
-    }
-
-    /// Compares with `expected`; ignoring ASCII case, `expected` is lowercase letters and `-`.
-    static func matches(_ bytes: UnsafeBufferPointer<UInt8>, _ expected: StaticString, ignoringCase: Bool = true) -> Bool {
-        guard bytes.count == expected.utf8CodeUnitCount else { return false }
-        let expected = expected.utf8Start
-        let fold: UInt8 = ignoringCase ? 0x20 : 0
-        for index in 0..<bytes.count where bytes[index] | fold != expected[index] { return false }
-        return true
     }
 
     /// The common methods without building a string; others by name.
