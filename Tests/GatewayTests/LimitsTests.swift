@@ -107,6 +107,20 @@ import Testing
         }
     }
 
+    /// RFC 9112 §9.6: after a request that closes the connection (`Connection: close`, or HTTP/1.0
+    /// without `keep-alive`), no later request on it is processed, even one already sent.
+    @Test func nothingAfterARequestThatClosesTheConnectionRuns() async throws {
+        try await withGateway { gateway, origin in
+            for first in ["GET /echo HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n", "GET /echo HTTP/1.0\r\nHost: localhost\r\n\r\n"] {
+                let (response, closed) = try await RawHTTP.exchange(port: gateway.httpPort, [first + "GET /hop HTTP/1.1\r\nHost: localhost\r\n\r\n"])
+                #expect(response.components(separatedBy: " 200 OK").count == 2, "\(response)")
+                #expect(!response.contains("x-kept"), "the second request reached the origin: \(response)")
+                #expect(closed)
+            }
+            _ = origin
+        }
+    }
+
     /// The head is valid, so the request is already on its way upstream when the body turns bad:
     /// the client gets 400, the upstream connection is dropped, and nothing after it runs.
     @Test func badChunkingMidBodyGets400AndNothingElseRuns() async throws {

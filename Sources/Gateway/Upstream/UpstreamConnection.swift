@@ -76,7 +76,7 @@ final class UpstreamConnection: ChannelDuplexHandler {
         switch part {
         case .head(let head):
             // A body that runs to the close ends the connection's use too.
-            if !HeaderRules.keepsAlive(head.headers, version: head.version) || parser.bodyEndsWithConnection { reusable = false }
+            if parser.messageClosesConnection || parser.bodyEndsWithConnection { reusable = false }
             sink.upstreamResponseHead(head)
         case .body(let body):
             sink.upstreamResponseBody(body)

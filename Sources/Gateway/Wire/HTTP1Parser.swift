@@ -33,8 +33,9 @@ struct HTTP1Parser<Head: HTTP1ParsableHead> {
         /// The CRLF after a chunk's data.
         case chunkDataEnd
         case trailers
-        /// Nothing more is read from this connection.
-        case refused
+        /// After a refusal, or after a message that closes the connection (RFC 9112 §9.6: no later
+        /// request is processed): nothing more is read.
+        case stopped
     }
 
     private let maxHeadBytes: Int
@@ -48,6 +49,9 @@ struct HTTP1Parser<Head: HTTP1ParsableHead> {
     /// current line began: a head that arrives a byte at a time is not scanned again each time.
     private var scanned = 0
     private var lineStart = 0
+    /// The message being read says its connection closes after it (`Connection: close`, or
+    /// HTTP/1.0 without `keep-alive`).
+    private(set) var messageClosesConnection = false
 
     init(maxHeadBytes: Int, maxFieldCount: Int) {
         self.maxHeadBytes = maxHeadBytes
@@ -55,7 +59,7 @@ struct HTTP1Parser<Head: HTTP1ParsableHead> {
     }
 
     mutating func receive(_ bytes: ByteBuffer) {
-        if case .refused = state { return }
+        if case .stopped = state { return }
         if pending == nil {
             pending = bytes
         } else {
@@ -76,34 +80,38 @@ struct HTTP1Parser<Head: HTTP1ParsableHead> {
         case .untilClose, .end:
             state = .head
             return .end(nil)
-        case .head where pending == nil, .refused:
+        case .head where pending == nil, .stopped:
             return nil
         default:
-            state = .refused
+            state = .stopped
             throw .malformed("the connection closed inside a message")
         }
     }
 
-    /// The next complete part, nil until more bytes arrive. After a refusal, nothing more.
+    /// The next complete part, nil until more bytes arrive. After a refusal, or after a message
+    /// that closes the connection, nothing more.
     mutating func next() throws(HTTP1ParseError) -> HTTPPart<Head, ByteBuffer>? {
         guard var input = pending.take() else {
-            if case .end = state {
-                state = .head
-                return .end(nil)
-            }
+            if case .end = state { return endMessage(nil) }
             return nil
         }
-        defer { if input.readableBytes > 0, !isRefused { pending = input } }
+        defer { if input.readableBytes > 0, !isStopped { pending = input } }
         do {
             return try step(&input)
         } catch {
-            state = .refused
+            state = .stopped
             throw error
         }
     }
 
-    private var isRefused: Bool {
-        if case .refused = state { return true }
+    private mutating func endMessage(_ trailers: HTTPHeaders?) -> HTTPPart<Head, ByteBuffer> {
+        state = messageClosesConnection ? .stopped : .head
+        if messageClosesConnection { pending = nil }
+        return .end(trailers)
+    }
+
+    private var isStopped: Bool {
+        if case .stopped = state { return true }
         return false
     }
 
@@ -115,8 +123,7 @@ struct HTTP1Parser<Head: HTTP1ParsableHead> {
             guard input.readableBytes > 0 else { return nil }
             return .body(input.readSlice(length: input.readableBytes)!)
         case .end:
-            state = .head
-            return .end(nil)
+            return endMessage(nil)
         case .fixedBody(let remaining):
             guard input.readableBytes > 0 else { return nil }
             let count = min(remaining, input.readableBytes)
@@ -142,7 +149,7 @@ struct HTTP1Parser<Head: HTTP1ParsableHead> {
             return try step(&input)
         case .trailers:
             return try trailers(&input)
-        case .refused:
+        case .stopped:
             return nil
         }
     }
@@ -218,6 +225,7 @@ struct HTTP1Parser<Head: HTTP1ParsableHead> {
         case .untilClose: state = .untilClose
         }
         head.headers = HTTPHeaders(fields.pairs)
+        messageClosesConnection = !HeaderRules.keepsAlive(head.headers, version: head.version)
         return head
     }
 
@@ -323,11 +331,9 @@ struct HTTP1Parser<Head: HTTP1ParsableHead> {
             try parseFields(UnsafeBufferPointer(start: raw.baseAddress!.assumingMemoryBound(to: UInt8.self), count: length), from: 0)
         }
         input.moveReaderIndex(forwardBy: length)
-        state = .head
-        if fields.pairs.isEmpty { return .end(nil) }
         // Framing fields mean nothing in trailers (RFC 9110 §6.5.1) and are not passed on.
         fields.pairs.removeAll { HeaderRules.sameName($0.0, "content-length") || HeaderRules.sameName($0.0, "transfer-encoding") }
-        return .end(fields.pairs.isEmpty ? nil : HTTPHeaders(fields.pairs))
+        return endMessage(fields.pairs.isEmpty ? nil : HTTPHeaders(fields.pairs))
     }
 }
 
@@ -365,6 +371,7 @@ protocol HTTP1ParsableHead: Equatable {
     func framing(_ fields: HTTP1FramingFields, answeringHead: Bool) throws(HTTP1ParseError) -> HTTP1BodyFraming
     /// An interim (1xx) response, dropped before the final one.
     var isInterim: Bool { get }
+    var version: HTTPVersion { get }
     var headers: HTTPHeaders { get set }
 }
 
