@@ -305,8 +305,9 @@ struct HTTP1Parser<Head: HTTP1ParsableHead> {
                 index += 1
             }
             guard index > 0 else { throw .malformed("malformed chunk size") }
-            // Extensions (ignored): optional whitespace, then `;` and visible bytes.
-            while index < newline - 1, bytes[index] == space || bytes[index] == tab { index += 1 }
+            // Extensions (ignored): `;` right after the size, then visible bytes. Whitespace after
+            // the size is refused, as llhttp refuses it: parsers that differ here disagree on
+            // where a chunk ends.
             if index < newline - 1 {
                 guard bytes[index] == UInt8(ascii: ";") else { throw .malformed("malformed chunk size") }
                 for byte in bytes[index..<(newline - 1)] where !ByteClass.fieldValue.admits(byte) {
