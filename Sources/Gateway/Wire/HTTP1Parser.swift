@@ -104,6 +104,14 @@ struct HTTP1Parser<Head: HTTP1ParsableHead> {
         }
     }
 
+    /// Up to `remaining` bytes of body, as many as have arrived (a slice, not a copy), and how
+    /// many remain after them; nil when none has.
+    private static func slice(_ input: inout ByteBuffer, upTo remaining: Int) -> (part: ByteBuffer, left: Int)? {
+        guard input.readableBytes > 0 else { return nil }
+        let count = min(remaining, input.readableBytes)
+        return (input.readSlice(length: count)!, remaining - count)
+    }
+
     private mutating func endMessage(_ trailers: HTTPHeaders?) -> HTTPPart<Head, ByteBuffer> {
         state = messageClosesConnection ? .stopped : .head
         if messageClosesConnection { pending = nil }
@@ -120,15 +128,13 @@ struct HTTP1Parser<Head: HTTP1ParsableHead> {
         case .head:
             return try head(&input)
         case .untilClose:
-            guard input.readableBytes > 0 else { return nil }
-            return .body(input.readSlice(length: input.readableBytes)!)
+            return Self.slice(&input, upTo: .max).map { .body($0.part) }
         case .end:
             return endMessage(nil)
         case .fixedBody(let remaining):
-            guard input.readableBytes > 0 else { return nil }
-            let count = min(remaining, input.readableBytes)
-            state = count == remaining ? .end : .fixedBody(remaining: remaining - count)
-            return .body(input.readSlice(length: count)!)
+            guard let (part, left) = Self.slice(&input, upTo: remaining) else { return nil }
+            state = left == 0 ? .end : .fixedBody(remaining: left)
+            return .body(part)
         case .chunkSize:
             guard let size = try chunkSize(&input) else { return nil }
             if size == 0 {
@@ -138,10 +144,9 @@ struct HTTP1Parser<Head: HTTP1ParsableHead> {
             state = .chunkData(remaining: size)
             return try step(&input)
         case .chunkData(let remaining):
-            guard input.readableBytes > 0 else { return nil }
-            let count = min(remaining, input.readableBytes)
-            state = count == remaining ? .chunkDataEnd : .chunkData(remaining: remaining - count)
-            return .body(input.readSlice(length: count)!)
+            guard let (part, left) = Self.slice(&input, upTo: remaining) else { return nil }
+            state = left == 0 ? .chunkDataEnd : .chunkData(remaining: left)
+            return .body(part)
         case .chunkDataEnd:
             guard input.readableBytes >= 2 else { return nil }
             guard input.readInteger(as: UInt16.self) == crlf else { throw .malformed("chunk data not followed by CRLF") }
