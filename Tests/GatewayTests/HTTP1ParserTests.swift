@@ -242,6 +242,12 @@ import Testing
         ])
     }
 
+    /// Interim responses are skipped in a loop: thousands in one read cost no stack.
+    @Test func anyNumberOfInterimResponsesIsSkipped() {
+        let stream = String(repeating: "HTTP/1.1 100 Continue\r\n\r\n", count: 20_000) + "HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok"
+        #expect(parseResponses(stream).parts == ["head 200 OK HTTP/1.1 [Content-Length=2]", "body ok", "end -"])
+    }
+
     @Test(arguments: [
         ("lengths that differ", "HTTP/1.1 200 OK\r\nContent-Length: 5\r\nContent-Length: 6\r\n\r\nhello!"),
         ("length beside chunks", "HTTP/1.1 200 OK\r\nContent-Length: 5\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n"),

@@ -162,29 +162,29 @@ struct HTTP1Parser<Head: HTTP1ParsableHead> {
     // MARK: Heads
 
     private mutating func head(_ input: inout ByteBuffer) throws(HTTP1ParseError) -> HTTPPart<Head, ByteBuffer>? {
-        if scanned == 0 {
-            // RFC 9112 §2.2: empty lines before a request line are ignored (some clients send a
-            // CRLF after a body).
-            while input.readableBytes >= 2, input.getInteger(at: input.readerIndex, as: UInt16.self) == crlf {
-                input.moveReaderIndex(forwardBy: 2)
+        // A loop, not recursion: an origin may send any number of interim responses in one read.
+        while true {
+            if scanned == 0 {
+                // RFC 9112 §2.2: empty lines before a request line are ignored (some clients send a
+                // CRLF after a body).
+                while input.readableBytes >= 2, input.getInteger(at: input.readerIndex, as: UInt16.self) == crlf {
+                    input.moveReaderIndex(forwardBy: 2)
+                }
+                if input.readableBytes == 1, input.getInteger(at: input.readerIndex, as: UInt8.self) == cr { return nil }
             }
-            if input.readableBytes == 1, input.getInteger(at: input.readerIndex, as: UInt8.self) == cr { return nil }
-        }
-        guard let length = sectionEnd(input) else {
-            if scanned > maxHeadBytes { throw oversized(input) }
-            return nil
-        }
-        guard length <= maxHeadBytes else { throw oversized(input) }
-        let parsed = try input.withUnsafeReadableBytes { raw throws(HTTP1ParseError) in
-            try parseHead(UnsafeBufferPointer(start: raw.baseAddress!.assumingMemoryBound(to: UInt8.self), count: length))
-        }
-        input.moveReaderIndex(forwardBy: length)
-        // An interim response (100 Continue, 103 Early Hints) is dropped: the final one follows.
-        if parsed.isInterim {
+            guard let length = sectionEnd(input) else {
+                if scanned > maxHeadBytes { throw oversized(input) }
+                return nil
+            }
+            guard length <= maxHeadBytes else { throw oversized(input) }
+            let parsed = try input.withUnsafeReadableBytes { raw throws(HTTP1ParseError) in
+                try parseHead(UnsafeBufferPointer(start: raw.baseAddress!.assumingMemoryBound(to: UInt8.self), count: length))
+            }
+            input.moveReaderIndex(forwardBy: length)
+            // An interim response (100 Continue, 103 Early Hints) is dropped: the final one follows.
+            guard parsed.isInterim else { return .head(parsed) }
             state = .head
-            return try head(&input)
         }
-        return .head(parsed)
     }
 
     /// 414 when the start line alone is over the limit, 431 otherwise.
