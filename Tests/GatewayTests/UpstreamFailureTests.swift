@@ -96,6 +96,21 @@ import Testing
         await origin.stop()
     }
 
+    /// An origin that stops sending mid-body is given up after `upstream_idle`; the client, which
+    /// already has the head, is cut off rather than left waiting.
+    @Test(arguments: ["--http1.1", "--http2"])
+    func anUpstreamThatStallsMidBodyIsGivenUp(proto: String) async throws {
+        try await withGateway(timeouts: "upstream_idle: 2s") { gateway, _ in
+            let started = ContinuousClock.now
+            let result = try await curl([proto, "-o", "/dev/null", "-w", "%{http_code}", "https://localhost:\(gateway.httpsPort)/stall"])
+            #expect(result.stdout == "200")
+            #expect(result.status != 0, "the client was not cut off: \(result)")
+            #expect(ContinuousClock.now - started >= .seconds(2) && ContinuousClock.now - started < .seconds(9))
+            let line = await gateway.awaitAccessLine { $0["error"]?.contains("stalled") == true }
+            #expect(line != nil)
+        }
+    }
+
     @Test func upstreamGarbageOrConflictingLengthsGet502() async throws {
         try await withGateway { gateway, _ in
             for raw in ["garbage", "two-lengths"] {

@@ -12,7 +12,7 @@ import NIOSSL
 /// - `/bytes/N`: N bytes, streamed as the connection can take them.
 /// - `/upload`: reads the whole body, answers its length.
 /// - `/slow/MS`: answers after MS milliseconds.  `/hang`: never answers.
-/// - `/reset`: promises 1,000,000 bytes, sends 10, closes.
+/// - `/reset`: promises 1,000,000 bytes, sends 10, closes.  `/stall`: the same, but stays open.
 /// - `/raw/NAME`: one of ``rawAnswers`` written straight onto the socket, then a close: non-HTTP,
 ///   interim responses before the final one, a body that runs to the close, conflicting lengths.
 /// - `/hop`: answers with hop-by-hop headers that must not reach the client.
@@ -145,11 +145,10 @@ private final class OriginHandler: ChannelDuplexHandler {
             }
         case "hang":
             return
-        case "reset":
+        case "reset", "stall":
             context.write(wrapOutboundOut(.head(HTTPResponseHead(version: .http1_1, status: .ok, headers: ["content-length": "1000000"]))), promise: nil)
-            context.writeAndFlush(wrapOutboundOut(.body(.byteBuffer(ByteBuffer(string: "0123456789"))))).assumeIsolated().whenComplete { _ in
-                context.close(promise: nil)
-            }
+            let sent = context.writeAndFlush(wrapOutboundOut(.body(.byteBuffer(ByteBuffer(string: "0123456789")))))
+            if parts.first == "reset" { sent.assumeIsolated().whenComplete { _ in context.close(promise: nil) } }
         case "raw":
             // Written below the HTTP encoder, straight onto the socket.
             let encoder = try! context.pipeline.syncOperations.context(handlerType: HTTPResponseEncoder.self)
