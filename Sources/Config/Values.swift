@@ -162,6 +162,8 @@ extension Character {
 }
 
 enum ValueParsers {
+    static let longestDurationMilliseconds = 100 * 365 * 86_400_000.0
+
     /// `90`, `90s`, `500ms`, `2m`, `1h`, `30d` (bare numbers are seconds).
     static func duration(_ text: String) -> Result<Duration, ValueError> {
         let units: [(String, Double)] = [("ms", 0.001), ("s", 1), ("m", 60), ("h", 3600), ("d", 86_400)]
@@ -175,7 +177,12 @@ enum ValueParsers {
         guard let value = Double(number), value >= 0, value.isFinite else {
             return .failure(.init("'\(text)' is not a duration (examples: 500ms, 10s, 2m, 1h, 30d)"))
         }
-        return .success(.milliseconds(Int64((value * scale * 1000).rounded())))
+        // Past Int64's milliseconds the conversion would trap; no clock needs a century.
+        let milliseconds = (value * scale * 1000).rounded()
+        guard milliseconds <= Self.longestDurationMilliseconds else {
+            return .failure(.init("'\(text)' is longer than the 100 years a duration may be"))
+        }
+        return .success(.milliseconds(Int64(milliseconds)))
     }
 
     /// `1048576`, `512KiB`, `10MiB`, `1GiB`, `10MB` (decimal units accepted too).
@@ -194,7 +201,9 @@ enum ValueParsers {
         guard let value = Int(number.trimmingCharacters(in: .whitespaces)), value >= 0 else {
             return .failure(.init("'\(text)' is not a size (examples: 65536, 512KiB, 10MiB, 1GiB)"))
         }
-        return .success(value * scale)
+        let (bytes, overflow) = value.multipliedReportingOverflow(by: scale)
+        guard !overflow else { return .failure(.init("'\(text)' is larger than any size a setting can hold")) }
+        return .success(bytes)
     }
 }
 

@@ -89,6 +89,14 @@ private let minimal = """
         #expect(bool.contains { $0.hasPrefix("sites[0].default: expected true or false") })
     }
 
+    /// Found by the config fuzzer: these trapped (a Double past Int64, a size multiplication).
+    @Test func hugeDurationsAndSizesAreProblemsNotCrashes() {
+        let duration = problems(minimal + "\ntimeouts: { idle: 9e99 }\n")
+        #expect(duration.contains { $0.hasPrefix("timeouts.idle: '9e99' is longer than the 100 years a duration may be") }, "\(duration)")
+        let size = problems(minimal + "\nlimits: { max_body_size: 99999999999GiB }\n")
+        #expect(size.contains { $0.hasPrefix("limits.max_body_size: '99999999999GiB' is larger than any size") }, "\(size)")
+    }
+
     @Test func missingCertificateFilesAreReported() {
         let found = problems(minimal.replacingOccurrences(of: "certs/site.key", with: "certs/missing.key"))
         #expect(found.contains { $0.hasPrefix("tls.certificates[0].key: file 'certs/missing.key' does not exist") })
