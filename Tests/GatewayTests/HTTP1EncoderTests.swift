@@ -163,7 +163,7 @@ import Testing
     /// Random bytes in names and values (CR, LF, NUL, DEL, tabs, non-ASCII among them): a head is
     /// either refused or written as exactly its own lines; no value ever adds a line.
     @Test func noFieldValueCanAddALine() throws {
-        var random = SystemRandomNumberGenerator()
+        var random = SplitMix(seed: 13)
         let hostile: [UInt8] = [0x0D, 0x0A, 0x00, 0x7F, 0x01, 0x1F, 0x20, 0x3A, 0xC3]
         let plain: [UInt8] = [0x61, 0x41, 0x2D, 0x31, 0x09, 0x20]
         // Mostly plain bytes, one in forty hostile: most heads carry a hostile byte somewhere, and

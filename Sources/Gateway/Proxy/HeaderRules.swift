@@ -69,32 +69,16 @@ enum HeaderRules {
         return (contiguous ?? nil) ?? name.utf8.elementsEqual(lower.utf8) { $0.asciiLowercased == $1 }
     }
 
-    /// Whether a message leaves its connection open (RFC 9112 §9.3): HTTP/1.1 unless a
-    /// `Connection` option says `close`, HTTP/1.0 only when one says `keep-alive`. NIO's
-    /// `isKeepAlive`, for heads its own decoder did not parse, splits every `Connection` value
-    /// into Characters: 4,000 instructions a head.
+    /// Whether a message leaves its connection open (``ConnectionOptions``). NIO's `isKeepAlive`,
+    /// for heads its own decoder did not parse, splits every `Connection` value into Characters:
+    /// 4,000 instructions a head.
     static func keepsAlive(_ headers: HTTPHeaders, version: HTTPVersion) -> Bool {
-        var close = false
-        var keepAlive = false
+        var options = ConnectionOptions()
         for (name, value) in headers where name.utf8.count == 10 && sameName(name, "connection") {
             var value = value
-            value.withUTF8 { bytes in
-                var start = 0
-                while start <= bytes.count {
-                    var end = start
-                    while end < bytes.count, bytes[end] != UInt8(ascii: ",") { end += 1 }
-                    var first = start
-                    var last = end
-                    while first < last, bytes[first] == 0x20 || bytes[first] == 0x09 { first += 1 }
-                    while last > first, bytes[last - 1] == 0x20 || bytes[last - 1] == 0x09 { last -= 1 }
-                    let option = UnsafeBufferPointer(rebasing: bytes[first..<last])
-                    if option.matches("close") { close = true } else if option.matches("keep-alive") { keepAlive = true }
-                    start = end + 1
-                }
-            }
+            value.withUTF8 { options.read($0) }
         }
-        if close { return false }
-        return version.minor >= 1 || version.major > 1 || keepAlive
+        return options.keepAlive(in: version)
     }
 
     /// Appends fields as one block. Only for names known to be ASCII (the gateway's constants,

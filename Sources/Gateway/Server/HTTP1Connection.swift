@@ -48,7 +48,7 @@ final class HTTP1Connection: ChannelDuplexHandler {
     private var readPending = false
     private var draining = false
     /// True while the connection is idle and no byte of a next request has arrived.
-    private(set) var awaitingFirstByte = false
+    private var awaitingFirstByte = false
     // Two clocks that move on every request without a scheduled task each time (see `StallTimer`).
     private lazy var headerClock = StallTimer(owner: self) { $0.headerTimedOut() }
     private lazy var idleClock = StallTimer(owner: self) { connection in

@@ -230,7 +230,7 @@ struct HTTP1Parser<Head: HTTP1ParsableHead> {
         case .untilClose: state = .untilClose
         }
         head.headers = HTTPHeaders(fields.pairs)
-        messageClosesConnection = !HeaderRules.keepsAlive(head.headers, version: head.version)
+        messageClosesConnection = !fields.framing.connection.keepAlive(in: head.version)
         return head
     }
 
@@ -285,6 +285,8 @@ struct HTTP1Parser<Head: HTTP1ParsableHead> {
             } else if name.count == 17, name.matches("transfer-encoding") {
                 if fields.framing.transferEncodingCount == 0 { fields.framing.chunked = value.matches("chunked") }
                 fields.framing.transferEncodingCount += 1
+            } else if name.count == 10, name.matches("connection") {
+                fields.framing.connection.read(value)
             }
             fields.pairs.append((String(decoding: name, as: UTF8.self), String(decoding: value, as: UTF8.self)))
         }
@@ -353,7 +355,7 @@ struct HTTP1ParseError: Error, Equatable, CustomStringConvertible {
     static func malformed(_ reason: String) -> HTTP1ParseError { HTTP1ParseError(status: .badRequest, reason: reason) }
 }
 
-/// The framing fields of a head, as the field pass found them.
+/// What a head's fields say of its body's framing and of its connection, as the field pass found it.
 struct HTTP1FramingFields {
     var contentLength: Int?
     var contentLengthCount = 0
@@ -361,6 +363,34 @@ struct HTTP1FramingFields {
     var transferEncodingCount = 0
     /// The first `Transfer-Encoding` value is `chunked`, alone.
     var chunked = false
+    var connection = ConnectionOptions()
+}
+
+/// The `close` and `keep-alive` options of a message's `Connection` fields (comma-separated lists).
+struct ConnectionOptions {
+    private var close = false
+    private var keepAliveAsked = false
+
+    mutating func read(_ value: UnsafeBufferPointer<UInt8>) {
+        var start = 0
+        while start <= value.count {
+            var end = start
+            while end < value.count, value[end] != UInt8(ascii: ",") { end += 1 }
+            var first = start
+            var last = end
+            while first < last, value[first] == space || value[first] == tab { first += 1 }
+            while last > first, value[last - 1] == space || value[last - 1] == tab { last -= 1 }
+            let option = UnsafeBufferPointer(rebasing: value[first..<last])
+            if option.matches("close") { close = true } else if option.matches("keep-alive") { keepAliveAsked = true }
+            start = end + 1
+        }
+    }
+
+    /// RFC 9112 §9.3: HTTP/1.1 stays open unless an option says `close`; HTTP/1.0 only when one
+    /// says `keep-alive`.
+    func keepAlive(in version: HTTPVersion) -> Bool {
+        !close && (version.minor >= 1 || version.major > 1 || keepAliveAsked)
+    }
 }
 
 enum HTTP1BodyFraming {
@@ -381,11 +411,11 @@ protocol HTTP1ParsableHead: Equatable {
     var headers: HTTPHeaders { get set }
 }
 
-/// CONNECT is refused (405): an edge gateway opens no tunnels.
 typealias HTTP1RequestParser = HTTP1Parser<HTTPRequestHead>
 typealias HTTP1ResponseParser = HTTP1Parser<HTTPResponseHead>
 
 extension HTTPRequestHead: HTTP1ParsableHead {
+    /// CONNECT is refused (405): an edge gateway opens no tunnels.
     static func readStartLine(_ bytes: UnsafeBufferPointer<UInt8>, at index: inout Int) throws(HTTP1ParseError) -> HTTPRequestHead {
         while index < bytes.count, ByteClass.token.admits(bytes[index]) { index += 1 }
         let methodEnd = index
