@@ -51,6 +51,33 @@ extension StringProtocol where UTF8View: BidirectionalCollection {
     }
 }
 
+extension String {
+    /// The parts end to end in one allocation, sized by a counting pass. `+`, `append` and
+    /// interpolation grow and re-check the storage part by part, about 300 instructions each:
+    /// too much for values built on every request (Set-Cookie, `Forwarded`).
+    public init(concatenating parts: String...) {
+        let count = parts.reduce(0) { $0 + $1.utf8.count }
+        self.init(unsafeUninitializedCapacity: count) { buffer in
+            var written = 0
+            for part in parts {
+                let copied = part.utf8.withContiguousStorageIfAvailable { bytes in
+                    if let source = bytes.baseAddress { (buffer.baseAddress! + written).update(from: source, count: bytes.count) }
+                    return bytes.count
+                }
+                if let copied {
+                    written += copied
+                } else {
+                    for byte in part.utf8 {
+                        buffer[written] = byte
+                        written += 1
+                    }
+                }
+            }
+            return written
+        }
+    }
+}
+
 extension UInt8 {
     static let ampersand = UInt8(ascii: "&"), equals = UInt8(ascii: "="), question = UInt8(ascii: "?"), hash = UInt8(ascii: "#")
     static let slash = UInt8(ascii: "/"), colon = UInt8(ascii: ":"), at = UInt8(ascii: "@"), semicolon = UInt8(ascii: ";")

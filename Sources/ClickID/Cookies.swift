@@ -54,61 +54,11 @@ public struct SetCookie: Sendable, Equatable {
         guard Self.isToken(name), value.utf8.withContiguousStorageIfAvailable({ $0.allSatisfy(Self.isCookieOctet) }) ?? value.utf8.allSatisfy(Self.isCookieOctet),
             domain.map({ $0.utf8.allSatisfy { Query.isUnreserved($0) } }) ?? true
         else { return nil }
-        // Written straight into the string's storage, after a counting pass over the same steps:
-        // two of these are built for most landing requests, and `String` appends (or bytes
-        // gathered in an array, then decoded) cost several times a byte copy.
-        let maxAgeText = String(min(maxAge, Self.maxLifetime))
-        var counter = AttributeWriter(into: nil)
-        writeAttributes(maxAge: maxAgeText, to: &counter)
-        return String(unsafeUninitializedCapacity: counter.count) { buffer in
-            var writer = AttributeWriter(into: buffer)
-            writeAttributes(maxAge: maxAgeText, to: &writer)
-            return writer.count
-        }
-    }
-
-    private func writeAttributes(maxAge: String, to out: inout AttributeWriter) {
-        out.put(name)
-        out.put("=")
-        out.put(value)
-        out.put("; Max-Age=")
-        out.put(maxAge)
-        out.put("; Path=")
-        out.put(path)
-        if let domain {
-            out.put("; Domain=")
-            out.put(domain)
-        }
-        if secure { out.put("; Secure") }
-        if httpOnly { out.put("; HttpOnly") }
-        out.put("; SameSite=")
-        out.put(sameSite.rawValue)
-    }
-
-    /// Copies UTF-8 into a buffer, or only counts it when there is none yet.
-    private struct AttributeWriter {
-        let buffer: UnsafeMutableBufferPointer<UInt8>?
-        private(set) var count = 0
-
-        init(into buffer: UnsafeMutableBufferPointer<UInt8>?) {
-            self.buffer = buffer
-        }
-
-        mutating func put(_ text: String) {
-            var text = text
-            text.withUTF8 { put($0) }
-        }
-
-        mutating func put(_ literal: StaticString) {
-            put(UnsafeBufferPointer(start: literal.utf8Start, count: literal.utf8CodeUnitCount))
-        }
-
-        private mutating func put(_ bytes: UnsafeBufferPointer<UInt8>) {
-            if let buffer, let source = bytes.baseAddress {
-                UnsafeMutableRawPointer(buffer.baseAddress! + count).copyMemory(from: source, byteCount: bytes.count)
-            }
-            count += bytes.count
-        }
+        // Two of these are built for most landing requests.
+        return String(
+            concatenating: name, "=", value, "; Max-Age=", String(min(maxAge, Self.maxLifetime)), "; Path=", path,
+            domain == nil ? "" : "; Domain=", domain ?? "", secure ? "; Secure" : "", httpOnly ? "; HttpOnly" : "",
+            "; SameSite=", sameSite.rawValue)
     }
 
     /// RFC 6265 cookie-octet: no controls, whitespace, `"`, `,`, `;` or `\`.

@@ -43,6 +43,11 @@ import Testing
         #expect(SetCookie(name: "a b", value: "x", maxAge: 1).headerValue == nil)
     }
 
+    @Test func concatenationCopiesEveryPartOnce() {
+        #expect(String(concatenating: "a", "", "ünï", String(repeating: "x", count: 40), "\u{1F600}") == "aünï" + String(repeating: "x", count: 40) + "\u{1F600}")
+        #expect(String(concatenating: "", "").isEmpty)
+    }
+
     @Test func requestCookieParsingIsLenient() {
         let cookies = RequestCookies(headers: ["a=1;b=\"2\"; ; =x; junk; _ttp=2abcDEF.tt.1", "c=3"])
         #expect(cookies.first("a") == "1")

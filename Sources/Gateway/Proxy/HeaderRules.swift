@@ -4,25 +4,29 @@ import NIOHTTP1
 
 /// Header rules every proxied message goes through, in both directions.
 enum HeaderRules {
-    /// RFC 9110 §7.6.1 connection-specific fields, plus any field the `Connection` header names.
-    static func removeHopByHop(_ headers: inout HTTPHeaders) {
-        // One pass finds the names to drop; most requests carry none, so it must not allocate
-        // then. Most responses carry `Connection: keep-alive`, whose only token is itself
-        // hop-by-hop: `named` stays empty and one `remove(name:)` pass does the rest.
-        var found: [String] = []
+    /// The fields a proxy passes on: all but RFC 9110 §7.6.1's connection-specific ones, any field
+    /// the `Connection` header names, and those `dropping` picks (fields the proxy is about to
+    /// set itself). Copied into a new block with room for `room` more fields: removing fields
+    /// in place copied the received block (the exchange keeps the request as received), moved
+    /// fields through generic tuple witnesses, and copied it again when added fields outgrew it.
+    static func forwardable(_ headers: HTTPHeaders, room: Int, dropping: (String) -> Bool = { _ in false }) -> HTTPHeaders {
+        // Nearly always one option that names no other field (`keep-alive`, `close`): `named`
+        // stays empty and allocates nothing.
         var named: [String] = []
-        for (name, value) in headers where isHopByHop(name) {
-            // `remove(name:)` ignores case; a second spelling of a name costs one empty pass.
-            if !found.contains(name) { found.append(name) }
-            // Nearly always one option that names no other field (`keep-alive`, `close`).
-            guard sameName(name, "connection"), !isHopByHop(value), !sameName(value, "close") else { continue }
+        for (name, value) in headers where name.utf8.count == 10 && sameName(name, "connection") {
+            guard !isHopByHop(value), !sameName(value, "close") else { continue }
             for token in value.split(byte: UInt8(ascii: ",")) {
                 let option = String(token.trimmingSpaces).lowercased()
                 if !option.isEmpty, !isHopByHop(option), !named.contains(option) { named.append(option) }
             }
         }
-        for name in found { headers.remove(name: name) }
-        if !named.isEmpty { removeFields(from: &headers) { name in named.contains { sameName(name, $0) } } }
+        var kept: [(String, String)] = []
+        kept.reserveCapacity(headers.count + room)
+        for (name, value) in headers where !isHopByHop(name) && !dropping(name) {
+            if !named.isEmpty, named.contains(where: { sameName(name, $0) }) { continue }
+            kept.append((name, value))
+        }
+        return HTTPHeaders(kept)
     }
 
     private static let forwardingNames = ["x-forwarded-for", "x-forwarded-proto", "x-forwarded-host", "forwarded"]
@@ -118,8 +122,8 @@ enum HeaderRules {
 
     /// RFC 7239: IPv6 nodes are quoted and bracketed.
     static func forwardedElement(for address: String, scheme: String, host: String) -> String {
-        let node = address.utf8.contains(UInt8(ascii: ":")) ? "\"[\(address)]\"" : address
-        return "for=\(node);proto=\(scheme);host=\"\(host)\""
+        let ipv6 = address.utf8.contains(UInt8(ascii: ":"))
+        return String(concatenating: ipv6 ? "for=\"[" : "for=", address, ipv6 ? "]\";proto=" : ";proto=", scheme, ";host=\"", host, "\"")
     }
 
     /// An answer that carries one visitor's click id (a rewritten redirect, a decorated page) must not

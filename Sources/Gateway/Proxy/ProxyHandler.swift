@@ -172,8 +172,17 @@ final class ProxyHandler: ChannelDuplexHandler, UpstreamSink {
             return respondError(.payloadTooLarge, detail: "The request body is larger than this site accepts.", close: true)
         }
 
+        let upstream = site.config.upstream
+        let rewritesHost = !site.config.preserveHost && upstream.scheme != .builtinDemo
         var upstreamHead = head
-        HeaderRules.removeHopByHop(&upstreamHead.headers)
+        // Room for the forwarding fields, the request id, Host, chunked framing and the filters'.
+        upstreamHead.headers = HeaderRules.forwardable(head.headers, room: 10) { name in
+            switch name.utf8.count {
+            case 4: rewritesHost && HeaderRules.sameName(name, "host")
+            case 12: HeaderRules.sameName(name, "x-request-id")
+            default: false
+            }
+        }
         // `Transfer-Encoding` is hop-by-hop, but a chunked body is chunked toward the origin too.
         if framing == .chunked { upstreamHead.headers.add(name: "transfer-encoding", value: "chunked") }
         if downstream.httpVersion == "h2" { HeaderRules.joinCookieCrumbs(&upstreamHead.headers) }
@@ -197,12 +206,11 @@ final class ProxyHandler: ChannelDuplexHandler, UpstreamSink {
             context.writeAndFlush(wrapOutboundOut(.head(HTTPResponseHead(version: head.version, status: .continue))), promise: nil)
         }
         upstreamHead.version = .http1_1
-        upstreamHead.headers.replaceOrAdd(name: "x-request-id", value: exchange.context.requestID)
-        if !site.config.preserveHost, site.config.upstream.scheme != .builtinDemo {
-            let upstream = site.config.upstream
+        upstreamHead.headers.add(name: "x-request-id", value: exchange.context.requestID)
+        if rewritesHost {
             let defaultPort = upstream.scheme == .https ? 443 : 80
             let authority = upstream.port == defaultPort ? upstream.host : HostPort(host: upstream.host, port: upstream.port).description
-            upstreamHead.headers.replaceOrAdd(name: "host", value: authority)
+            upstreamHead.headers.add(name: "host", value: authority)
         }
         for filter in engine.filters { filter.upstreamRequest(&upstreamHead, context: &exchange.context) }
         exchange.upstreamHead = upstreamHead
@@ -378,7 +386,8 @@ final class ProxyHandler: ChannelDuplexHandler, UpstreamSink {
         clocks.upstream?.disarm()
         exchange.responseHeadAt = .now()
         var head = head
-        HeaderRules.removeHopByHop(&head.headers)
+        // Room for the cookies, HSTS and `Connection: close` the response phase may add.
+        head.headers = HeaderRules.forwardable(head.headers, room: 6)
         for filter in engine.filters { filter.upstreamResponse(&head, context: &exchange.context) }
         if exchange.requestHead.method != .HEAD, let coding = ResponseCoding(head.headers) {
             // One copy of the context for all filters: each read of the exchange's copies it.

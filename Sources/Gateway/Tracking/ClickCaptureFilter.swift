@@ -88,8 +88,9 @@ struct ClickCaptureFilter: ProxyFilter {
 
     func upstreamRequest(_ head: inout HTTPRequestHead, context: inout RequestContext) {
         // Only the gateway speaks these headers: whatever a client sent under those names goes.
-        head.headers.remove(name: tracking.clickIDHeader)
-        head.headers.remove(name: tracking.visitorHeader)
+        // Looked for first: `remove(name:)` rebuilds the block even when nothing matches.
+        if head.headers.contains(name: tracking.clickIDHeader) { head.headers.remove(name: tracking.clickIDHeader) }
+        if head.headers.contains(name: tracking.visitorHeader) { head.headers.remove(name: tracking.visitorHeader) }
         guard let state = context.values[ClickStateKey.self] else { return }
         var added: [(String, String)] = []
         if let ttclid = state.capture.fromURL.first(where: { $0.kind.parameter == "ttclid" })?.value
