@@ -4,7 +4,9 @@
 Run through Benchmarks/proxy-vs-nginx, which installs the tools and builds the release binary.
 Each proxy is pinned to core 0; the origin and the load generators share core 1. Every proxy:
 captures `ttclid` from the URL into a Set-Cookie, appends a missing ttclid to an upstream 3xx
-Location, keeps connections to the origin alive, and writes no access log. Scenarios run
+Location, keeps connections to the origin alive, and writes no access log. ClickGate's click
+ledger (every captured click stored for server events to join, a job the others do not do) is
+off; docs/PERFORMANCE.md gives its cost. Scenarios run
 interleaved (every proxy once per repeat) and the table shows medians, with the spread.
 """
 import argparse
@@ -155,7 +157,7 @@ tls: {{ certificates: [ {{ cert: {cert}, key: {key} }} ] }}
 sites:
   - hosts: [127.0.0.1, localhost]
     upstream: http://127.0.0.1:{self.origin_port}
-events: {{ store: "sqlite:{w}/clickgate.sqlite" }}
+events: {{ store: "sqlite:{w}/clickgate.sqlite", click_ledger: false }}
 log: {{ access: off, level: error }}
 timeouts: {{ idle: 300s }}
 """)

@@ -99,13 +99,9 @@ public struct URLReference: Sendable, Equatable {
     public var normalizedScheme: String? { scheme?.lowercased() }
 
     public var text: String {
-        var out = ""
-        if let scheme { out += scheme + ":" }
-        if let authority { out += "//" + authority }
-        out += path
-        if let query { out += "?" + query }
-        if let fragment { out += "#" + fragment }
-        return out
+        String(
+            concatenating: scheme ?? "", scheme == nil ? "" : ":", authority == nil ? "" : "//", authority ?? "", path,
+            query == nil ? "" : "?", query ?? "", fragment == nil ? "" : "#", fragment ?? "")
     }
 
     /// The host as a Host header names it: lower-cased, without user info or port, IPv6 in

@@ -255,8 +255,8 @@ private struct Reader {
 
     func events(_ value: YAMLValue) -> GatewayConfig.Events? {
         guard let object = value.object(allowedKeys: [
-            "path", "store", "endpoint", "pixels", "custom_events", "phone_country", "attribution_window", "batch_size", "linger", "lease",
-            "api_keys_env", "api_keys_file",
+            "path", "store", "endpoint", "pixels", "custom_events", "phone_country", "attribution_window", "click_ledger", "batch_size",
+            "linger", "lease", "api_keys_env", "api_keys_file",
         ]) else { return nil }
         var events = GatewayConfig.Events()
         if let v = object["path"], let path = v.nonEmptyString() {
@@ -294,6 +294,7 @@ private struct Reader {
             }
         }
         if let d = object["attribution_window"]?.parsed(ValueParsers.duration) { events.attributionWindow = d }
+        if let b = object["click_ledger"]?.bool() { events.clickLedger = b }
         if let n = object["batch_size"]?.int(in: 1...1000) { events.batchSize = n }
         events.apiKeysEnv = object["api_keys_env"]?.nonEmptyString()
         if let v = object["api_keys_file"] { events.apiKeysFile = existingFile(v) }

@@ -246,6 +246,10 @@ extension GatewayConfig {
         public var phoneCountry: String?
         /// `events.attribution_window`: how long a click enriches later events.
         public var attributionWindow: Duration = .seconds(28 * 86_400)
+        /// `events.click_ledger`: whether captured clicks (visitor id, click ids, IP, user agent,
+        /// landing page) are stored for later events to be joined to. Off, nothing about a click
+        /// is stored and events carry only what they bring.
+        public var clickLedger = true
         /// `events.api_keys_env` / `events.api_keys_file`: keys (comma, space or line separated) for
         /// `POST /v1/events` on the admin listener.
         public var apiKeysEnv: String?

@@ -72,6 +72,8 @@ private let minimal = """
         #expect(config.timeouts.header == .seconds(15))
         #expect(config.unknownHost == .misdirected)
         #expect(config.events.path == "/_clickgate/events")
+        #expect(config.events.clickLedger)
+        #expect(try load(minimal + "\nevents: { click_ledger: false }\n").events.clickLedger == false)
     }
 
     @Test func unknownKeysAreNamedWithTheirPath() {
@@ -87,6 +89,7 @@ private let minimal = """
         #expect(timeout.contains { $0.hasPrefix("timeouts.header: 'soon' is not a duration") })
         let bool = problems(minimal + "\n    default: \"yes\"\n")
         #expect(bool.contains { $0.hasPrefix("sites[0].default: expected true or false") })
+        #expect(problems(minimal + "\nevents: { click_ledger: sometimes }\n").contains { $0.hasPrefix("events.click_ledger: expected true or false") })
     }
 
     /// Found by the config fuzzer: these trapped (a Double past Int64, a size multiplication).

@@ -88,8 +88,10 @@ private func post(_ gateway: TestGateway, _ body: String, headers: [String] = []
         }
     }
 
-    @Test func aServerEventFindsItsClickInTheLedger() async throws {
-        try await withGateway { gateway, _ in
+    /// Also with the access log off: the logging phase, where clicks go to the ledger, still runs.
+    @Test(arguments: ["", "log: { access: off }"])
+    func aServerEventFindsItsClickInTheLedger(log: String) async throws {
+        try await withGateway(top: log) { gateway, _ in
             // The ad click: captured by the proxy, handed off, written to the ledger.
             let click = try await curl(["-D", "-", "-o", "/dev/null", "-A", "Phone/1", "https://localhost:\(gateway.httpsPort)/echo?ttclid=E.C.P.ledger"])
             let visitor = try #require(click.stdout.split(separator: "\r\n").first { $0.hasPrefix("set-cookie: _cg_vid=") }?
@@ -108,6 +110,20 @@ private func post(_ gateway: TestGateway, _ body: String, headers: [String] = []
             let joined = try #require(try await gateway.store.lease(limit: 1, for: .seconds(30), now: Date()).first)
             #expect(joined.event.visitorID == String(visitor))
             #expect(joined.event.user.ttclid == "E.C.P.ledger")
+        }
+    }
+
+    @Test func withTheClickLedgerOffNoClickIsStored() async throws {
+        try await withGateway(top: "events: { click_ledger: false }") { gateway, _ in
+            let click = try await curl(["-D", "-", "-o", "/dev/null", "https://localhost:\(gateway.httpsPort)/echo?ttclid=E.C.P.unstored"])
+            // The click is still captured into its cookie; it is only not stored.
+            #expect(click.stdout.contains("set-cookie: ttclid=E.C.P.unstored"), "\(click.stdout)")
+            let visitor = try #require(click.stdout.split(separator: "\r\n").first { $0.hasPrefix("set-cookie: _cg_vid=") }?
+                .dropFirst("set-cookie: _cg_vid=".count).prefix(32))
+            try await Task.sleep(for: .milliseconds(100))
+            await ClickLedgerWriter(queue: gateway.clicks, store: gateway.store, logger: Logger(label: "test")).flush()
+            let stored = try await gateway.store.latestClicks(visitorIDs: [String(visitor)], since: Date(timeIntervalSinceNow: -60))
+            #expect(stored.isEmpty)
         }
     }
 

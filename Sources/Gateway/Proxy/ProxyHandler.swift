@@ -598,33 +598,36 @@ final class ProxyHandler: ChannelDuplexHandler, UpstreamSink {
         if let site = exchange.context.site, let headAt = exchange.responseHeadAt {
             engine.metrics.recordUpstream(site: site, headerAfter: headAt - exchange.startedAt)
         }
-        // With `log.access: off` the line is never built: its dozen strings are a tenth of a small request.
-        guard engine.accessLog.logLevel <= .info else { return }
+        var fields = AccessLogFields(isEnabled: engine.accessLog.logLevel <= .info)
+        if fields.isEnabled { addAccessFields(exchange, status: status, to: &fields) }
+        // One copy of the context for all filters: each read of the exchange's copies it.
+        let requestContext = exchange.context
+        for filter in engine.filters { filter.logging(&fields, context: requestContext) }
+        guard fields.isEnabled else { return }
+        engine.accessLog.info("access", metadata: fields.values.mapValues { .string($0) })
+    }
+
+    private func addAccessFields(_ exchange: Exchange, status: Int, to fields: inout AccessLogFields) {
         let now = NIODeadline.now()
         func milliseconds(_ from: NIODeadline, _ to: NIODeadline) -> String {
             String(Double((to - from).nanoseconds) / 1_000_000)
         }
         let head = exchange.requestHead
-        let path = head.uri.split(separator: "?", maxSplits: 1).first.map(String.init) ?? head.uri
-        var fields: [String: String] = [
-            "request_id": exchange.context.requestID,
-            "client": exchange.context.clientAddress,
-            "method": head.method.rawValue,
-            "host": exchange.context.host,
-            "path": path,
-            "proto": downstream.httpVersion,
-            "status": String(status),
-            "bytes_in": String(exchange.requestBodyBytes),
-            "bytes_out": String(exchange.responseBodyBytes),
-            "duration_ms": milliseconds(exchange.startedAt, now),
-        ]
+        fields.set("request_id", exchange.context.requestID)
+        fields.set("client", exchange.context.clientAddress)
+        fields.set("method", head.method.rawValue)
+        fields.set("host", exchange.context.host)
+        fields.set("path", head.uri.split(separator: "?", maxSplits: 1).first.map(String.init) ?? head.uri)
+        fields.set("proto", downstream.httpVersion)
+        fields.set("status", String(status))
+        fields.set("bytes_in", String(exchange.requestBodyBytes))
+        fields.set("bytes_out", String(exchange.responseBodyBytes))
+        fields.set("duration_ms", milliseconds(exchange.startedAt, now))
         if let site = exchange.context.site, case .proxying = exchange.mode, exchange.upstreamHead != nil {
-            fields["upstream"] = site.config.upstream.description
+            fields.set("upstream", site.config.upstream.description)
         }
-        if let connected = exchange.connectedAt { fields["upstream_connect_ms"] = milliseconds(exchange.startedAt, connected) }
-        if let headAt = exchange.responseHeadAt { fields["upstream_header_ms"] = milliseconds(exchange.startedAt, headAt) }
-        if let error = exchange.error { fields["error"] = error }
-        for filter in engine.filters { filter.logging(&fields, context: exchange.context) }
-        engine.accessLog.info("access", metadata: fields.mapValues { .string($0) })
+        if let connected = exchange.connectedAt { fields.set("upstream_connect_ms", milliseconds(exchange.startedAt, connected)) }
+        if let headAt = exchange.responseHeadAt { fields.set("upstream_header_ms", milliseconds(exchange.startedAt, headAt)) }
+        if let error = exchange.error { fields.set("error", error) }
     }
 }

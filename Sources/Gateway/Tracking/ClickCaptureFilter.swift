@@ -36,7 +36,8 @@ struct ClickCaptureFilter: ProxyFilter {
     let consent: ConsentPolicy
     let tracking: GatewayConfig.Tracking
     let sink: (any ClickSink)?
-    private let capturedCounters: [String: Counter]
+    /// By site name, then parameter.
+    private let capturedCounters: [String: [String: Counter]]
 
     init(tracking: GatewayConfig.Tracking, siteNames: [String], sink: (any ClickSink)?) {
         var registry = ClickIDRegistry.standard
@@ -55,10 +56,10 @@ struct ClickCaptureFilter: ProxyFilter {
             respectGPC: tracking.respectGPC, cookieName: tracking.consentCookie, deniedValues: Set(tracking.consentDeniedValues))
         self.tracking = tracking
         self.sink = sink
-        var counters: [String: Counter] = [:]
+        var counters: [String: [String: Counter]] = [:]
         for site in siteNames {
             for kind in registry.kinds {
-                counters[site + "|" + kind.parameter] = Counter(
+                counters[site, default: [:]][kind.parameter] = Counter(
                     label: "clickgate_click_ids_captured_total", dimensions: [("site", site), ("platform", kind.platform), ("parameter", kind.parameter)])
             }
         }
@@ -129,13 +130,13 @@ struct ClickCaptureFilter: ProxyFilter {
         HeaderRules.append(cookies, to: &head.headers)
     }
 
-    func logging(_ fields: inout [String: String], context: RequestContext) {
+    func logging(_ fields: inout AccessLogFields, context: RequestContext) {
         guard let state = context.values[ClickStateKey.self] else { return }
-        fields["click_id"] = state.capture.fromURL.isEmpty ? (state.capture.fromCookies.isEmpty ? "none" : "cookie") : "url"
-        if !state.capture.rejected.isEmpty { fields["click_id_rejected"] = state.capture.rejected.map(\.parameter).joined(separator: ",") }
+        fields.set("click_id", state.capture.fromURL.isEmpty ? (state.capture.fromCookies.isEmpty ? "none" : "cookie") : "url")
+        if !state.capture.rejected.isEmpty { fields.set("click_id_rejected", state.capture.rejected.map(\.parameter).joined(separator: ",")) }
         guard state.trackingAllowed, !state.capture.fromURL.isEmpty else { return }
         let site = context.site?.name ?? "none"
-        for id in state.capture.fromURL { capturedCounters[site + "|" + id.kind.parameter]?.increment() }
+        for id in state.capture.fromURL { capturedCounters[site]?[id.kind.parameter]?.increment() }
         sink?.offer(ClickRecord(
             unixMilliseconds: Int64(Date().timeIntervalSince1970 * 1000), visitorID: state.visitorID,
             clickIDs: state.capture.fromURL.map { .init(parameter: $0.kind.parameter, platform: $0.kind.platform, value: $0.value) },

@@ -8,7 +8,8 @@ public enum TrackingFilters {
     public static func make(config: GatewayConfig, clickSink: (any ClickSink)?, ingestor: EventIngestor?) -> [any ProxyFilter] {
         let smartlinks = SmartlinkFilter(config: config)
         let html = HTMLDecorationFilter(config: config)
-        return [ClickCaptureFilter(tracking: config.tracking, siteNames: config.sites.map(\.name), sink: clickSink)]
+        let ledger = config.events.clickLedger ? clickSink : nil
+        return [ClickCaptureFilter(tracking: config.tracking, siteNames: config.sites.map(\.name), sink: ledger)]
             + (ingestor.map { [EventIngestFilter(path: config.events.path, ingestor: $0)] } ?? [])
             + (smartlinks.isEmpty ? [] : [smartlinks])
             + [RedirectPreservationFilter(config: config)]

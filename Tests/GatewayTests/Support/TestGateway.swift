@@ -73,7 +73,7 @@ enum TestFiles {
     }
 }
 
-/// A gateway running inside the test process, its access log captured in a file.
+/// A gateway running inside the test process, its access log captured in a file (unless off).
 final class TestGateway: Sendable {
     let server: GatewayServer
     let addresses: GatewayServer.Addresses
@@ -110,7 +110,10 @@ final class TestGateway: Sendable {
         let server = GatewayServer(
             config: config,
             logger: Logger(label: "clickgate") { JSONLogHandler(label: $0, sink: .stderr, level: .warning) },
-            accessLog: Logger(label: "clickgate.access") { JSONLogHandler(label: $0, sink: sink) },
+            // `log.access: off` as `clickgate serve` reads it; any other destination goes to the file.
+            accessLog: Logger(label: "clickgate.access") { label in
+                config.log.access == .off ? SwiftLogNoOpLogHandler() as any LogHandler : JSONLogHandler(label: label, sink: sink)
+            },
             clickSink: clicks, ingestor: ingestor, apiKeys: ["test-key-1"],
             threads: 2)
         let addresses = try await server.start()
