@@ -1,11 +1,36 @@
 /// Reading and extending a raw query string without disturbing what is already there.
 public enum Query {
     /// The raw `name=value` pieces, in order (empty pieces from `&&` are kept out).
-    public static func items(_ query: String?) -> [(name: Substring, value: Substring?)] {
-        guard let query, !query.isEmpty else { return [] }
-        return query.split(byte: .ampersand).map { piece in
-            if let eq = piece.firstIndex(ofByte: .equals) { return (piece[..<eq], piece[piece.utf8.index(after: eq)...]) }
-            return (piece, nil)
+    public static func items(_ query: String?) -> Items {
+        Items(query ?? "")
+    }
+
+    /// Read as they are iterated, with no array: every proxied request's query is read once.
+    public struct Items: Sequence, IteratorProtocol {
+        private let query: String
+        private var position: String.Index
+
+        init(_ query: String) {
+            self.query = query
+            self.position = query.startIndex
+        }
+
+        public var first: (name: Substring, value: Substring?)? {
+            var copy = self
+            return copy.next()
+        }
+
+        public mutating func next() -> (name: Substring, value: Substring?)? {
+            let bytes = query.utf8
+            while position < bytes.endIndex {
+                let end = bytes[position...].firstIndex(of: .ampersand) ?? bytes.endIndex
+                let piece = query[position..<end]
+                position = end < bytes.endIndex ? bytes.index(after: end) : end
+                if piece.isEmpty { continue }
+                if let eq = piece.firstIndex(ofByte: .equals) { return (piece[..<eq], piece[piece.utf8.index(after: eq)...]) }
+                return (piece, nil)
+            }
+            return nil
         }
     }
 

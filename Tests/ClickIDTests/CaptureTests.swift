@@ -43,6 +43,13 @@ import Testing
         #expect(SetCookie(name: "a b", value: "x", maxAge: 1).headerValue == nil)
     }
 
+    @Test func queryItemsKeepEveryPieceButEmptyOnes() {
+        let items = Query.items("&a=1&&b&=c&d=&é=%C3%A9&").map { "\($0.name)|\($0.value ?? "nil")" }
+        #expect(items == ["a|1", "b|nil", "|c", "d|", "é|%C3%A9"])
+        #expect(Query.items(nil).first == nil && Query.items("&&").first == nil)
+        #expect(Query.items("x=1&y=2").first.map { "\($0.name)=\($0.value ?? "")" } == "x=1")
+    }
+
     @Test func concatenationCopiesEveryPartOnce() {
         #expect(String(concatenating: "a", "", "ünï", String(repeating: "x", count: 40), "\u{1F600}") == "aünï" + String(repeating: "x", count: 40) + "\u{1F600}")
         #expect(String(concatenating: "", "").isEmpty)

@@ -86,7 +86,7 @@ private func rewriter(_ ttclid: String, _ rawQuery: String) -> RedirectRewriter 
             let r = rewriter(ttclid, request.joined(separator: "&"))
             if let rewritten = r.rewriteLocation(location) {
                 #expect(!rewritten.contains("\r") && !rewritten.contains("\n"))
-                let additions = Query.items(URLReference(rewritten)?.query).dropFirst(Query.items(URLReference(location)?.query).count)
+                let additions = Query.items(URLReference(rewritten)?.query).dropFirst(Array(Query.items(URLReference(location)?.query)).count)
                 #expect(additions.allSatisfy { !"\($0.name)=\($0.value ?? "")".contains(";") })
             }
             let cookie = SetCookie(name: "ttclid", value: ttclid, maxAge: 60).headerValue
