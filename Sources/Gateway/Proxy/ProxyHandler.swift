@@ -3,6 +3,13 @@ import Logging
 import NIOCore
 import NIOHTTP1
 
+/// Where ``ProxyHandler`` writes responses when its connection takes them without a pipeline
+/// hop (``HTTP1Connection``); an HTTP/2 stream's go through its pipeline.
+protocol ResponseWriter: AnyObject {
+    func write(_ part: HTTPServerResponsePart, promise: EventLoopPromise<Void>?)
+    func flush()
+}
+
 /// The end of every downstream pipeline (an HTTP/1.1 connection or an HTTP/2 stream): runs the
 /// filter phases, leases an upstream connection and streams both bodies with back-pressure.
 ///
@@ -42,11 +49,15 @@ final class ProxyHandler: ChannelDuplexHandler, UpstreamSink {
         var upstream: StallTimer<ProxyHandler>?
     }
     private var clocks = Clocks()
+    private let responses: (any ResponseWriter)?
 
-    init(live: LiveConfiguration, downstream: DownstreamInfo) {
+    /// - Parameter responses: the HTTP/1 connection the responses go to directly (nil for an
+    ///   HTTP/2 stream, whose responses go through its pipeline).
+    init(live: LiveConfiguration, downstream: DownstreamInfo, responses: (any ResponseWriter)? = nil) {
         self.live = live
         self.engine = live.engine
         self.downstream = downstream
+        self.responses = responses
     }
 
     func handlerAdded(context: ChannelHandlerContext) {
@@ -203,7 +214,7 @@ final class ProxyHandler: ChannelDuplexHandler, UpstreamSink {
 
         if upstreamHead.headers.first(name: "expect")?.lowercased() == "100-continue" {
             upstreamHead.headers.remove(name: "expect")
-            context.writeAndFlush(wrapOutboundOut(.head(HTTPResponseHead(version: head.version, status: .continue))), promise: nil)
+            send(.head(HTTPResponseHead(version: head.version, status: .continue)), context: context, flush: true)
         }
         upstreamHead.version = .http1_1
         upstreamHead.headers.add(name: "x-request-id", value: exchange.context.requestID)
@@ -416,13 +427,13 @@ final class ProxyHandler: ChannelDuplexHandler, UpstreamSink {
         guard body.readableBytes > 0 else { return }
         exchange.responseBodyBytes += body.readableBytes
         exchange.downstreamNeedsFlush = true
-        context.write(wrapOutboundOut(.body(.byteBuffer(body))), promise: nil)
+        send(.body(.byteBuffer(body)), context: context)
     }
 
     func upstreamReadComplete() {
         guard let exchange, exchange.downstreamNeedsFlush, let context else { return }
         exchange.downstreamNeedsFlush = false
-        context.flush()
+        flushResponses(context)
     }
 
     func upstreamResponseEnd() {
@@ -441,7 +452,7 @@ final class ProxyHandler: ChannelDuplexHandler, UpstreamSink {
         do {
             if let rest = try exchange.bodyTransform?.finish(), rest.readableBytes > 0 {
                 exchange.responseBodyBytes += rest.readableBytes
-                context.write(wrapOutboundOut(.body(.byteBuffer(rest))), promise: nil)
+                send(.body(.byteBuffer(rest)), context: context)
             }
         } catch {
             return upstreamFailed(error, exchange: exchange)
@@ -509,7 +520,7 @@ final class ProxyHandler: ChannelDuplexHandler, UpstreamSink {
         }
         exchange.status = head.status
         exchange.responseHeadSent = true
-        context.write(wrapOutboundOut(.head(head)), promise: nil)
+        send(.head(head), context: context)
     }
 
     private func respondError(_ status: HTTPResponseStatus, detail: String, close: Bool) {
@@ -530,7 +541,7 @@ final class ProxyHandler: ChannelDuplexHandler, UpstreamSink {
         sendResponseHead(head, exchange: exchange, context: context)
         if response.body.readableBytes > 0, exchange.requestHead.method != .HEAD {
             exchange.responseBodyBytes = response.body.readableBytes
-            context.write(wrapOutboundOut(.body(.byteBuffer(response.body))), promise: nil)
+            send(.body(.byteBuffer(response.body)), context: context)
         }
         exchange.responseEnded = true
         resumeReads(.connecting)
@@ -539,7 +550,7 @@ final class ProxyHandler: ChannelDuplexHandler, UpstreamSink {
             finish(exchange, writingEnd: true)
         } else {
             // The rest of the request body is read and dropped; the exchange ends with it.
-            context.writeAndFlush(wrapOutboundOut(.end(nil)), promise: nil)
+            send(.end(nil), context: context, flush: true)
         }
     }
 
@@ -561,7 +572,7 @@ final class ProxyHandler: ChannelDuplexHandler, UpstreamSink {
         // Before the end is written: that write may hand us the next pipelined request at once.
         if mustClose { closing = true }
         if writingEnd {
-            context.writeAndFlush(wrapOutboundOut(.end(nil)), promise: nil)
+            send(.end(nil), context: context, flush: true)
         }
         if mustClose { context.close(promise: nil) }
         if waitForRequest {
@@ -589,6 +600,21 @@ final class ProxyHandler: ChannelDuplexHandler, UpstreamSink {
         if exchange.error == nil { exchange.error = reason }
         // 499, as nginx logs it: the client went away before the response was complete.
         log(exchange, status: exchange.responseEnded ? Int(exchange.status?.code ?? 0) : 499)
+    }
+
+    private func send(_ part: HTTPServerResponsePart, context: ChannelHandlerContext, flush: Bool = false) {
+        if let responses {
+            responses.write(part, promise: nil)
+            if flush { responses.flush() }
+        } else if flush {
+            context.writeAndFlush(wrapOutboundOut(part), promise: nil)
+        } else {
+            context.write(wrapOutboundOut(part), promise: nil)
+        }
+    }
+
+    private func flushResponses(_ context: ChannelHandlerContext) {
+        if let responses { responses.flush() } else { context.flush() }
     }
 
     // MARK: Logging phase

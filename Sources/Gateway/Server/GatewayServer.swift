@@ -353,7 +353,8 @@ public final class GatewayServer: Service, Sendable {
             ])
         }
         try sync.addHandler(connection)
-        try sync.addHandler(ProxyHandler(live: live, downstream: DownstreamInfo(scheme: scheme, httpVersion: "h1", peerAddress: peer)))
+        try sync.addHandler(
+            ProxyHandler(live: live, downstream: DownstreamInfo(scheme: scheme, httpVersion: "h1", peerAddress: peer), responses: connection))
     }
 
     static func configureHTTP2(_ channel: any Channel, live: LiveConfiguration, scheme: String) throws {

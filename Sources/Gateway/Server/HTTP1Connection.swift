@@ -172,7 +172,10 @@ final class HTTP1Connection: ChannelDuplexHandler {
     // MARK: Outbound
 
     func write(context: ChannelHandlerContext, data: NIOAny, promise: EventLoopPromise<Void>?) {
-        let part = unwrapOutboundIn(data)
+        send(unwrapOutboundIn(data), context: context, promise: promise)
+    }
+
+    private func send(_ part: HTTPServerResponsePart, context: ChannelHandlerContext, promise: EventLoopPromise<Void>?) {
         switch part {
         case .head(var head) where head.status.code >= 200:
             responseInProgress = true
@@ -256,5 +259,21 @@ final class HTTP1Connection: ChannelDuplexHandler {
 
     private func plainText(_ status: HTTPResponseStatus, _ text: String) -> LocalResponse {
         LocalResponse(status: status, contentType: "text/plain; charset=utf-8", body: text)
+    }
+}
+
+/// ``ProxyHandler`` writes its responses here directly: a pipeline hop boxed each part and cast
+/// it back (1,600 instructions a proxied request).
+extension HTTP1Connection: ResponseWriter {
+    func write(_ part: HTTPServerResponsePart, promise: EventLoopPromise<Void>?) {
+        guard let context else {
+            promise?.fail(ChannelError.ioOnClosedChannel)
+            return
+        }
+        send(part, context: context, promise: promise)
+    }
+
+    func flush() {
+        context?.flush()
     }
 }
