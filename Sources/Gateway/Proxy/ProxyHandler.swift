@@ -403,8 +403,10 @@ final class ProxyHandler: ChannelDuplexHandler, UpstreamSink {
         if exchange.requestHead.method != .HEAD, let coding = ResponseCoding(head.headers) {
             // One copy of the context for all filters: each read of the exchange's copies it.
             let requestContext = exchange.context
-            if let transform = engine.filters.lazy.compactMap({ $0.responseBody(for: head, context: requestContext) }).first {
+            for filter in engine.filters {
+                guard let transform = filter.responseBody(for: head, context: requestContext) else { continue }
                 exchange.bodyTransform = coding.fit(transform, head: &head, request: exchange.requestHead)
+                break
             }
         }
         if context.channel.isWritable { armUpstreamIdleClock() }
