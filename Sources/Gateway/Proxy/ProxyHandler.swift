@@ -166,8 +166,10 @@ final class ProxyHandler: ChannelDuplexHandler, UpstreamSink {
             return respondError(.badRequest, detail: "The request has no valid Host.", close: true)
         }
         let limits = engine.config.limits
-        if head.headers.count > limits.maxHeaderCount
-            || head.headers.reduce(0, { $0 + $1.name.utf8.count + $1.value.utf8.count }) > limits.maxHeaderBytes
+        // HTTP/1 heads were held to these limits (more strictly: the whole head) by the parser.
+        if downstream.httpVersion == "h2",
+            head.headers.count > limits.maxHeaderCount
+                || head.headers.reduce(0, { $0 + $1.name.utf8.count + $1.value.utf8.count }) > limits.maxHeaderBytes
         {
             return respondError(.requestHeaderFieldsTooLarge, detail: "The request headers are too large.", close: true)
         }
