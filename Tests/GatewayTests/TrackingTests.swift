@@ -86,6 +86,10 @@ private let siteForTracking = """
             // A returning visitor keeps its id: no new visitor cookie.
             let (again, _) = try await get(client, "https://localhost:\(gateway.httpsPort)/echo", headers: [("cookie", "_cg_vid=0123456789abcdef0123456789abcdef")])
             #expect(setCookies(again).isEmpty)
+            // Over plain HTTP the cookies are not `Secure`; a host inside the cookie domain gets it.
+            let plain = try await curl(["-s", "-D", "-", "-o", "/dev/null", "-H", "host: www.localhost", "http://127.0.0.1:\(gateway.httpPort)/echo?ttclid=P1"])
+            #expect(plain.stdout.contains("set-cookie: ttclid=P1; Max-Age=2592000; Path=/; Domain=localhost; SameSite=Lax\r\n"), "\(plain.stdout)")
+            #expect(plain.stdout.contains("; Max-Age=34560000; Path=/; Domain=localhost; HttpOnly; SameSite=Lax\r\n"), "\(plain.stdout)")
         }
     }
 

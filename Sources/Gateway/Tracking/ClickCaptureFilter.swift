@@ -38,8 +38,20 @@ struct ClickCaptureFilter: ProxyFilter {
     let sink: (any ClickSink)?
     /// By site name, then parameter.
     private let capturedCounters: [String: [String: Counter]]
+    /// Each site's cookie domain with its leading dot, for matching a request's host.
+    private let cookieDomains: [(domain: String, dotted: String)?]
+    /// By ``cookieSlot(site:secure:withDomain:)``.
+    private let cookieTemplates: [CookieTemplates]
 
-    init(tracking: GatewayConfig.Tracking, siteNames: [String], sink: (any ClickSink)?) {
+    /// The cookies this filter sets, for one site, scheme and domain choice.
+    private struct CookieTemplates: Sendable {
+        /// By click-id parameter.
+        var clickIDs: [String: SetCookie.Template] = [:]
+        var visitor: SetCookie.Template?
+        var ttp: SetCookie.Template?
+    }
+
+    init(tracking: GatewayConfig.Tracking, sites: [GatewayConfig.Site], sink: (any ClickSink)?) {
         var registry = ClickIDRegistry.standard
         for entry in tracking.clickIDs {
             let base = registry.kind(forParameter: entry.parameter)
@@ -57,13 +69,36 @@ struct ClickCaptureFilter: ProxyFilter {
         self.tracking = tracking
         self.sink = sink
         var counters: [String: [String: Counter]] = [:]
-        for site in siteNames {
+        for site in sites.map(\.name) {
             for kind in registry.kinds {
                 counters[site, default: [:]][kind.parameter] = Counter(
                     label: "clickgate_click_ids_captured_total", dimensions: [("site", site), ("platform", kind.platform), ("parameter", kind.parameter)])
             }
         }
         self.capturedCounters = counters
+        self.cookieDomains = sites.map { site in site.cookieDomain.map { ($0, "." + $0) } }
+        // One slot past the sites: answers for no site (a host the gateway does not serve).
+        var templates: [CookieTemplates] = []
+        for siteIndex in 0...sites.count {
+            for secure in [false, true] {
+                for withDomain in [false, true] {
+                    let domain = withDomain && siteIndex < sites.count ? sites[siteIndex].cookieDomain : nil
+                    func template(_ name: String, maxAge: Int, httpOnly: Bool = false) -> SetCookie.Template? {
+                        SetCookie.Template(SetCookie(name: name, value: "", maxAge: maxAge, domain: domain, httpOnly: httpOnly, secure: secure))
+                    }
+                    var slot = CookieTemplates()
+                    for kind in registry.kinds { slot.clickIDs[kind.parameter] = template(kind.cookieName, maxAge: kind.maxAge) }
+                    slot.visitor = template(tracking.visitorCookie, maxAge: Int(tracking.visitorMaxAge.components.seconds), httpOnly: true)
+                    slot.ttp = template("_ttp", maxAge: Int(tracking.ttpMaxAge.components.seconds))
+                    templates.append(slot)
+                }
+            }
+        }
+        self.cookieTemplates = templates
+    }
+
+    private func cookieSlot(site: Int?, secure: Bool, withDomain: Bool) -> Int {
+        ((site ?? cookieDomains.count) * 2 + (secure ? 1 : 0)) * 2 + (withDomain ? 1 : 0)
     }
 
     func request(_ head: HTTPRequestHead, context: inout RequestContext) -> RequestDecision {
@@ -105,28 +140,20 @@ struct ClickCaptureFilter: ProxyFilter {
 
     func response(_ head: inout HTTPResponseHead, context: inout RequestContext) {
         guard let state = context.values[ClickStateKey.self], state.trackingAllowed else { return }
-        let secure = context.scheme == "https"
-        let domain = context.site?.config.cookieDomain.flatMap { domain in
-            context.host == domain || context.host.hasSuffix("." + domain) ? domain : nil
-        }
+        let site = context.site?.index
+        // The site's cookie domain when the request's host is in it (else host-only cookies).
+        let withDomain = site.flatMap { cookieDomains[$0] }.map { context.host == $0.domain || context.host.hasSuffix($0.dotted) } ?? false
+        let templates = cookieTemplates[cookieSlot(site: site, secure: context.scheme == "https", withDomain: withDomain)]
         let now = Int64(Date().timeIntervalSince1970 * 1000)
         var cookies: [(String, String)] = []
+        cookies.reserveCapacity(state.capture.fromURL.count + 2)
         for id in state.capture.fromURL {
-            let cookie = SetCookie(
-                name: id.kind.cookieName, value: id.kind.cookieValue(for: id.value, unixMilliseconds: now), maxAge: id.kind.maxAge,
-                domain: domain, secure: secure)
-            if let value = cookie.headerValue { cookies.append(("set-cookie", value)) }
+            if let value = templates.clickIDs[id.kind.parameter]?.headerValue(id.kind.cookieValue(for: id.value, unixMilliseconds: now)) {
+                cookies.append(("set-cookie", value))
+            }
         }
-        if state.isNewVisitor {
-            let cookie = SetCookie(
-                name: tracking.visitorCookie, value: state.visitorID, maxAge: Int(tracking.visitorMaxAge.components.seconds),
-                domain: domain, httpOnly: true, secure: secure)
-            if let value = cookie.headerValue { cookies.append(("set-cookie", value)) }
-        }
-        if let ttp = state.ttp {
-            let cookie = SetCookie(name: "_ttp", value: ttp, maxAge: Int(tracking.ttpMaxAge.components.seconds), domain: domain, secure: secure)
-            if let value = cookie.headerValue { cookies.append(("set-cookie", value)) }
-        }
+        if state.isNewVisitor, let value = templates.visitor?.headerValue(state.visitorID) { cookies.append(("set-cookie", value)) }
+        if let ttp = state.ttp, let value = templates.ttp?.headerValue(ttp) { cookies.append(("set-cookie", value)) }
         HeaderRules.append(cookies, to: &head.headers)
     }
 

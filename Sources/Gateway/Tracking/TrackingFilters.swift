@@ -9,7 +9,7 @@ public enum TrackingFilters {
         let smartlinks = SmartlinkFilter(config: config)
         let html = HTMLDecorationFilter(config: config)
         let ledger = config.events.clickLedger ? clickSink : nil
-        return [ClickCaptureFilter(tracking: config.tracking, siteNames: config.sites.map(\.name), sink: ledger)]
+        return [ClickCaptureFilter(tracking: config.tracking, sites: config.sites, sink: ledger)]
             + (ingestor.map { [EventIngestFilter(path: config.events.path, ingestor: $0)] } ?? [])
             + (smartlinks.isEmpty ? [] : [smartlinks])
             + [RedirectPreservationFilter(config: config)]
