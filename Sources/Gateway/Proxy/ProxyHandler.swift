@@ -412,7 +412,7 @@ final class ProxyHandler: ChannelDuplexHandler, UpstreamSink {
             }
         }
         if context.channel.isWritable { armUpstreamIdleClock() }
-        sendResponseHead(head, exchange: exchange, context: context)
+        sendResponseHead(&head, exchange: exchange, context: context)
     }
 
     func upstreamResponseBody(_ body: ByteBuffer) {
@@ -510,8 +510,9 @@ final class ProxyHandler: ChannelDuplexHandler, UpstreamSink {
 
     // MARK: Response phase
 
-    private func sendResponseHead(_ head: HTTPResponseHead, exchange: Exchange, context: ChannelHandlerContext) {
-        var head = head
+    /// `head` is the caller's, changed in place: a copy left with the caller made the filters' first
+    /// change copy every field.
+    private func sendResponseHead(_ head: inout HTTPResponseHead, exchange: Exchange, context: ChannelHandlerContext) {
         head.version = .http1_1
         for filter in engine.filters { filter.response(&head, context: &exchange.context) }
         if downstream.scheme == "https", let hsts = engine.config.tls.hstsMaxAge {
@@ -542,7 +543,7 @@ final class ProxyHandler: ChannelDuplexHandler, UpstreamSink {
         if close { exchange.keepAlive = false }
         var head = HTTPResponseHead(version: .http1_1, status: response.status, headers: response.headers)
         head.headers.replaceOrAdd(name: "content-length", value: String(response.body.readableBytes))
-        sendResponseHead(head, exchange: exchange, context: context)
+        sendResponseHead(&head, exchange: exchange, context: context)
         if response.body.readableBytes > 0, exchange.requestHead.method != .HEAD {
             exchange.responseBodyBytes = response.body.readableBytes
             send(.body(.byteBuffer(response.body)), context: context)

@@ -129,6 +129,7 @@ struct ClickCaptureFilter: ProxyFilter {
         if head.headers.contains(name: tracking.visitorHeader) { head.headers.remove(name: tracking.visitorHeader) }
         guard let state = context.values[ClickStateKey.self] else { return }
         var added: [(String, String)] = []
+        added.reserveCapacity(2)
         if let ttclid = state.capture.fromURL.first(where: { $0.kind.parameter == "ttclid" })?.value
             ?? (state.trackingAllowed ? state.capture.value(for: "ttclid") : nil)
         {
