@@ -6,13 +6,14 @@ public enum Query {
     }
 
     /// Read as they are iterated, with no array: every proxied request's query is read once.
+    /// Delimiters are found in the string's contiguous UTF-8 (index-by-index over a `UTF8View`
+    /// slice cost ≈ 1,100 instructions for a one-parameter query).
     public struct Items: Sequence, IteratorProtocol {
         private let query: String
-        private var position: String.Index
+        private var offset = 0
 
         init(_ query: String) {
             self.query = query
-            self.position = query.startIndex
         }
 
         public var first: (name: Substring, value: Substring?)? {
@@ -21,16 +22,31 @@ public enum Query {
         }
 
         public mutating func next() -> (name: Substring, value: Substring?)? {
-            let bytes = query.utf8
-            while position < bytes.endIndex {
-                let end = bytes[position...].firstIndex(of: .ampersand) ?? bytes.endIndex
-                let piece = query[position..<end]
-                position = end < bytes.endIndex ? bytes.index(after: end) : end
-                if piece.isEmpty { continue }
-                if let eq = piece.firstIndex(ofByte: .equals) { return (piece[..<eq], piece[piece.utf8.index(after: eq)...]) }
-                return (piece, nil)
+            let utf8 = query.utf8
+            while offset < utf8.count {
+                let (end, equals) = Self.piece(of: utf8, from: offset)
+                let start = offset
+                offset = end + 1
+                guard end > start else { continue }
+                func index(_ offset: Int) -> String.Index { utf8.index(utf8.startIndex, offsetBy: offset) }
+                guard let equals else { return (query[index(start)..<index(end)], nil) }
+                return (query[index(start)..<index(equals)], query[index(equals + 1)..<index(end)])
             }
             return nil
+        }
+
+        /// Where the piece starting at `start` ends (its `&` or the end) and its first `=`.
+        private static func piece(of utf8: String.UTF8View, from start: Int) -> (end: Int, equals: Int?) {
+            func scan<C: Collection<UInt8>>(_ bytes: C) -> (end: Int, equals: Int?) where C.Index == Int {
+                var equals: Int?
+                var index = start
+                while index < bytes.endIndex, bytes[index] != .ampersand {
+                    if equals == nil, bytes[index] == .equals { equals = index }
+                    index += 1
+                }
+                return (index, equals)
+            }
+            return utf8.withContiguousStorageIfAvailable { scan($0) } ?? scan(Array(utf8))
         }
     }
 
@@ -58,7 +74,11 @@ public enum Query {
 
     /// `%XX` and `+` decoded as UTF-8; nil for a malformed escape or invalid UTF-8.
     public static func percentDecoded(_ text: Substring) -> String? {
-        guard text.utf8.contains(where: { $0 == 0x25 || $0 == 0x2b }) else { return String(text) }
+        func isEscape(_ byte: UInt8) -> Bool { byte == 0x25 || byte == 0x2b }
+        // Over contiguous bytes when there are (nearly always): the view's own iteration costs several times more.
+        guard text.utf8.withContiguousStorageIfAvailable({ $0.contains(where: isEscape) }) ?? text.utf8.contains(where: isEscape) else {
+            return String(text)
+        }
         var bytes: [UInt8] = []
         bytes.reserveCapacity(text.utf8.count)
         var iterator = text.utf8.makeIterator()
