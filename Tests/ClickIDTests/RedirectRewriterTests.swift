@@ -1,5 +1,6 @@
-import ClickID
 import Testing
+
+@testable import ClickID
 
 private let request = URLReference("https://lp.example.com/spring/landing?ttclid=E.C.P.abc123&utm_source=tiktok&utm_campaign=spring%20sale&q=1")!
 
@@ -90,6 +91,23 @@ private func rewriter(
     func rfc3986ResolutionExamples(reference: String, expected: String) throws {
         let base = try #require(URLReference("http://a/b/c/d;p?q"))
         #expect(try #require(URLReference(reference)).resolved(against: base).text == expected)
+    }
+
+    /// A path the dot-segment check lets through unchanged is one the algorithm leaves unchanged:
+    /// every path of up to four segments from a set of dotted and plain ones, with and without a
+    /// leading slash.
+    @Test func pathsWithoutDotSegmentsComeBackAsTheyAre() {
+        let segments = ["", "a", ".", "..", "...", ".a", "a.", "b.c", "é"]
+        var paths: Set = [""]
+        for _ in 0..<4 {
+            paths.formUnion(paths.flatMap { path in segments.map { path.isEmpty ? $0 : path + "/" + $0 } })
+        }
+        var unchanged = 0
+        for path in paths.union(paths.map { "/" + $0 }) where !URLReference.hasDotSegment(path) {
+            #expect(URLReference.applyingDotSegments(path) == path, "\(path)")
+            unchanged += 1
+        }
+        #expect(unchanged > 1_000)
     }
 
     /// Found by the fuzzer: U+0602 is a prepend mark, so "\u{0602}?" is one Character and a
