@@ -56,7 +56,7 @@ public struct RedirectRewriter: Sendable {
         var seen = Set<String>()
         for item in Query.items(query) {
             guard let name = Query.percentDecoded(item.name), !seen.contains(name) else { continue }
-            let matches = patterns.contains { $0.utf8.last == UInt8(ascii: "*") ? name.hasPrefix(bytes: String($0.dropLast())) : name == $0 }
+            let matches = patterns.contains { $0.utf8.last == UInt8(ascii: "*") ? name.utf8.starts(with: $0.utf8.dropLast()) : name == $0 }
             guard matches else { continue }
             seen.insert(name)
             let raw = item.value.map { "\(item.name)=\($0)" } ?? String(item.name)

@@ -129,6 +129,11 @@ enum HeaderRules {
     /// An answer that carries one visitor's click id (a rewritten redirect, a decorated page) must not
     /// be stored by a shared cache and served to others: `private` instead of `public`/`s-maxage`.
     static func keepOutOfSharedCaches(_ headers: inout HTTPHeaders) {
+        // Most redirects carry no Cache-Control: no directives to split, nothing to replace.
+        guard headers.contains(name: "cache-control") else {
+            headers.add(name: "cache-control", value: "private")
+            return
+        }
         let directives = headers[canonicalForm: "cache-control"]
         guard !directives.contains(where: { ["private", "no-store"].contains($0.lowercased()) }) else { return }
         let kept = directives.filter { directive in
