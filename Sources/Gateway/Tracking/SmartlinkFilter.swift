@@ -44,15 +44,14 @@ struct SmartlinkFilter: ProxyFilter {
         guard let link = candidates.first(where: { $0.host == context.host }) ?? candidates.first(where: { $0.host == nil }) else {
             return .respond(Self.notFound)
         }
-        var state = context.values[ClickStateKey.self]
+        let state = context.values[ClickStateKey.self]
         let stickyKey = (state?.visitorID ?? context.clientAddress) + target.path
         let chosen = Smartlinks.choose(
             link.targets, stickyKey: stickyKey, device: DeviceClass.classify(userAgent: context.userAgent),
             header: { head.headers.first(name: $0) })
         guard let chosen else { return .respond(Self.notFound) }
         let location = Smartlinks.redirectURL(target: chosen.url, incomingQuery: target.query)
-        state?.smartlinkTarget = chosen.url
-        context.values[ClickStateKey.self] = state
+        if let state { context.values[ClickStateKey.self] = state.with(smartlinkTarget: chosen.url) }
         Counter(label: "clickgate_smartlink_hits_total", dimensions: [("path", target.path), ("target", chosen.url)]).increment()
         return .respond(LocalResponse(status: link.status, headers: ["location": location, "cache-control": "no-store"]))
     }
