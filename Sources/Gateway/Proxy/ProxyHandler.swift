@@ -513,7 +513,8 @@ final class ProxyHandler: ChannelDuplexHandler, UpstreamSink {
     /// `head` is the caller's, changed in place: a copy left with the caller made the filters' first
     /// change copy every field.
     private func sendResponseHead(_ head: inout HTTPResponseHead, exchange: Exchange, context: ChannelHandlerContext) {
-        head.version = .http1_1
+        // Set only when it differs: setting copies the head's shared storage.
+        if head.version != .http1_1 { head.version = .http1_1 }
         for filter in engine.filters { filter.response(&head, context: &exchange.context) }
         if downstream.scheme == "https", let hsts = engine.config.tls.hstsMaxAge {
             head.headers.replaceOrAdd(name: "strict-transport-security", value: "max-age=\(hsts.components.seconds)")
