@@ -76,8 +76,7 @@ public struct SetCookie: Sendable, Equatable {
 
         /// The header value carrying `value`; nil when it has a byte a cookie may not carry.
         public func headerValue(_ value: String) -> String? {
-            guard value.utf8.withContiguousStorageIfAvailable({ $0.allSatisfy(SetCookie.isCookieOctet) }) ?? value.utf8.allSatisfy(SetCookie.isCookieOctet)
-            else { return nil }
+            guard value.withUTF8Buffer({ $0.allSatisfy(SetCookie.isCookieOctet) }) else { return nil }
             return String(concatenating: prefix, value, suffix)
         }
     }

@@ -63,14 +63,13 @@ enum HeaderRules {
     /// length test first: it is O(1) and settles nearly every comparison on the hot path.
     static func sameName(_ name: String, _ lower: String) -> Bool {
         guard name.utf8.count == lower.utf8.count else { return false }
-        // Over contiguous UTF-8 (every native string): a byte loop, not `elementsEqual`'s iterators.
-        let contiguous = name.utf8.withContiguousStorageIfAvailable { a in
-            lower.utf8.withContiguousStorageIfAvailable { b in
+        // A byte loop over the buffers, not `elementsEqual`'s iterators.
+        return name.withUTF8Buffer { a in
+            lower.withUTF8Buffer { b in
                 for i in 0..<a.count where a[i] != b[i] && a[i].asciiLowercased != b[i] { return false }
                 return true
             }
         }
-        return (contiguous ?? nil) ?? name.utf8.elementsEqual(lower.utf8) { $0.asciiLowercased == $1 }
     }
 
     /// Whether a message leaves its connection open (``ConnectionOptions``). NIO's `isKeepAlive`,

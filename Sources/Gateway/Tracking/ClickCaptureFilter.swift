@@ -58,8 +58,8 @@ struct ClickCaptureFilter: ProxyFilter {
     let consent: ConsentPolicy
     let tracking: GatewayConfig.Tracking
     let sink: (any ClickSink)?
-    /// By site name, then parameter.
-    private let capturedCounters: [String: [String: Counter]]
+    /// By site index, then parameter.
+    private let capturedCounters: [[String: Counter]]
     /// Each site's cookie domain with its leading dot, for matching a request's host.
     private let cookieDomains: [(domain: String, dotted: String)?]
     /// By ``cookieSlot(site:secure:withDomain:)``.
@@ -90,14 +90,14 @@ struct ClickCaptureFilter: ProxyFilter {
             respectGPC: tracking.respectGPC, cookieName: tracking.consentCookie, deniedValues: Set(tracking.consentDeniedValues))
         self.tracking = tracking
         self.sink = sink
-        var counters: [String: [String: Counter]] = [:]
-        for site in sites.map(\.name) {
-            for kind in registry.kinds {
-                counters[site, default: [:]][kind.parameter] = Counter(
-                    label: "clickgate_click_ids_captured_total", dimensions: [("site", site), ("platform", kind.platform), ("parameter", kind.parameter)])
-            }
+        self.capturedCounters = sites.map { site in
+            Dictionary(
+                registry.kinds.map { kind in
+                    (kind.parameter, Counter(
+                        label: "clickgate_click_ids_captured_total",
+                        dimensions: [("site", site.name), ("platform", kind.platform), ("parameter", kind.parameter)]))
+                }, uniquingKeysWith: { _, last in last })
         }
-        self.capturedCounters = counters
         self.cookieDomains = sites.map { site in site.cookieDomain.map { ($0, "." + $0) } }
         // One slot past the sites: answers for no site (a host the gateway does not serve).
         var templates: [CookieTemplates] = []
@@ -185,8 +185,9 @@ struct ClickCaptureFilter: ProxyFilter {
         fields.set("click_id", state.capture.fromURL.isEmpty ? (state.capture.fromCookies.isEmpty ? "none" : "cookie") : "url")
         if !state.capture.rejected.isEmpty { fields.set("click_id_rejected", state.capture.rejected.map(\.parameter).joined(separator: ",")) }
         guard state.trackingAllowed, !state.capture.fromURL.isEmpty else { return }
-        let site = context.site?.name ?? "none"
-        for id in state.capture.fromURL { capturedCounters[site]?[id.kind.parameter]?.increment() }
+        if let site = context.site {
+            for id in state.capture.fromURL { capturedCounters[site.index][id.kind.parameter]?.increment() }
+        }
         sink?.offer(ClickRecord(
             unixMilliseconds: Int64(Date().timeIntervalSince1970 * 1000), visitorID: state.visitorID,
             clickIDs: state.capture.fromURL.map { .init(parameter: $0.kind.parameter, platform: $0.kind.platform, value: $0.value) },
