@@ -15,6 +15,15 @@ final class ProxyEngine: Sendable {
     /// Where `builtin:demo` upstreams point once the demo origin is listening.
     let builtinDemoAddress: HostPort?
     let metrics: RequestMetrics
+    /// The exchange clocks' timeouts as the event loop takes them: converting a `Duration` costs
+    /// about 190 instructions, and the clocks are armed on every request.
+    let clockTimeouts: ClockTimeouts
+
+    struct ClockTimeouts {
+        let body: TimeAmount
+        let upstreamResponseHeader: TimeAmount
+        let upstreamIdle: TimeAmount
+    }
 
     init(
         config: GatewayConfig, filters: [any ProxyFilter], pools: UpstreamPools, accessLog: Logger, logger: Logger,
@@ -28,6 +37,9 @@ final class ProxyEngine: Sendable {
         self.logger = logger
         self.builtinDemoAddress = builtinDemoAddress
         self.metrics = RequestMetrics(siteNames: config.sites.map(\.name))
+        self.clockTimeouts = ClockTimeouts(
+            body: TimeAmount(config.timeouts.body), upstreamResponseHeader: TimeAmount(config.timeouts.upstreamResponseHeader),
+            upstreamIdle: TimeAmount(config.timeouts.upstreamIdle))
     }
 
     func address(of upstream: GatewayConfig.Upstream) -> (host: String, port: Int) {

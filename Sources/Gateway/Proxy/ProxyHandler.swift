@@ -100,7 +100,7 @@ final class ProxyHandler: ChannelDuplexHandler, UpstreamSink {
                 if let body = clocks.body, body.isArmed {
                     body.touch()
                 } else {
-                    arm(\.body, timeout: engine.config.timeouts.body) { $0.exchange.map($0.requestBodyStalled) }
+                    arm(&clocks.body, timeout: engine.clockTimeouts.body) { $0.exchange.map($0.requestBodyStalled) }
                 }
             }
         }
@@ -361,25 +361,25 @@ final class ProxyHandler: ChannelDuplexHandler, UpstreamSink {
 
     private func startResponseHeaderTimer(_ exchange: Exchange) {
         guard !exchange.responseHeadSent, clocks.upstream?.isArmed != true else { return }
-        armUpstreamClock(timeout: engine.config.timeouts.upstreamResponseHeader)
+        armUpstreamClock(timeout: engine.clockTimeouts.upstreamResponseHeader)
     }
 
     private func armUpstreamIdleClock() {
-        armUpstreamClock(timeout: engine.config.timeouts.upstreamIdle)
+        armUpstreamClock(timeout: engine.clockTimeouts.upstreamIdle)
     }
 
-    private func armUpstreamClock(timeout: Duration) {
-        arm(\.upstream, timeout: timeout) { handler in
+    private func armUpstreamClock(timeout: TimeAmount) {
+        arm(&clocks.upstream, timeout: timeout) { handler in
             handler.upstreamTimedOut(handler.exchange?.responseHeadAt == nil ? .responseHeaderTimeout : .stalled)
         }
     }
 
     /// Arms one of the clocks, making it on first use with `onStall` (later arms keep the first).
-    private func arm(_ slot: WritableKeyPath<Clocks, StallTimer<ProxyHandler>?>, timeout: Duration, onStall: @escaping (ProxyHandler) -> Void) {
+    private func arm(_ clock: inout StallTimer<ProxyHandler>?, timeout: TimeAmount, onStall: @escaping (ProxyHandler) -> Void) {
         guard let context else { return }
-        let clock = clocks[keyPath: slot] ?? StallTimer(owner: self, onStall: onStall)
-        clocks[keyPath: slot] = clock
-        clock.arm(on: context.eventLoop, timeout: TimeAmount(timeout))
+        let armed = clock ?? StallTimer(owner: self, onStall: onStall)
+        clock = armed
+        armed.arm(on: context.eventLoop, timeout: timeout)
     }
 
     private func upstreamTimedOut(_ error: UpstreamError) {
@@ -583,7 +583,7 @@ final class ProxyHandler: ChannelDuplexHandler, UpstreamSink {
         if mustClose { context.close(promise: nil) }
         if waitForRequest {
             // A request that never ends is not kept forever: the body timeout closes (resets) the stream.
-            awaitingRequestEnd = context.eventLoop.assumeIsolated().scheduleTask(in: TimeAmount(engine.config.timeouts.body)) { [weak self] in
+            awaitingRequestEnd = context.eventLoop.assumeIsolated().scheduleTask(in: engine.clockTimeouts.body) { [weak self] in
                 guard let self, self.awaitingRequestEnd != nil else { return }
                 self.awaitingRequestEnd = nil
                 self.context?.close(promise: nil)

@@ -1,13 +1,24 @@
+import ClickID
 import Config
 
 /// One configured site as the engine routes to it.
-public struct SiteRoute: Sendable {
+///
+/// A class: every request's context holds its site, and copying the site's configuration
+/// (dozens of strings and arrays) with each context copy cost about 4,000 instructions a request.
+public final class SiteRoute: Sendable {
     public let index: Int
     public let config: GatewayConfig.Site
     public let maxBodySize: Int
     let upstreamKey: UpstreamKey
 
     public var name: String { config.name }
+
+    init(index: Int, config: GatewayConfig.Site, maxBodySize: Int, upstreamKey: UpstreamKey) {
+        self.index = index
+        self.config = config
+        self.maxBodySize = maxBodySize
+        self.upstreamKey = upstreamKey
+    }
 }
 
 /// Host → site lookup, built once per configuration.
@@ -44,24 +55,30 @@ struct SiteTable: Sendable {
     /// `Host` / `:authority` value → lower-cased host without port or trailing dot; nil when malformed.
     static func normalizedHost(_ raw: String) -> String? {
         // Over UTF-8 bytes: every request pays for this, and Character-level work costs ten times more.
-        var bytes = Array(raw.utf8)
-        var end = bytes.count
-        let isDigit = { (byte: UInt8) in byte >= 0x30 && byte <= 0x39 }
-        if bytes.first == UInt8(ascii: "[") {
-            guard let close = bytes.firstIndex(of: UInt8(ascii: "]")) else { return nil }
-            guard close + 1 == end || (bytes[close + 1] == UInt8(ascii: ":") && bytes[(close + 2)...].allSatisfy(isDigit)) else { return nil }
-            end = close + 1
-        } else if let colon = bytes.lastIndex(of: UInt8(ascii: ":")) {
-            guard bytes[(colon + 1)...].allSatisfy(isDigit) else { return nil }
-            end = colon
+        // A host already in normal form (most are) is returned as it is, without a copy.
+        raw.withUTF8Buffer { bytes -> String? in
+            var end = bytes.count
+            let isDigit = { (byte: UInt8) in byte >= 0x30 && byte <= 0x39 }
+            if bytes.first == UInt8(ascii: "[") {
+                guard let close = bytes.firstIndex(of: UInt8(ascii: "]")) else { return nil }
+                guard close + 1 == end || (bytes[close + 1] == UInt8(ascii: ":") && bytes[(close + 2)...].allSatisfy(isDigit)) else { return nil }
+                end = close + 1
+            } else if let colon = bytes.lastIndex(of: UInt8(ascii: ":")) {
+                guard bytes[(colon + 1)...].allSatisfy(isDigit) else { return nil }
+                end = colon
+            }
+            if end > 0, bytes[end - 1] == UInt8(ascii: ".") { end -= 1 }
+            guard end > 0 else { return nil }
+            var hasUpper = false
+            for byte in bytes[..<end] {
+                guard ByteClass.hostName.admits(byte) else { return nil }
+                hasUpper = hasUpper || (byte >= 0x41 && byte <= 0x5a)
+            }
+            if !hasUpper, end == bytes.count { return raw }
+            return String(unsafeUninitializedCapacity: end) { out in
+                for index in 0..<end { out[index] = bytes[index] >= 0x41 && bytes[index] <= 0x5a ? bytes[index] | 0x20 : bytes[index] }
+                return end
+            }
         }
-        if end > 0, bytes[end - 1] == UInt8(ascii: ".") { end -= 1 }
-        guard end > 0 else { return nil }
-        for i in 0..<end {
-            let byte = bytes[i] >= 0x41 && bytes[i] <= 0x5a ? bytes[i] | 0x20 : bytes[i]
-            guard (byte >= 0x61 && byte <= 0x7a) || isDigit(byte) || "-._:[]".utf8.contains(byte) else { return nil }
-            bytes[i] = byte
-        }
-        return String(decoding: bytes[..<end], as: UTF8.self)
     }
 }

@@ -39,6 +39,9 @@ struct ByteClass {
     /// RFC 9112 request-target bytes: unreserved, gen-delims, sub-delims and `%`.
     static let requestTarget = ByteClass("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-._~:/?#[]@!$&'()*+,;=%")
 
+    /// Host names and IP literals as `Host` carries them, before the port is cut off.
+    static let hostName = ByteClass("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-._:[]")
+
     private init(_ members: String, nonASCII: Bool = false, isFieldValue: Bool = false) {
         var low: UInt64 = 0
         var high: UInt64 = 0

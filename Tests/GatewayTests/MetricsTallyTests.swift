@@ -1,0 +1,39 @@
+import Testing
+
+@testable import Gateway
+
+/// The tally the dashboard and `/status` read back: one value per metric name and dimensions,
+/// however many handlers swift-metrics made for it.
+@Suite struct MetricsTallyTests {
+    @Test func handlersForOneMetricShareItsValue() {
+        let tally = MetricsTally()
+        let first = tally.makeCounter(label: "hits", dimensions: [("site", "a"), ("code", "200")])
+        let second = tally.makeCounter(label: "hits", dimensions: [("code", "200"), ("site", "a")])
+        first.increment(by: 2)
+        second.increment(by: 3)
+        tally.makeCounter(label: "hits", dimensions: [("site", "b"), ("code", "200")]).increment(by: 1)
+        let gauge = tally.makeRecorder(label: "depth", dimensions: [], aggregate: false)
+        gauge.record(7.5)
+        gauge.record(Int64(4))
+        tally.makeRecorder(label: "sizes", dimensions: [], aggregate: true).record(Int64(9))
+        let bytes = tally.makeFloatingPointCounter(label: "bytes", dimensions: [])
+        bytes.increment(by: 0.25)
+        bytes.increment(by: 0.5)
+        #expect(tally.snapshot() == ["hits{code=200,site=a}": 5, "hits{code=200,site=b}": 1, "depth": 4, "bytes": 0.75])
+        second.reset()
+        #expect(tally.snapshot()["hits{code=200,site=a}"] == 0)
+    }
+
+    @Test func incrementsFromManyThreadsAllCount() async {
+        let tally = MetricsTally()
+        await withTaskGroup(of: Void.self) { group in
+            for _ in 0..<8 {
+                group.addTask {
+                    let counter = tally.makeCounter(label: "requests", dimensions: [])
+                    for _ in 0..<2_000 { counter.increment(by: 1) }
+                }
+            }
+        }
+        #expect(tally.snapshot() == ["requests": 16_000])
+    }
+}
