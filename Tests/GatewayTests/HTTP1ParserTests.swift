@@ -75,9 +75,10 @@ import Testing
     /// Responses, the way an upstream connection reads them: each answers a GET unless `heads`
     /// says which answer a HEAD; the connection's close comes after the last read.
     private func parseResponses(
-        _ reads: [[UInt8]], heads: Set<Int> = [], describing describe: (HTTPResponseHead) -> String = Transcript.response
+        _ reads: [[UInt8]], heads: Set<Int> = [], leavingOutConnectionFields: Bool = false,
+        describing describe: (HTTPResponseHead) -> String = Transcript.response
     ) -> Outcome {
-        var parser = HTTP1ResponseParser(maxHeadBytes: 4096, maxFieldCount: 20)
+        var parser = HTTP1ResponseParser(maxHeadBytes: 4096, maxFieldCount: 20, leavingOutConnectionFields: leavingOutConnectionFields)
         var outcome = Outcome()
         var answered = 0
         parser.answeringHead = heads.contains(0)
@@ -240,6 +241,29 @@ import Testing
             "head 204 No Content HTTP/1.1 []", "body ", "end -",
             "head 200 OK HTTP/1.0 [Content-Type=text/plain]", "body runs to the close", "end -",
         ])
+    }
+
+    /// What an upstream connection reads for the proxy: no connection-specific field and none a
+    /// `Connection` field names, in any case, while framing and keep-alive are read from them.
+    @Test func aProxysResponsesLeaveOutConnectionSpecificFields() {
+        let stream = "HTTP/1.1 200 OK\r\nX-Early: named\r\nConnection: Keep-Alive, X-Early\r\nKeep-Alive: timeout=5\r\n"
+            + "Transfer-Encoding: chunked\r\nTE: trailers\r\nTrailer: X-Sum\r\nUpgrade: h2c\r\nProxy-Authenticate: Basic\r\n"
+            + "X-Stay: 1\r\nCONNECTION: x-late , ,upgrade\r\nx-LATE: named\r\nProxy: no dash, kept\r\n\r\n"
+            + "3\r\nabc\r\n0\r\nX-Sum: 6\r\nConnection: x\r\n\r\n"
+            + "HTTP/1.1 200 OK\r\nContent-Length: 2\r\nConnection: close\r\n\r\nok"
+        let outcome = parseResponses([Array(stream.utf8)], leavingOutConnectionFields: true)
+        #expect(outcome.refusal == nil, "\(outcome)")
+        #expect(outcome.parts == [
+            "head 200 OK HTTP/1.1 [X-Stay=1|Proxy=no dash, kept]", "body abc", "end X-Sum=6",
+            "head 200 OK HTTP/1.1 [Content-Length=2]", "body ok", "end -",
+        ])
+        // Unasked, the same bytes read with every field.
+        let everything = parseResponses([Array(stream.utf8)])
+        #expect(everything.parts.first?.contains("Keep-Alive=timeout=5|Transfer-Encoding=chunked") == true, "\(everything)")
+        var parser = HTTP1ResponseParser(maxHeadBytes: 4096, maxFieldCount: 20, leavingOutConnectionFields: true)
+        parser.receive(ByteBuffer(string: "HTTP/1.1 204 No Content\r\nConnection: close\r\n\r\n"))
+        #expect(throws: Never.self) { _ = try parser.next() }
+        #expect(parser.messageClosesConnection, "`Connection: close` still ends the connection's use")
     }
 
     /// Interim responses are skipped in a loop: thousands in one read cost no stack.

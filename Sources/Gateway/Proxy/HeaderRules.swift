@@ -31,21 +31,8 @@ enum HeaderRules {
 
     private static let forwardingNames = ["x-forwarded-for", "x-forwarded-proto", "x-forwarded-host", "forwarded"]
 
-    /// Asked of every field of every message: the length picks the one or two names to compare.
     private static func isHopByHop(_ name: String) -> Bool {
-        let count = name.utf8.count
-        if count > 6, name.utf8.first?.asciiLowercased == UInt8(ascii: "p"),
-            name.utf8.prefix(6).elementsEqual("proxy-".utf8, by: { $0.asciiLowercased == $1 })
-        {
-            return true
-        }
-        switch count {
-        case 2: return sameName(name, "te")
-        case 7: return sameName(name, "trailer") || sameName(name, "upgrade")
-        case 10: return sameName(name, "connection") || sameName(name, "keep-alive")
-        case 17: return sameName(name, "transfer-encoding")
-        default: return false
-        }
+        name.withUTF8Buffer(ConnectionSpecific.isField)
     }
 
     /// Removes every field `drop` picks, one `remove(name:)` pass per distinct name: cheaper than

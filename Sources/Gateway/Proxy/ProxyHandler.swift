@@ -398,9 +398,8 @@ final class ProxyHandler: ChannelDuplexHandler, UpstreamSink {
         guard let exchange, let context else { return }
         clocks.upstream?.disarm()
         exchange.responseHeadAt = .now()
+        // The parser left the connection-specific fields out (``UpstreamConnection``).
         var head = head
-        // Room for the cookies, HSTS and `Connection: close` the response phase may add.
-        head.headers = HeaderRules.forwardable(head.headers, room: 6)
         for filter in engine.filters { filter.upstreamResponse(&head, context: &exchange.context) }
         if exchange.requestHead.method != .HEAD, let coding = ResponseCoding(head.headers) {
             // One copy of the context for all filters: each read of the exchange's copies it.

@@ -23,7 +23,7 @@ final class UpstreamConnection: ChannelDuplexHandler {
     let key: UpstreamKey
     weak var sink: (any UpstreamSink)?
     /// Origins are the operator's own: their heads may be larger than a client's.
-    private var parser = HTTP1ResponseParser(maxHeadBytes: 64 * 1024, maxFieldCount: 512)
+    private var parser = HTTP1ResponseParser(maxHeadBytes: 64 * 1024, maxFieldCount: 512, leavingOutConnectionFields: true)
     private let encoder = UpstreamRequestEncoder()
     /// A read that arrives while parts are being delivered leaves its bytes to the loop running.
     private var parsing = false

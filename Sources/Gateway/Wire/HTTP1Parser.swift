@@ -53,9 +53,15 @@ struct HTTP1Parser<Head: HTTP1ParsableHead> {
     /// HTTP/1.0 without `keep-alive`).
     private(set) var messageClosesConnection = false
 
-    init(maxHeadBytes: Int, maxFieldCount: Int) {
+    /// Leave RFC 9110 §7.6.1's connection-specific fields, and those a `Connection` field names,
+    /// out of the heads returned (a proxy's responses from origins): their framing and keep-alive
+    /// meaning is read all the same, and no string is made for a field only to be dropped.
+    private let leavesOutConnectionFields: Bool
+
+    init(maxHeadBytes: Int, maxFieldCount: Int, leavingOutConnectionFields: Bool = false) {
         self.maxHeadBytes = maxHeadBytes
         self.maxFieldCount = maxFieldCount
+        self.leavesOutConnectionFields = leavingOutConnectionFields
     }
 
     mutating func receive(_ bytes: ByteBuffer) {
@@ -247,6 +253,10 @@ struct HTTP1Parser<Head: HTTP1ParsableHead> {
         while true {
             if bytes[index] == cr {
                 guard index + 1 < bytes.count, bytes[index + 1] == lf else { throw .malformed("header section not ended by CRLF") }
+                let named = fields.framing.connection.otherFields
+                if leavesOutConnectionFields, !named.isEmpty {
+                    fields.pairs.removeAll { field in named.contains { $0 == field.0.lowercased() } }
+                }
                 return fields
             }
             if bytes[index] == space || bytes[index] == tab { throw .malformed("folded or indented field line") }
@@ -288,6 +298,7 @@ struct HTTP1Parser<Head: HTTP1ParsableHead> {
             } else if name.count == 10, name.matches("connection") {
                 fields.framing.connection.read(value)
             }
+            if leavesOutConnectionFields, ConnectionSpecific.isField(name) { continue }
             fields.pairs.append((String(decoding: name, as: UTF8.self), String(decoding: value, as: UTF8.self)))
         }
     }
@@ -366,10 +377,13 @@ struct HTTP1FramingFields {
     var connection = ConnectionOptions()
 }
 
-/// The `close` and `keep-alive` options of a message's `Connection` fields (comma-separated lists).
+/// The options of a message's `Connection` fields (comma-separated lists): `close`, `keep-alive`,
+/// and the other fields they name.
 struct ConnectionOptions {
     private var close = false
     private var keepAliveAsked = false
+    /// Lower-cased; rarely any (an array allocates only when one is added).
+    private(set) var otherFields: [String] = []
 
     mutating func read(_ value: UnsafeBufferPointer<UInt8>) {
         var start = 0
@@ -381,7 +395,14 @@ struct ConnectionOptions {
             while first < last, value[first] == space || value[first] == tab { first += 1 }
             while last > first, value[last - 1] == space || value[last - 1] == tab { last -= 1 }
             let option = UnsafeBufferPointer(rebasing: value[first..<last])
-            if option.matches("close") { close = true } else if option.matches("keep-alive") { keepAliveAsked = true }
+            if option.matches("close") {
+                close = true
+            } else if option.matches("keep-alive") {
+                keepAliveAsked = true
+            } else if !option.isEmpty, !ConnectionSpecific.isField(option) {
+                let name = String(decoding: option, as: UTF8.self).lowercased()
+                if !otherFields.contains(name) { otherFields.append(name) }
+            }
             start = end + 1
         }
     }
@@ -390,6 +411,22 @@ struct ConnectionOptions {
     /// says `keep-alive`.
     func keepAlive(in version: HTTPVersion) -> Bool {
         !close && (version.minor >= 1 || version.major > 1 || keepAliveAsked)
+    }
+}
+
+/// RFC 9110 §7.6.1: fields that describe one connection and stop at the next hop: `Connection`,
+/// `Keep-Alive`, `TE`, `Trailer`, `Transfer-Encoding`, `Upgrade` and `Proxy-*`.
+enum ConnectionSpecific {
+    /// Asked of every field a proxy forwards: the length picks the one or two names to compare.
+    static func isField(_ name: UnsafeBufferPointer<UInt8>) -> Bool {
+        if name.count > 6, UnsafeBufferPointer(rebasing: name[..<6]).matches("proxy-") { return true }
+        switch name.count {
+        case 2: return name.matches("te")
+        case 7: return name.matches("trailer") || name.matches("upgrade")
+        case 10: return name.matches("connection") || name.matches("keep-alive")
+        case 17: return name.matches("transfer-encoding")
+        default: return false
+        }
     }
 }
 
