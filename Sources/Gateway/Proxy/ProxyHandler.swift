@@ -394,7 +394,7 @@ final class ProxyHandler: ChannelDuplexHandler, UpstreamSink {
         clocks.upstream?.disarm()
     }
 
-    func upstreamResponseHead(_ head: HTTPResponseHead) {
+    func upstreamResponseHead(_ head: consuming HTTPResponseHead) {
         guard let exchange, let context else { return }
         clocks.upstream?.disarm()
         exchange.responseHeadAt = .now()

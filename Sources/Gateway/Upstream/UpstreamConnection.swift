@@ -3,7 +3,8 @@ import NIOHTTP1
 
 /// Receives what one upstream connection produces while it is leased for a request.
 protocol UpstreamSink: AnyObject {
-    func upstreamResponseHead(_ head: HTTPResponseHead)
+    /// The head is the sink's alone: its fields change in place, with no copy.
+    func upstreamResponseHead(_ head: consuming HTTPResponseHead)
     func upstreamResponseBody(_ body: ByteBuffer)
     func upstreamResponseEnd()
     func upstreamReadComplete()
@@ -66,14 +67,14 @@ final class UpstreamConnection: ChannelDuplexHandler {
         }
     }
 
-    private func deliver(_ part: HTTPClientResponsePart, context: ChannelHandlerContext) {
+    private func deliver(_ part: consuming HTTPClientResponsePart, context: ChannelHandlerContext) {
         guard let sink else {
             // A response while nobody asked for one: this connection is out of step for good.
             reusable = false
             context.close(promise: nil)
             return
         }
-        switch part {
+        switch consume part {
         case .head(let head):
             // A body that runs to the close ends the connection's use too.
             if parser.messageClosesConnection || parser.bodyEndsWithConnection { reusable = false }

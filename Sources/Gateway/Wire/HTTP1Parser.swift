@@ -249,6 +249,9 @@ struct HTTP1Parser<Head: HTTP1ParsableHead> {
     private func parseFields(_ bytes: UnsafeBufferPointer<UInt8>, from start: Int) throws(HTTP1ParseError) -> Fields {
         var fields = Fields()
         fields.pairs.reserveCapacity(16)
+        // Read once: a static's every read checks that it is initialised.
+        let token = ByteClass.token
+        let fieldValue = ByteClass.fieldValue
         var index = start
         while true {
             if bytes[index] == cr {
@@ -261,7 +264,7 @@ struct HTTP1Parser<Head: HTTP1ParsableHead> {
             }
             if bytes[index] == space || bytes[index] == tab { throw .malformed("folded or indented field line") }
             let nameStart = index
-            while ByteClass.token.admits(bytes[index]) { index += 1 }
+            while token.admits(bytes[index]) { index += 1 }
             let nameEnd = index
             guard nameEnd > nameStart, bytes[index] == colon else {
                 throw .malformed(bytes[index] == space || bytes[index] == tab ? "whitespace before a colon" : "malformed field name")
@@ -275,7 +278,7 @@ struct HTTP1Parser<Head: HTTP1ParsableHead> {
             }
             index = UnsafeRawPointer(bytes.baseAddress!).distance(to: UnsafeRawPointer(found))
             let span = UnsafeBufferPointer(rebasing: bytes[valueStart..<index])
-            guard ByteClass.fieldValue.admits(all: span) else {
+            guard fieldValue.admits(all: span) else {
                 throw .malformed(span.contains(lf) ? "field line not ended by CRLF" : "control byte in a field value")
             }
             guard bytes[index + 1] == lf else { throw .malformed("CR without LF in a field line") }

@@ -1,3 +1,4 @@
+import ClickID
 import NIOCore
 import NIOHTTP1
 
@@ -100,10 +101,13 @@ enum HeadWriter {
         buffer.writeWithUnsafeMutableBytes(minimumWritableBytes: length) { raw in
             var out = Output(raw.baseAddress!.assumingMemoryBound(to: UInt8.self), limit: length)
             guard startLine(&out) else { return 0 }
+            // Read once: a static's every read checks that it is initialised.
+            let token = ByteClass.token
+            let fieldValue = ByteClass.fieldValue
             for (name, value) in headers {
                 if edit.dropsFields, skip(name, edit) { continue }
-                guard out.copy(name, allowed: ByteClass.token), !name.isEmpty, out.byte(UInt8(ascii: ":")), out.byte(UInt8(ascii: " ")),
-                    out.copy(value, allowed: ByteClass.fieldValue), out.crlf()
+                guard out.copy(name, allowed: token), !name.isEmpty, out.byte(UInt8(ascii: ":")), out.byte(UInt8(ascii: " ")),
+                    out.copy(value, allowed: fieldValue), out.crlf()
                 else { return 0 }
             }
             if edit.addChunked { out.copy(chunkedField) }
@@ -157,8 +161,8 @@ enum HeadWriter {
 
         /// Copies the string's UTF-8 if every byte is in `allowed`.
         mutating func copy(_ string: String, allowed: ByteClass) -> Bool {
-            var string = string
-            return string.withUTF8 { bytes in
+            // Not `withUTF8`, which is mutating: the copy of the string it needs costs a retain and a release.
+            string.withUTF8Buffer { bytes in
                 guard written + bytes.count <= limit, allowed.admits(all: bytes) else { return false }
                 if let source = bytes.baseAddress { (base + written).update(from: source, count: bytes.count) }
                 written += bytes.count
