@@ -60,6 +60,23 @@ func echo(_ client: HTTPClient, _ url: String, headers: [(String, String)] = [],
         }
     }
 
+    /// The gateway answers `Expect: 100-continue` itself and the origin never sees it: the body
+    /// follows the interim answer, over either protocol.
+    @Test(arguments: ["--http1.1", "--http2"])
+    func expectContinueIsAnsweredByTheGateway(version: String) async throws {
+        try await withGateway { gateway, _ in
+            let result = try await curl([
+                version, "-H", "Expect: 100-Continue", "--data-binary", "hello, origin", "-w", "\n%{http_code}",
+                "https://localhost:\(gateway.httpsPort)/echo",
+            ])
+            let lines = result.stdout.split(separator: "\n")
+            #expect(lines.last == "200", "\(result.stdout)\(result.stderr)")
+            let seen = try JSONDecoder().decode(Echo.self, from: Data((lines.first ?? "").utf8))
+            #expect(seen.body_length == 13)
+            #expect(seen.values("expect").isEmpty, "Expect reached the origin")
+        }
+    }
+
     @Test func trustedProxiesKeepTheChainAndTheClientIsFoundInIt() async throws {
         try await withGateway(top: "trusted_proxies: [\"127.0.0.0/8\", \"10.0.0.0/8\"]") { gateway, _ in
             let client = TestClients.make(http2: false)

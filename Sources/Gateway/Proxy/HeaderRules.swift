@@ -29,6 +29,40 @@ enum HeaderRules {
         return HTTPHeaders(kept)
     }
 
+    /// The request fields the engine itself reads, found in one pass over the head: each
+    /// `HTTPHeaders` lookup walks every field again, and a request took eight of them.
+    struct RequestFields {
+        private(set) var hostCount = 0
+        private(set) var host: String?
+        private(set) var requestID: String?
+        private(set) var userAgent: String?
+        private(set) var referrer: String?
+        private(set) var contentLengthCount = 0
+        private(set) var contentLength: String?
+        /// Empty, so allocating nothing, for nearly every request.
+        private(set) var transferEncodings: [String] = []
+        private(set) var expect: String?
+
+        init(_ headers: HTTPHeaders) {
+            for (name, value) in headers {
+                switch name.utf8.count {
+                case 4 where sameName(name, "host"):
+                    hostCount += 1
+                    if host == nil { host = value }
+                case 6 where sameName(name, "expect"): if expect == nil { expect = value }
+                case 7 where sameName(name, "referer"): if referrer == nil { referrer = value }
+                case 10 where sameName(name, "user-agent"): if userAgent == nil { userAgent = value }
+                case 12 where sameName(name, "x-request-id"): if requestID == nil { requestID = value }
+                case 14 where sameName(name, "content-length"):
+                    contentLengthCount += 1
+                    if contentLength == nil { contentLength = value }
+                case 17 where sameName(name, "transfer-encoding"): transferEncodings.append(value)
+                default: break
+                }
+            }
+        }
+    }
+
     private static let forwardingNames = ["x-forwarded-for", "x-forwarded-proto", "x-forwarded-host", "forwarded"]
 
     private static func isHopByHop(_ name: String) -> Bool {

@@ -104,19 +104,22 @@ public struct RequestContext: Sendable {
     public let httpVersion: String
     /// The request's host, lower-cased, without port.
     public internal(set) var host: String
+    /// `Host` (`:authority`) as the client sent it, port included.
+    public internal(set) var authority: String
     public internal(set) var userAgent: String?
     public internal(set) var referrer: String?
     public internal(set) var site: SiteRoute?
     /// Filter-owned values, keyed by type.
     public var values = ContextValues()
 
-    init(requestID: String, peerAddress: String, scheme: String, httpVersion: String, host: String) {
+    init(requestID: String, peerAddress: String, scheme: String, httpVersion: String, host: String, authority: String) {
         self.requestID = requestID
         self.peerAddress = peerAddress
         self.clientAddress = peerAddress
         self.scheme = scheme
         self.httpVersion = httpVersion
         self.host = host
+        self.authority = authority
     }
 }
 

@@ -152,17 +152,17 @@ final class ProxyHandler: ChannelDuplexHandler, UpstreamSink {
 
     private func begin(_ head: HTTPRequestHead, context: ChannelHandlerContext) {
         engine = live.engine
-        let hostHeaders = head.headers["host"]
+        let fields = HeaderRules.RequestFields(head.headers)
         let peerTrusted = peerIsTrusted
         let requestContext = RequestContext(
-            requestID: RequestID.from(peerTrusted ? head.headers.first(name: "x-request-id") : nil), peerAddress: downstream.peerAddress, scheme: downstream.scheme,
-            httpVersion: downstream.httpVersion, host: SiteTable.normalizedHost(hostHeaders.first ?? "") ?? "")
+            requestID: RequestID.from(peerTrusted ? fields.requestID : nil), peerAddress: downstream.peerAddress, scheme: downstream.scheme,
+            httpVersion: downstream.httpVersion, host: SiteTable.normalizedHost(fields.host ?? "") ?? "", authority: fields.host ?? "")
         let exchange = Exchange(context: requestContext, head: head)
-        exchange.context.userAgent = head.headers.first(name: "user-agent")
-        exchange.context.referrer = head.headers.first(name: "referer")
+        exchange.context.userAgent = fields.userAgent
+        exchange.context.referrer = fields.referrer
         self.exchange = exchange
 
-        guard hostHeaders.count == 1, !exchange.context.host.isEmpty else {
+        guard fields.hostCount == 1, let host = fields.host, !exchange.context.host.isEmpty else {
             return respondError(.badRequest, detail: "The request has no valid Host.", close: true)
         }
         let limits = engine.config.limits
@@ -173,7 +173,7 @@ final class ProxyHandler: ChannelDuplexHandler, UpstreamSink {
         {
             return respondError(.requestHeaderFieldsTooLarge, detail: "The request headers are too large.", close: true)
         }
-        let framing = Self.framing(of: head)
+        let framing = Self.framing(of: fields)
         if case .refused(let problem) = framing {
             return respondError(.badRequest, detail: problem, close: true)
         }
@@ -181,7 +181,7 @@ final class ProxyHandler: ChannelDuplexHandler, UpstreamSink {
             return respondError(.misdirectedRequest, detail: "This gateway serves no site for that host.", close: false)
         }
         exchange.context.site = site
-        if let length = head.headers.first(name: "content-length").flatMap(Int.init), length > site.maxBodySize {
+        if let length = fields.contentLength.flatMap(Int.init), length > site.maxBodySize {
             return respondError(.payloadTooLarge, detail: "The request body is larger than this site accepts.", close: true)
         }
 
@@ -201,7 +201,7 @@ final class ProxyHandler: ChannelDuplexHandler, UpstreamSink {
         if downstream.httpVersion == "h2" { HeaderRules.joinCookieCrumbs(&upstreamHead.headers) }
         exchange.context.clientAddress = HeaderRules.applyForwarding(
             &upstreamHead.headers, peer: downstream.peerAddress, peerTrusted: peerTrusted, scheme: downstream.scheme,
-            host: hostHeaders[0], trusted: engine.config.trustedProxies)
+            host: host, trusted: engine.config.trustedProxies)
 
         for filter in engine.filters {
             switch filter.request(head, context: &exchange.context) {
@@ -214,7 +214,7 @@ final class ProxyHandler: ChannelDuplexHandler, UpstreamSink {
             }
         }
 
-        if upstreamHead.headers.first(name: "expect")?.lowercased() == "100-continue" {
+        if let expect = fields.expect, HeaderRules.sameName(expect, "100-continue") {
             upstreamHead.headers.remove(name: "expect")
             send(.head(HTTPResponseHead(version: head.version, status: .continue)), context: context, flush: true)
         }
@@ -236,12 +236,11 @@ final class ProxyHandler: ChannelDuplexHandler, UpstreamSink {
     }
 
     /// Smuggling defence beyond the HTTP/1 parser: a request must be framed one unambiguous way.
-    static func framing(of head: HTTPRequestHead) -> RequestFraming {
-        let lengths = head.headers["content-length"]
-        let encodings = head.headers["transfer-encoding"]
-        if !lengths.isEmpty && !encodings.isEmpty { return .refused("Content-Length and Transfer-Encoding together are refused.") }
-        if lengths.count > 1 { return .refused("More than one Content-Length is refused.") }
-        if let length = lengths.first {
+    static func framing(of fields: HeaderRules.RequestFields) -> RequestFraming {
+        let encodings = fields.transferEncodings
+        if fields.contentLengthCount > 0 && !encodings.isEmpty { return .refused("Content-Length and Transfer-Encoding together are refused.") }
+        if fields.contentLengthCount > 1 { return .refused("More than one Content-Length is refused.") }
+        if let length = fields.contentLength {
             let digitsOnly = !length.isEmpty && length.utf8.allSatisfy({ $0 >= 48 && $0 <= 57 }) && length.utf8.count <= 18
             return digitsOnly ? .contentLength : .refused("Content-Length must be digits only.")
         }

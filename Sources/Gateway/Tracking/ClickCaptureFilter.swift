@@ -133,14 +133,13 @@ struct ClickCaptureFilter: ProxyFilter {
         let allowed = consent.allowsTracking(globalPrivacyControl: head.headers.first(name: "sec-gpc"), cookies: cookies)
         let known = cookies.first(tracking.visitorCookie).flatMap { VisitorID.isWellFormed($0) ? $0 : nil }
         var generator = BufferedRandom()
-        let authority = head.headers.first(name: "host") ?? context.host
         context.values[ClickStateKey.self] = ClickState(
             capture: capture,
             visitorID: known ?? VisitorID.make(using: &generator),
             isNewVisitor: known == nil,
             trackingAllowed: allowed,
             ttp: cookies.first("_ttp").flatMap { ClickIDValue.isAcceptable($0) ? $0 : nil },
-            requestURL: URLReference(scheme: context.scheme, authority: authority, path: target.path, query: target.query))
+            requestURL: URLReference(scheme: context.scheme, authority: context.authority, path: target.path, query: target.query))
         return .proxy
     }
 
