@@ -389,7 +389,7 @@ public final class GatewayServer: Service, Sendable {
         ) { streamChannel in
             streamChannel.eventLoop.makeCompletedFuture {
                 let streamSync = streamChannel.pipeline.syncOperations
-                try streamSync.addHandler(HTTP2FramePayloadToHTTP1ServerCodec())
+                try streamSync.addHandler(HTTP2StreamCodec())
                 try streamSync.addHandler(
                     ProxyHandler(live: live, downstream: DownstreamInfo(scheme: scheme, httpVersion: "h2", peerAddress: peer)))
             }

@@ -1,0 +1,109 @@
+import NIOCore
+import NIOEmbedded
+import NIOHPACK
+import NIOHTTP1
+import NIOHTTP2
+import Testing
+
+@testable import Gateway
+
+/// One HTTP/2 stream as the proxy sees it: request parts from HEADERS and DATA payloads, response
+/// parts back into payloads with HTTP/2's field rules, and `Set-Cookie` kept out of HPACK's table.
+@Suite struct HTTP2StreamCodecTests {
+    private func requestBlock(_ fields: [(String, String)]) -> HPACKHeaders {
+        HPACKHeaders(fields)
+    }
+
+    private static let get = [(":method", "GET"), (":scheme", "https"), (":path", "/lp?ttclid=x"), (":authority", "lp.example:8443")]
+
+    private func read(_ payloads: [HTTP2Frame.FramePayload]) throws -> (parts: [HTTPServerRequestPart], channel: EmbeddedChannel) {
+        let channel = EmbeddedChannel(handler: HTTP2StreamCodec())
+        for payload in payloads { try channel.writeInbound(payload) }
+        var parts: [HTTPServerRequestPart] = []
+        while let part = try channel.readInbound(as: HTTPServerRequestPart.self) { parts.append(part) }
+        return (parts, channel)
+    }
+
+    @Test func aRequestHeadTakesItsHostFromTheAuthority() throws {
+        let (parts, _) = try read([.headers(.init(headers: requestBlock(Self.get + [("user-agent", "h2"), ("cookie", "a=1")]), endStream: true))])
+        #expect(parts.count == 2)
+        guard case .head(let head) = parts.first, case .end(nil) = parts.last else { Issue.record("\(parts)"); return }
+        #expect(head.method == .GET && head.uri == "/lp?ttclid=x" && head.version == HTTPVersion(major: 2, minor: 0))
+        #expect(head.headers.map(\.name) == ["host", "user-agent", "cookie"])
+        #expect(head.headers["host"] == ["lp.example:8443"])
+    }
+
+    @Test func bodiesAreFramedAsTheStreamSaysAndTrailersEndThem() throws {
+        let post = [(":method", "POST"), (":scheme", "https"), (":path", "/form"), (":authority", "lp.example")]
+        let (parts, _) = try read([
+            .headers(.init(headers: requestBlock(post))), .data(.init(data: .byteBuffer(ByteBuffer(string: "a=1")))),
+            .headers(.init(headers: requestBlock([("x-sum", "3")]), endStream: true)),
+        ])
+        guard parts.count == 3, case .head(let head) = parts[0], case .body(let body) = parts[1], case .end(let trailers?) = parts[2] else {
+            Issue.record("\(parts)")
+            return
+        }
+        #expect(head.headers["transfer-encoding"] == ["chunked"], "no length and more to come: chunked toward the origin")
+        #expect(String(buffer: body) == "a=1" && trailers["x-sum"] == ["3"])
+
+        let (ended, _) = try read([.headers(.init(headers: requestBlock(post), endStream: true))])
+        guard case .head(let empty) = ended.first else { Issue.record("\(ended)"); return }
+        #expect(empty.headers["content-length"] == ["0"] && empty.headers["transfer-encoding"].isEmpty)
+
+        let (sized, _) = try read([
+            .headers(.init(headers: requestBlock(post + [("content-length", "3")]))),
+            .data(.init(data: .byteBuffer(ByteBuffer(string: "a=1")), endStream: true)),
+        ])
+        guard sized.count == 3, case .head(let withLength) = sized[0], case .end(nil) = sized[2] else { Issue.record("\(sized)"); return }
+        #expect(withLength.headers["content-length"] == ["3"] && withLength.headers["transfer-encoding"].isEmpty)
+    }
+
+    @Test(arguments: [
+        ([(":scheme", "https"), (":path", "/"), (":authority", "a")], HTTP2StreamCodec.RequestError.missingPseudoField(":method")),
+        ([(":method", "GET"), (":scheme", "https"), (":authority", "a")], .missingPseudoField(":path")),
+        ([(":method", "GET"), (":path", "/"), (":authority", "a")], .missingPseudoField(":scheme")),
+        ([(":method", "GET"), (":scheme", "https"), (":path", "/")], .missingPseudoField(":authority")),
+        ([(":method", "GET"), (":method", "GET"), (":scheme", "https"), (":path", "/"), (":authority", "a")], .duplicatePseudoField(":method")),
+        ([(":method", "GET"), (":scheme", "https"), (":path", "/ HTTP/1.1\r\nX-Smuggled: 1\r\n"), (":authority", "a")], .malformedPseudoField(":path")),
+        ([(":method", "GET"), (":scheme", "https"), (":path", "/"), (":authority", "a\u{0}b")], .malformedPseudoField(":authority")),
+        ([(":method", "GET"), (":scheme", "https"), (":path", ""), (":authority", "a")], .malformedPseudoField(":path")),
+    ] as [([(String, String)], HTTP2StreamCodec.RequestError)])
+    func malformedPseudoFieldsAreRefused(fields: [(String, String)], expected: HTTP2StreamCodec.RequestError) throws {
+        #expect(throws: expected) { try HTTP2StreamCodec.requestHead(HPACKHeaders(fields), endStream: true) }
+        let channel = EmbeddedChannel(handler: HTTP2StreamCodec())
+        #expect(throws: expected) { try channel.writeInbound(HTTP2Frame.FramePayload.headers(.init(headers: HPACKHeaders(fields)))) }
+        #expect(try channel.readInbound(as: HTTPServerRequestPart.self) == nil, "nothing reaches the proxy")
+    }
+
+    @Test func responsesFollowHTTP2FieldRulesAndNeverIndexCookies() throws {
+        let channel = EmbeddedChannel(handler: HTTP2StreamCodec())
+        let head = HTTPResponseHead(version: .http1_1, status: .found, headers: HTTPHeaders([
+            ("Location", "https://shop.example/?ttclid=x"), ("Set-Cookie", "ttclid=x; Secure"), ("Connection", "close"),
+            ("Keep-Alive", "timeout=5"), ("Transfer-Encoding", "chunked"), ("Upgrade", "h2c"), ("TE", "trailers"), ("te", "gzip"),
+            ("set-cookie", "v=1"), ("Cache-Control", "private"),
+        ]))
+        try channel.writeOutbound(HTTPServerResponsePart.head(head))
+        try channel.writeOutbound(HTTPServerResponsePart.body(.byteBuffer(ByteBuffer(string: "moved"))))
+        try channel.writeOutbound(HTTPServerResponsePart.end(nil))
+        guard case .headers(let block) = try channel.readOutbound(as: HTTP2Frame.FramePayload.self) else { Issue.record("no HEADERS"); return }
+        #expect(!block.endStream)
+        #expect(block.headers.map(\.name) == [":status", "location", "set-cookie", "te", "set-cookie", "cache-control"])
+        #expect(block.headers.first(name: ":status") == "302" && block.headers.first(name: "te") == "trailers")
+        #expect(block.headers.filter { $0.name == "set-cookie" }.allSatisfy { $0.indexable == .neverIndexed })
+        #expect(block.headers.filter { $0.name != "set-cookie" }.allSatisfy { $0.indexable == .indexable })
+        guard case .data(let data) = try channel.readOutbound(as: HTTP2Frame.FramePayload.self), case .byteBuffer(let body) = data.data else {
+            Issue.record("no DATA")
+            return
+        }
+        #expect(String(buffer: body) == "moved" && !data.endStream)
+        guard case .data(let end) = try channel.readOutbound(as: HTTP2Frame.FramePayload.self), case .byteBuffer(let empty) = end.data else {
+            Issue.record("no end")
+            return
+        }
+        #expect(end.endStream && empty.readableBytes == 0)
+
+        try channel.writeOutbound(HTTPServerResponsePart.end(HTTPHeaders([("X-Sum", "5")])))
+        guard case .headers(let trailers) = try channel.readOutbound(as: HTTP2Frame.FramePayload.self) else { Issue.record("no trailers"); return }
+        #expect(trailers.endStream && trailers.headers.map(\.name) == ["x-sum"])
+    }
+}
