@@ -5,7 +5,9 @@ import Testing
 /// `admits(all:)` reads field values eight bytes at a time; every class must agree with the
 /// byte-by-byte definition on every input, whichever word a bad byte falls in.
 @Suite struct ByteClassTests {
-    @Test(arguments: [("token", ByteClass.token), ("field value", ByteClass.fieldValue), ("request target", ByteClass.requestTarget)])
+    @Test(arguments: [
+        ("token", ByteClass.token), ("field value", ByteClass.fieldValue), ("request target", ByteClass.requestTarget), ("host", ByteClass.hostName),
+    ])
     func wordsAgreeWithBytes(name: String, byteClass: ByteClass) {
         var random = SplitMix(seed: 21)
         // Bytes the classes are made of, their neighbours and the ones they refuse, weighted
@@ -23,7 +25,7 @@ import Testing
     }
 
     @Test func everySingleByteInEveryPosition() {
-        for byteClass in [ByteClass.token, .fieldValue, .requestTarget] {
+        for byteClass in [ByteClass.token, .fieldValue, .requestTarget, .hostName] {
             for count in [1, 7, 8, 9, 15, 16, 17] {
                 for position in 0..<count {
                     for byte in UInt8.min...UInt8.max {

@@ -17,12 +17,15 @@ struct ByteClass {
         if isFieldValue, let base = UnsafeRawPointer(bytes.baseAddress) {
             // Field values are most of a head's bytes: eight at a time while no byte is below
             // 0x20 or is DEL; a word with a tab (allowed) or a bad byte goes byte by byte.
-            while index + 8 <= bytes.count {
-                let word = base.loadUnaligned(fromByteOffset: index, as: UInt64.self)
+            func isPlain(_ word: UInt64) -> Bool {
                 let del = word ^ 0x7F7F_7F7F_7F7F_7F7F
-                let flagged = ((word &- 0x2020_2020_2020_2020) & ~word | (del &- 0x0101_0101_0101_0101) & ~del) & 0x8080_8080_8080_8080
-                if flagged != 0 { break }
-                index += 8
+                return ((word &- 0x2020_2020_2020_2020) & ~word | (del &- 0x0101_0101_0101_0101) & ~del) & 0x8080_8080_8080_8080 == 0
+            }
+            while index + 8 <= bytes.count, isPlain(base.loadUnaligned(fromByteOffset: index, as: UInt64.self)) { index += 8 }
+            // Fewer than eight left, all the rest plain: the last few as the word ending with them,
+            // which overlaps bytes already checked.
+            if index + 8 > bytes.count, bytes.count >= 8, isPlain(base.loadUnaligned(fromByteOffset: bytes.count - 8, as: UInt64.self)) {
+                return true
             }
         }
         while index < bytes.count {
