@@ -6,9 +6,14 @@ import NIOHTTP1
 
 /// Request phase: the first-party events path (`events.path`) on every site is answered by the
 /// gateway itself. Same origin, so the visitor's cookies, address and user agent come with it.
-struct EventIngestFilter: ProxyFilter {
+final class EventIngestFilter: ProxyFilter {
     let path: String
     let ingestor: EventIngestor
+
+    init(path: String, ingestor: EventIngestor) {
+        self.path = path
+        self.ingestor = ingestor
+    }
 
     func request(_ head: HTTPRequestHead, context: inout RequestContext) -> RequestDecision {
         guard Self.target(head.uri, hasPath: path) else { return .proxy }

@@ -16,7 +16,10 @@ import NIOHTTP1
 ///    or not the access log is on: filters also finish their own work here (the click ledger).
 ///
 /// The engine knows nothing about click ids: those filters live beside the feature that needs them.
-public protocol ProxyFilter: Sendable {
+///
+/// Filters are classes: the engine walks its filters several times a request, and each step of a
+/// walk over a struct's existential copied the struct (a retain per field of it).
+public protocol ProxyFilter: AnyObject, Sendable {
     func request(_ head: HTTPRequestHead, context: inout RequestContext) -> RequestDecision
     func upstreamRequest(_ head: inout HTTPRequestHead, context: inout RequestContext)
     func upstreamResponse(_ head: inout HTTPResponseHead, context: inout RequestContext)

@@ -53,7 +53,7 @@ enum ClickStateKey: ContextKey {
 /// Request phase: reads click ids from the URL (else the gateway's cookies), the visitor id and
 /// `_ttp`, and consent. Upstream request: tells the origin the click id and visitor. Response:
 /// sets the first-party cookies, whatever the status. Logging: hands the click to the ledger.
-struct ClickCaptureFilter: ProxyFilter {
+final class ClickCaptureFilter: ProxyFilter {
     let registry: ClickIDRegistry
     let consent: ConsentPolicy
     let tracking: GatewayConfig.Tracking

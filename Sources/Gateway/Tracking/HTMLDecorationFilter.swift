@@ -10,7 +10,7 @@ import NIOHTTP1
 /// toward the site's decorate hosts (and the other sites under its cookie domain) get the ids as it
 /// streams (``HTMLLinkDecorator``; the engine handles the gzip). Requests without a click id are not
 /// touched at all.
-struct HTMLDecorationFilter: ProxyFilter {
+final class HTMLDecorationFilter: ProxyFilter {
     /// Per site; nil where `rewrite_html` is off. The site's own hosts are not in it: its pages read the cookie.
     private let allowlists: [HostAllowlist?]
     private let passThrough: [String]

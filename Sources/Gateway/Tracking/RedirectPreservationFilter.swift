@@ -5,7 +5,7 @@ import NIOHTTP1
 
 /// Upstream response phase: a 3xx `Location` (and a `Refresh` header) that lost the click ids gets
 /// them back, toward the site itself, hosts under its cookie domain and its decorate hosts only.
-struct RedirectPreservationFilter: ProxyFilter {
+final class RedirectPreservationFilter: ProxyFilter {
     private let allowlists: [HostAllowlist]
     private let passThrough: [String]
     private let rewriteRefresh: Bool

@@ -6,7 +6,7 @@ import NIOHTTP1
 
 /// Request phase: `/go/…` style paths answer with a redirect to a configured target, carrying
 /// every incoming parameter. Targets come only from config, so no request can steer a redirect.
-struct SmartlinkFilter: ProxyFilter {
+final class SmartlinkFilter: ProxyFilter {
     private struct Link {
         let host: String?
         let status: HTTPResponseStatus
