@@ -18,23 +18,25 @@ import NIOHTTP1
 /// The engine knows nothing about click ids: those filters live beside the feature that needs them.
 ///
 /// Filters are classes: the engine walks its filters several times a request, and each step of a
-/// walk over a struct's existential copied the struct (a retain per field of it).
+/// walk over a struct's existential copied the struct (a retain per field of it). Every phase
+/// takes the context `inout`, also those that only read it: that hands over the exchange's own
+/// context, where a borrowed one had to be copied out of the exchange first.
 public protocol ProxyFilter: AnyObject, Sendable {
     func request(_ head: HTTPRequestHead, context: inout RequestContext) -> RequestDecision
     func upstreamRequest(_ head: inout HTTPRequestHead, context: inout RequestContext)
     func upstreamResponse(_ head: inout HTTPResponseHead, context: inout RequestContext)
-    func responseBody(for head: HTTPResponseHead, context: RequestContext) -> (any ResponseBodyTransform)?
+    func responseBody(for head: HTTPResponseHead, context: inout RequestContext) -> (any ResponseBodyTransform)?
     func response(_ head: inout HTTPResponseHead, context: inout RequestContext)
-    func logging(_ fields: inout AccessLogFields, context: RequestContext)
+    func logging(_ fields: inout AccessLogFields, context: inout RequestContext)
 }
 
 extension ProxyFilter {
     public func request(_ head: HTTPRequestHead, context: inout RequestContext) -> RequestDecision { .proxy }
     public func upstreamRequest(_ head: inout HTTPRequestHead, context: inout RequestContext) {}
     public func upstreamResponse(_ head: inout HTTPResponseHead, context: inout RequestContext) {}
-    public func responseBody(for head: HTTPResponseHead, context: RequestContext) -> (any ResponseBodyTransform)? { nil }
+    public func responseBody(for head: HTTPResponseHead, context: inout RequestContext) -> (any ResponseBodyTransform)? { nil }
     public func response(_ head: inout HTTPResponseHead, context: inout RequestContext) {}
-    public func logging(_ fields: inout AccessLogFields, context: RequestContext) {}
+    public func logging(_ fields: inout AccessLogFields, context: inout RequestContext) {}
 }
 
 /// A request's access log line as the logging phase builds it. With the access log off nothing

@@ -154,10 +154,11 @@ final class ProxyHandler: ChannelDuplexHandler, UpstreamSink {
         engine = live.engine
         let fields = HeaderRules.RequestFields(head.headers)
         let peerTrusted = peerIsTrusted
-        let requestContext = RequestContext(
-            requestID: RequestID.from(peerTrusted ? fields.requestID : nil), peerAddress: downstream.peerAddress, scheme: downstream.scheme,
-            httpVersion: downstream.httpVersion, host: SiteTable.normalizedHost(fields.host ?? "") ?? "", authority: fields.host ?? "")
-        let exchange = Exchange(context: requestContext, head: head)
+        let exchange = Exchange(
+            context: RequestContext(
+                requestID: RequestID.from(peerTrusted ? fields.requestID : nil), peerAddress: downstream.peerAddress, scheme: downstream.scheme,
+                httpVersion: downstream.httpVersion, host: SiteTable.normalizedHost(fields.host ?? "") ?? "", authority: fields.host ?? ""),
+            head: head)
         exchange.context.userAgent = fields.userAgent
         exchange.context.referrer = fields.referrer
         self.exchange = exchange
@@ -401,10 +402,8 @@ final class ProxyHandler: ChannelDuplexHandler, UpstreamSink {
         var head = head
         for filter in engine.filters { filter.upstreamResponse(&head, context: &exchange.context) }
         if exchange.requestHead.method != .HEAD, let coding = ResponseCoding(head.headers) {
-            // One copy of the context for all filters: each read of the exchange's copies it.
-            let requestContext = exchange.context
             for filter in engine.filters {
-                guard let transform = filter.responseBody(for: head, context: requestContext) else { continue }
+                guard let transform = filter.responseBody(for: head, context: &exchange.context) else { continue }
                 exchange.bodyTransform = coding.fit(transform, head: &head, request: exchange.requestHead)
                 break
             }
@@ -630,9 +629,7 @@ final class ProxyHandler: ChannelDuplexHandler, UpstreamSink {
         }
         var fields = AccessLogFields(isEnabled: engine.accessLog.logLevel <= .info)
         if fields.isEnabled { addAccessFields(exchange, status: status, to: &fields) }
-        // One copy of the context for all filters: each read of the exchange's copies it.
-        let requestContext = exchange.context
-        for filter in engine.filters { filter.logging(&fields, context: requestContext) }
+        for filter in engine.filters { filter.logging(&fields, context: &exchange.context) }
         guard fields.isEnabled else { return }
         engine.accessLog.info("access", metadata: fields.values.mapValues { .string($0) })
     }

@@ -179,7 +179,7 @@ final class ClickCaptureFilter: ProxyFilter {
         HeaderRules.append(cookies, to: &head.headers)
     }
 
-    func logging(_ fields: inout AccessLogFields, context: RequestContext) {
+    func logging(_ fields: inout AccessLogFields, context: inout RequestContext) {
         guard let state = context.values[ClickStateKey.self] else { return }
         fields.set("click_id", state.capture.fromURL.isEmpty ? (state.capture.fromCookies.isEmpty ? "none" : "cookie") : "url")
         if !state.capture.rejected.isEmpty { fields.set("click_id_rejected", state.capture.rejected.map(\.parameter).joined(separator: ",")) }

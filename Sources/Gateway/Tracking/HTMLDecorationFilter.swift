@@ -44,7 +44,7 @@ final class HTMLDecorationFilter: ProxyFilter {
         if rewriter(for: head, context: context) != nil { HeaderRules.keepOutOfSharedCaches(&head.headers) }
     }
 
-    func responseBody(for head: HTTPResponseHead, context: RequestContext) -> (any ResponseBodyTransform)? {
+    func responseBody(for head: HTTPResponseHead, context: inout RequestContext) -> (any ResponseBodyTransform)? {
         guard let rewriter = rewriter(for: head, context: context) else { return nil }
         decorated.increment()
         return DecoratingTransform(decorator: HTMLLinkDecorator(rewriter: rewriter))
