@@ -79,6 +79,23 @@ extension String {
     }
 }
 
+extension String {
+    /// The bytes as a string with ASCII letters lower-cased; nil when a byte is not ASCII (the
+    /// caller's Unicode-aware path then decides). A string already in lower case is better kept
+    /// as it is: see ``UnsafeBufferPointer/hasASCIIUppercase``.
+    public init?(asciiLowercasing bytes: UnsafeBufferPointer<UInt8>) {
+        guard !bytes.contains(where: { $0 >= 0x80 }) else { return nil }
+        self.init(unsafeUninitializedCapacity: bytes.count) { out in
+            for index in bytes.indices { out[index] = bytes[index] >= 0x41 && bytes[index] <= 0x5a ? bytes[index] | 0x20 : bytes[index] }
+            return bytes.count
+        }
+    }
+}
+
+extension UnsafeBufferPointer<UInt8> {
+    public var hasASCIIUppercase: Bool { contains { $0 >= 0x41 && $0 <= 0x5a } }
+}
+
 extension UInt8 {
     static let ampersand = UInt8(ascii: "&"), equals = UInt8(ascii: "="), question = UInt8(ascii: "?"), hash = UInt8(ascii: "#")
     static let slash = UInt8(ascii: "/"), colon = UInt8(ascii: ":"), at = UInt8(ascii: "@"), semicolon = UInt8(ascii: ";")

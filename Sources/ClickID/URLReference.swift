@@ -107,17 +107,23 @@ public struct URLReference: Sendable, Equatable {
     /// The host as a Host header names it: lower-cased, without user info or port, IPv6 in
     /// brackets; nil without an authority.
     public var host: String? {
-        guard let whole = self.authority else { return nil }
-        var authority = Substring(whole)
-        if let at = authority.lastIndex(ofByte: .at) { authority = authority[authority.utf8.index(after: at)...] }
-        if authority.hasPrefix(bytes: "[") {
-            guard let close = authority.firstIndex(ofByte: .closeBracket) else { return nil }
-            return authority[...close].lowercased()
+        guard let authority else { return nil }
+        // Over the bytes: every rewritten redirect asks for its target's host.
+        return authority.withUTF8Buffer { bytes -> String? in
+            var start = 0
+            if let at = bytes.lastIndex(of: .at) { start = at + 1 }
+            var end = bytes.count
+            if start < end, bytes[start] == .openBracket {
+                guard let close = bytes[start...].firstIndex(of: .closeBracket) else { return nil }
+                end = close + 1
+            } else {
+                if let colon = bytes[start...].lastIndex(of: .colon) { end = colon }
+                if end > start, bytes[end - 1] == .dot { end -= 1 }
+            }
+            let host = UnsafeBufferPointer(rebasing: bytes[start..<end])
+            if start == 0, end == bytes.count, !host.hasASCIIUppercase, !host.contains(where: { $0 >= 0x80 }) { return authority }
+            return String(asciiLowercasing: host) ?? String(decoding: host, as: UTF8.self).lowercased()
         }
-        if let colon = authority.lastIndex(ofByte: .colon) { authority = authority[..<colon] }
-        var host = authority.lowercased()
-        if host.utf8.last == .dot { host.removeLast() }
-        return host
     }
 
     /// RFC 3986 §5.2: the absolute target of this reference seen from `base`.

@@ -128,4 +128,13 @@ private func rewriter(
         #expect(URLReference("https://u@[2001:DB8::1]:443/")?.host == "[2001:db8::1]")
         #expect(URLReference("https://Host.Example.:8/")?.host == "host.example")
     }
+
+    @Test(arguments: [
+        ("https://shop.example/", "shop.example"), ("https://SHOP.example:8443/", "shop.example"), ("//a@b@Shop.example./", "shop.example"),
+        ("https://[::1]/", "[::1]"), ("https://[::1", nil), ("https://user:pw@127.0.0.1:80/", "127.0.0.1"), ("https:///path", ""),
+        ("https://BÜCHER.example/", "bücher.example"), ("https://bücher.example/", "bücher.example"), ("/relative", nil),
+    ] as [(String, String?)])
+    func hostsAreLowerCasedWithoutUserinfoPortOrTrailingDot(text: String, expected: String?) throws {
+        #expect(try #require(URLReference(text)).host == expected)
+    }
 }

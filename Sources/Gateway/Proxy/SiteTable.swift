@@ -75,10 +75,7 @@ struct SiteTable: Sendable {
                 hasUpper = hasUpper || (byte >= 0x41 && byte <= 0x5a)
             }
             if !hasUpper, end == bytes.count { return raw }
-            return String(unsafeUninitializedCapacity: end) { out in
-                for index in 0..<end { out[index] = bytes[index] >= 0x41 && bytes[index] <= 0x5a ? bytes[index] | 0x20 : bytes[index] }
-                return end
-            }
+            return String(asciiLowercasing: UnsafeBufferPointer(rebasing: bytes[..<end]))
         }
     }
 }

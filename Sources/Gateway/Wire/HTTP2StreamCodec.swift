@@ -72,11 +72,8 @@ final class HTTP2StreamCodec: ChannelDuplexHandler {
             // One pass over the name's bytes: the string views' own iteration costs several times more.
             let lower: String? = name.withUTF8Buffer { bytes in
                 if ConnectionSpecific.isField(bytes), !(bytes.count == 2 && value.withUTF8Buffer { $0.matches("trailers") }) { return nil }
-                guard bytes.contains(where: { $0 >= 0x41 && $0 <= 0x5a }) else { return name }
-                return String(unsafeUninitializedCapacity: bytes.count) { out in
-                    for index in bytes.indices { out[index] = bytes[index] >= 0x41 && bytes[index] <= 0x5a ? bytes[index] | 0x20 : bytes[index] }
-                    return bytes.count
-                }
+                // Field names are tokens: ASCII.
+                return bytes.hasASCIIUppercase ? String(asciiLowercasing: bytes) : name
             }
             guard let lower else { continue }
             let secret = lower.utf8.count == 10 && lower.withUTF8Buffer { $0.matches("set-cookie", ignoringCase: false) }
