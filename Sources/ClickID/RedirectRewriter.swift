@@ -103,7 +103,7 @@ public struct RedirectRewriter: Sendable {
         var out: [(name: String, piece: String)] = []
         for (parameter, value) in clickIDs
         where ClickIDValue.isAcceptable(value) && !present.contains(parameter) && !out.contains(where: { $0.name == parameter }) {
-            out.append((parameter, "\(parameter)=\(value)"))
+            out.append((parameter, String(concatenating: parameter, "=", value)))
         }
         for (name, piece) in passThrough where !present.contains(name) && !out.contains(where: { $0.name == name }) {
             out.append((name, piece))

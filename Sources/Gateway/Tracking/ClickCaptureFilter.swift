@@ -42,7 +42,12 @@ extension ClickState {
     /// The ids a rewritten URL carries on: those the URL had are the page's own; those only in
     /// the gateway's cookies travel when tracking is allowed.
     var carriedClickIDs: [(parameter: String, value: String)] {
-        (trackingAllowed ? capture.all : capture.fromURL).map { (parameter: $0.kind.parameter, value: $0.value) }
+        // One array, not `all` (URL's + cookies') mapped into a second one.
+        var ids: [(parameter: String, value: String)] = []
+        ids.reserveCapacity(capture.fromURL.count + (trackingAllowed ? capture.fromCookies.count : 0))
+        for id in capture.fromURL { ids.append((id.kind.parameter, id.value)) }
+        if trackingAllowed { for id in capture.fromCookies { ids.append((id.kind.parameter, id.value)) } }
+        return ids
     }
 }
 
