@@ -64,7 +64,9 @@ public struct SetCookie: Sendable, Equatable {
         /// The template of `cookie` (its value is not used); nil when its name or domain has a
         /// byte a cookie may not carry.
         public init?(_ cookie: SetCookie) {
-            guard SetCookie.isToken(cookie.name), cookie.domain.map({ $0.utf8.allSatisfy { Query.isUnreserved($0) } }) ?? true else {
+            guard !cookie.name.isEmpty, cookie.name.withUTF8Buffer(ByteClass.token.admits(all:)),
+                cookie.domain.map({ $0.utf8.allSatisfy { Query.isUnreserved($0) } }) ?? true
+            else {
                 return nil
             }
             prefix = cookie.name + "="
@@ -76,19 +78,9 @@ public struct SetCookie: Sendable, Equatable {
 
         /// The header value carrying `value`; nil when it has a byte a cookie may not carry.
         public func headerValue(_ value: String) -> String? {
-            guard value.withUTF8Buffer({ $0.allSatisfy(SetCookie.isCookieOctet) }) else { return nil }
+            guard value.withUTF8Buffer(ByteClass.cookieOctet.admits(all:)) else { return nil }
             return String(concatenating: prefix, value, suffix)
         }
-    }
-
-    /// RFC 6265 cookie-octet: no controls, whitespace, `"`, `,`, `;` or `\`.
-    static func isCookieOctet(_ byte: UInt8) -> Bool {
-        byte == 0x21 || (byte >= 0x23 && byte <= 0x2b) || (byte >= 0x2d && byte <= 0x3a) || (byte >= 0x3c && byte <= 0x5b)
-            || (byte >= 0x5d && byte <= 0x7e)
-    }
-
-    static func isToken(_ text: String) -> Bool {
-        !text.isEmpty && text.utf8.allSatisfy { Query.isUnreserved($0) || "!#$%&'*+^`|".utf8.contains($0) }
     }
 }
 

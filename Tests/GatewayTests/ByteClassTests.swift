@@ -1,3 +1,4 @@
+import ClickID
 import Testing
 
 @testable import Gateway
@@ -7,6 +8,7 @@ import Testing
 @Suite struct ByteClassTests {
     @Test(arguments: [
         ("token", ByteClass.token), ("field value", ByteClass.fieldValue), ("request target", ByteClass.requestTarget), ("host", ByteClass.hostName),
+        ("cookie octet", ByteClass.cookieOctet),
     ])
     func wordsAgreeWithBytes(name: String, byteClass: ByteClass) {
         var random = SplitMix(seed: 21)
@@ -25,7 +27,7 @@ import Testing
     }
 
     @Test func everySingleByteInEveryPosition() {
-        for byteClass in [ByteClass.token, .fieldValue, .requestTarget, .hostName] {
+        for byteClass in [ByteClass.token, .fieldValue, .requestTarget, .hostName, .cookieOctet] {
             for count in [1, 7, 8, 9, 15, 16, 17] {
                 for position in 0..<count {
                     for byte in UInt8.min...UInt8.max {
@@ -35,6 +37,14 @@ import Testing
                     }
                 }
             }
+        }
+    }
+
+    /// RFC 6265 §4.1.1: `%x21 / %x23-2B / %x2D-3A / %x3C-5B / %x5D-7E`.
+    @Test func cookieOctetsAreRFC6265s() {
+        let ranges: [ClosedRange<UInt8>] = [0x21...0x21, 0x23...0x2B, 0x2D...0x3A, 0x3C...0x5B, 0x5D...0x7E]
+        for byte in UInt8.min...UInt8.max {
+            #expect(ByteClass.cookieOctet.admits(byte) == ranges.contains { $0.contains(byte) }, "\(byte)")
         }
     }
 }

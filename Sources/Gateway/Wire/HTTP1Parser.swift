@@ -1,3 +1,4 @@
+import ClickID
 import NIOCore
 import NIOHTTP1
 

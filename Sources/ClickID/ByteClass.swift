@@ -1,18 +1,22 @@
-/// A set of ASCII bytes as two 64-bit masks (no table to look up, no bounds check).
-struct ByteClass {
-    private let low: UInt64
-    private let high: UInt64
+/// A set of ASCII bytes as two 64-bit masks (no table to look up, no bounds check): the byte
+/// rules of HTTP heads, hosts and cookies, checked on every request.
+public struct ByteClass: Sendable {
+    // Inlined into other modules' byte loops (the HTTP/1 parser's, the head writer's): a call
+    // per byte would cost more than the test.
+    @usableFromInline let low: UInt64
+    @usableFromInline let high: UInt64
     /// Bytes of 0x80 and above (RFC 9110 `obs-text` in field values).
-    private let nonASCII: Bool
+    @usableFromInline let nonASCII: Bool
     /// The field-value class, which `admits(all:)` can test eight bytes at a time.
-    private let isFieldValue: Bool
+    @usableFromInline let isFieldValue: Bool
 
-    @inline(__always)
-    func admits(_ byte: UInt8) -> Bool {
+    @inlinable @inline(__always)
+    public func admits(_ byte: UInt8) -> Bool {
         byte < 64 ? (low >> byte) & 1 == 1 : byte < 128 ? (high >> (byte &- 64)) & 1 == 1 : nonASCII
     }
 
-    func admits(all bytes: UnsafeBufferPointer<UInt8>) -> Bool {
+    @inlinable
+    public func admits(all bytes: UnsafeBufferPointer<UInt8>) -> Bool {
         var index = 0
         if isFieldValue, let base = UnsafeRawPointer(bytes.baseAddress) {
             // Field values are most of a head's bytes: eight at a time while no byte is below
@@ -36,14 +40,17 @@ struct ByteClass {
     }
 
     /// RFC 9110 `tchar`.
-    static let token = ByteClass("!#$%&'*+-.^_`|~0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz")
+    public static let token = ByteClass("!#$%&'*+-.^_`|~0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz")
     /// Visible ASCII, space, tab and obs-text: every byte but the other controls and DEL.
-    static let fieldValue = ByteClass(" \t" + String((0x21...0x7E).map { Character(UnicodeScalar(UInt8($0))) }), nonASCII: true, isFieldValue: true)
+    public static let fieldValue = ByteClass(" \t" + String((0x21...0x7E).map { Character(UnicodeScalar(UInt8($0))) }), nonASCII: true, isFieldValue: true)
     /// RFC 9112 request-target bytes: unreserved, gen-delims, sub-delims and `%`.
-    static let requestTarget = ByteClass("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-._~:/?#[]@!$&'()*+,;=%")
+    public static let requestTarget = ByteClass("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-._~:/?#[]@!$&'()*+,;=%")
 
     /// Host names and IP literals as `Host` carries them, before the port is cut off.
-    static let hostName = ByteClass("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-._:[]")
+    public static let hostName = ByteClass("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-._:[]")
+
+    /// RFC 6265 `cookie-octet`: no controls, whitespace, `"`, `,`, `;` or `\`.
+    public static let cookieOctet = ByteClass(String((0x21...0x7E).map { Character(UnicodeScalar(UInt8($0))) }.filter { !"\",;\\".contains($0) }))
 
     private init(_ members: String, nonASCII: Bool = false, isFieldValue: Bool = false) {
         var low: UInt64 = 0
@@ -60,7 +67,8 @@ struct ByteClass {
 
 extension UnsafeBufferPointer<UInt8> {
     /// Whether these bytes are `expected`; ignoring ASCII case, `expected` is lowercase letters and `-`.
-    func matches(_ expected: StaticString, ignoringCase: Bool = true) -> Bool {
+    @inlinable
+    public func matches(_ expected: StaticString, ignoringCase: Bool = true) -> Bool {
         guard count == expected.utf8CodeUnitCount else { return false }
         let expected = expected.utf8Start
         let fold: UInt8 = ignoringCase ? 0x20 : 0
