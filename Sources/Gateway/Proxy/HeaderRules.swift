@@ -10,16 +10,13 @@ enum HeaderRules {
     /// in place copied the received block (the exchange keeps the request as received), moved
     /// fields through generic tuple witnesses, and copied it again when added fields outgrew it.
     static func forwardable(_ headers: HTTPHeaders, room: Int, dropping: (String) -> Bool = { _ in false }) -> HTTPHeaders {
-        // Nearly always one option that names no other field (`keep-alive`, `close`): `named`
-        // stays empty and allocates nothing.
-        var named: [String] = []
+        // The same reading of `Connection` as the HTTP/1 parser's: nearly always one option
+        // that names no other field (`keep-alive`, `close`), and no array is made.
+        var options = ConnectionOptions()
         for (name, value) in headers where name.utf8.count == 10 && sameName(name, "connection") {
-            guard !isHopByHop(value), !sameName(value, "close") else { continue }
-            for token in value.split(byte: UInt8(ascii: ",")) {
-                let option = String(token.trimmingSpaces).lowercased()
-                if !option.isEmpty, !isHopByHop(option), !named.contains(option) { named.append(option) }
-            }
+            value.withUTF8Buffer { options.read($0) }
         }
+        let named = options.otherFields
         var kept: [(String, String)] = []
         kept.reserveCapacity(headers.count + room)
         for (name, value) in headers where !isHopByHop(name) && !dropping(name) {
