@@ -46,18 +46,18 @@ public final class TestPostgres: Sendable {
         }
         binaries = "/usr/lib/postgresql/\(version)/bin"
         directory = NSTemporaryDirectory() + "clickgate-pg-\(getpid())-\(UUID().uuidString.prefix(6))"
-        portBox = NIOLockedValueBox(freeLoopbackPort())
+        portBox = NIOLockedValueBox(freeLoopbackPortOutsideEphemeralRange())
         try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)
         if getuid() == 0 { try run("/bin/chown", ["postgres:postgres", directory], asServer: false) }
         try run(binaries + "/initdb", ["-D", directory + "/data", "-U", "clickgate", "--auth=trust", "-E", "UTF8", "--no-sync"])
         // A port free a moment ago; a parallel test may bind it meanwhile, so others are tried.
-        portBox.withLockedValue { $0 = freeLoopbackPort() }
+        portBox.withLockedValue { $0 = freeLoopbackPortOutsideEphemeralRange() }
         for attempt in 1...5 {
             do {
                 try startBlocking()
                 return
             } catch where attempt < 5 {
-                portBox.withLockedValue { $0 = freeLoopbackPort() }
+                portBox.withLockedValue { $0 = freeLoopbackPortOutsideEphemeralRange() }
             }
         }
     }
@@ -149,14 +149,33 @@ public final class TestPostgres: Sendable {
 
 /// A TCP port on 127.0.0.1 that was free a moment ago (for configurations that must name theirs).
 public func freeLoopbackPort() -> Int {
+    boundLoopbackPort(0) ?? 0
+}
+
+/// A free port below the kernel's ephemeral range: a server stopped and started again on it cannot
+/// find it taken meanwhile as the local port of some other test's outgoing connection (seen in CI:
+/// PostgreSQL's restart on a port from `freeLoopbackPort()` failed with "Address already in use").
+public func freeLoopbackPortOutsideEphemeralRange() -> Int {
+    let ephemeralStart = (try? String(contentsOfFile: "/proc/sys/net/ipv4/ip_local_port_range", encoding: .utf8))
+        .flatMap { text in text.split(whereSeparator: \.isWhitespace).first.flatMap { Int($0) } } ?? 32768
+    let candidates = max(1024, ephemeralStart - 12_000)..<max(1025, ephemeralStart)
+    for _ in 0..<200 {
+        if let port = boundLoopbackPort(Int.random(in: candidates)) { return port }
+    }
+    return freeLoopbackPort()
+}
+
+/// Binds `port` (0: any) on 127.0.0.1 and lets it go; the port bound, or nil when it was taken.
+private func boundLoopbackPort(_ port: Int) -> Int? {
     let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
     defer { close(fd) }
     var address = sockaddr_in()
     address.sin_family = sa_family_t(AF_INET)
     address.sin_addr.s_addr = inet_addr("127.0.0.1")
-    address.sin_port = 0
+    address.sin_port = UInt16(port).bigEndian
     var length = socklen_t(MemoryLayout<sockaddr_in>.size)
-    _ = withUnsafeMutablePointer(to: &address) { $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(fd, $0, length) } }
+    let bound = withUnsafeMutablePointer(to: &address) { $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(fd, $0, length) } }
+    guard bound == 0 else { return nil }
     _ = withUnsafeMutablePointer(to: &address) { $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { getsockname(fd, $0, &length) } }
     return Int(UInt16(bigEndian: address.sin_port))
 }
