@@ -74,9 +74,8 @@ import Testing
         var headers = HTTPHeaders([
             ("Host", "lp.example.com"), ("X-Forwarded-For", "6.6.6.6"), ("forwarded", "for=6.6.6.6"), ("X-Forwarded-Host", "evil"),
         ])
-        let client = HeaderRules.applyForwarding(
-            &headers, peer: "203.0.113.7", peerTrusted: false, scheme: "https", host: "lp.example.com", trusted: [])
-        #expect(client == "203.0.113.7")
+        #expect(HeaderRules.clientAddress(headers, peer: "203.0.113.7", peerTrusted: false, trusted: []) == "203.0.113.7")
+        HeaderRules.applyForwarding(&headers, peer: "203.0.113.7", peerTrusted: false, scheme: "https", host: "lp.example.com")
         #expect(headers["x-forwarded-for"] == ["203.0.113.7"])
         #expect(headers["x-forwarded-host"] == ["lp.example.com"])
         #expect(headers["x-forwarded-proto"] == ["https"])
@@ -86,9 +85,13 @@ import Testing
     @Test func aTrustedPeerExtendsTheChain() throws {
         let trusted = [try CIDR.parse("10.0.0.0/8").get()]
         var headers = HTTPHeaders([("Host", "lp.example.com"), ("X-Forwarded-For", "198.51.100.4, 10.1.1.1"), ("X-Forwarded-Proto", "http")])
-        let client = HeaderRules.applyForwarding(
-            &headers, peer: "10.0.0.2", peerTrusted: true, scheme: "https", host: "lp.example.com", trusted: trusted)
-        #expect(client == "198.51.100.4")
+        #expect(HeaderRules.clientAddress(headers, peer: "10.0.0.2", peerTrusted: true, trusted: trusted) == "198.51.100.4")
+        // Every hop ours: the oldest; one that is not an address: the peer.
+        let allOurs = HTTPHeaders([("X-Forwarded-For", "10.9.9.9, 10.1.1.1")])
+        #expect(HeaderRules.clientAddress(allOurs, peer: "10.0.0.2", peerTrusted: true, trusted: trusted) == "10.9.9.9")
+        let junk = HTTPHeaders([("X-Forwarded-For", "unknown")])
+        #expect(HeaderRules.clientAddress(junk, peer: "10.0.0.2", peerTrusted: true, trusted: trusted) == "10.0.0.2")
+        HeaderRules.applyForwarding(&headers, peer: "10.0.0.2", peerTrusted: true, scheme: "https", host: "lp.example.com")
         #expect(headers["x-forwarded-for"] == ["198.51.100.4, 10.1.1.1, 10.0.0.2"])
         #expect(headers["x-forwarded-proto"] == ["http"])
         #expect(headers["forwarded"] == ["for=10.0.0.2;proto=https;host=\"lp.example.com\""])

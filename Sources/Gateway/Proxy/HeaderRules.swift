@@ -110,31 +110,38 @@ enum HeaderRules {
         headers.add(contentsOf: HTTPHeaders(fields))
     }
 
+    /// The client a request comes from: the peer itself, unless the peer is a trusted proxy
+    /// (`peerTrusted`, decided once per connection); then the right-most X-Forwarded-For address
+    /// that is not one of ours.
+    static func clientAddress(_ headers: HTTPHeaders, peer: String, peerTrusted: Bool, trusted: [CIDR]) -> String {
+        guard peerTrusted else { return peer }
+        let chain = forwardedChain(headers)
+        let client = chain.reversed().first(where: { hop in !trusted.contains { $0.contains(hop) } }) ?? chain.first ?? peer
+        return IPAddressBytes.parse(client) != nil ? client : peer
+    }
+
     /// Sets X-Forwarded-For/-Proto/-Host and `Forwarded`. Client-sent values survive only when the
-    /// peer is a trusted proxy (`peerTrusted`, decided once per connection); returns the client
-    /// address those rules arrive at.
-    static func applyForwarding(
-        _ headers: inout HTTPHeaders, peer: String, peerTrusted: Bool, scheme: String, host: String, trusted: [CIDR]
-    ) -> String {
+    /// peer is a trusted proxy.
+    static func applyForwarding(_ headers: inout HTTPHeaders, peer: String, peerTrusted: Bool, scheme: String, host: String) {
         guard peerTrusted else {
             removeFields(from: &headers) { name in forwardingNames.contains { sameName(name, $0) } }
             append([
                 ("x-forwarded-for", peer), ("x-forwarded-proto", scheme), ("x-forwarded-host", host),
                 ("forwarded", forwardedElement(for: peer, scheme: scheme, host: host)),
             ], to: &headers)
-            return peer
+            return
         }
-        let chain = headers["x-forwarded-for"].flatMap { $0.split(separator: ",") }
-            .map { $0.trimmingCharacters(in: .whitespaces) }.filter { !$0.isEmpty }
-        // The right-most address that is not one of ours is the client.
-        let client = chain.reversed().first(where: { hop in !trusted.contains { $0.contains(hop) } }) ?? chain.first ?? peer
-        headers.replaceOrAdd(name: "x-forwarded-for", value: (chain + [peer]).joined(separator: ", "))
+        headers.replaceOrAdd(name: "x-forwarded-for", value: (forwardedChain(headers) + [peer]).joined(separator: ", "))
         if !headers.contains(name: "x-forwarded-proto") { headers.add(name: "x-forwarded-proto", value: scheme) }
         if !headers.contains(name: "x-forwarded-host") { headers.add(name: "x-forwarded-host", value: host) }
         let element = forwardedElement(for: peer, scheme: scheme, host: host)
         let previous = headers["forwarded"].joined(separator: ", ")
         headers.replaceOrAdd(name: "forwarded", value: previous.isEmpty ? element : "\(previous), \(element)")
-        return IPAddressBytes.parse(client) != nil ? client : peer
+    }
+
+    /// The X-Forwarded-For hops, oldest first.
+    private static func forwardedChain(_ headers: HTTPHeaders) -> [String] {
+        headers["x-forwarded-for"].flatMap { $0.split(separator: ",") }.map { $0.trimmingCharacters(in: .whitespaces) }.filter { !$0.isEmpty }
     }
 
     /// RFC 7239: IPv6 nodes are quoted and bracketed.

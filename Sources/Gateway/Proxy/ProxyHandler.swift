@@ -186,6 +186,21 @@ final class ProxyHandler: ChannelDuplexHandler, UpstreamSink {
             return respondError(.payloadTooLarge, detail: "The request body is larger than this site accepts.", close: true)
         }
 
+        exchange.context.clientAddress = HeaderRules.clientAddress(
+            head.headers, peer: downstream.peerAddress, peerTrusted: peerTrusted, trusted: engine.config.trustedProxies)
+        for filter in engine.filters {
+            switch filter.request(head, context: &exchange.context) {
+            case .proxy: continue
+            case .respond(let response): return respondLocal(response, close: false)
+            case .serve(let service):
+                exchange.mode = .collecting(service)
+                if exchange.requestEnded { runService(service, exchange) }
+                return
+            }
+        }
+
+        // Only a request that goes to the origin pays for its head: smartlinks and the events
+        // path answered above never build one.
         let upstream = site.config.upstream
         let rewritesHost = !site.config.preserveHost && upstream.scheme != .builtinDemo
         var upstreamHead = head
@@ -200,20 +215,8 @@ final class ProxyHandler: ChannelDuplexHandler, UpstreamSink {
         // `Transfer-Encoding` is hop-by-hop, but a chunked body is chunked toward the origin too.
         if framing == .chunked { upstreamHead.headers.add(name: "transfer-encoding", value: "chunked") }
         if downstream.httpVersion == "h2" { HeaderRules.joinCookieCrumbs(&upstreamHead.headers) }
-        exchange.context.clientAddress = HeaderRules.applyForwarding(
-            &upstreamHead.headers, peer: downstream.peerAddress, peerTrusted: peerTrusted, scheme: downstream.scheme,
-            host: host, trusted: engine.config.trustedProxies)
-
-        for filter in engine.filters {
-            switch filter.request(head, context: &exchange.context) {
-            case .proxy: continue
-            case .respond(let response): return respondLocal(response, close: false)
-            case .serve(let service):
-                exchange.mode = .collecting(service)
-                if exchange.requestEnded { runService(service, exchange) }
-                return
-            }
-        }
+        HeaderRules.applyForwarding(
+            &upstreamHead.headers, peer: downstream.peerAddress, peerTrusted: peerTrusted, scheme: downstream.scheme, host: host)
 
         if let expect = fields.expect, HeaderRules.sameName(expect, "100-continue") {
             upstreamHead.headers.remove(name: "expect")
