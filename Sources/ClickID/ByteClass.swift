@@ -52,7 +52,7 @@ public struct ByteClass: Sendable {
     /// RFC 6265 `cookie-octet`: no controls, whitespace, `"`, `,`, `;` or `\`.
     public static let cookieOctet = ByteClass(String((0x21...0x7E).map { Character(UnicodeScalar(UInt8($0))) }.filter { !"\",;\\".contains($0) }))
 
-    private init(_ members: String, nonASCII: Bool = false, isFieldValue: Bool = false) {
+    init(_ members: String, nonASCII: Bool = false, isFieldValue: Bool = false) {
         var low: UInt64 = 0
         var high: UInt64 = 0
         for byte in members.utf8 {

@@ -94,6 +94,20 @@ extension String {
 
 extension UnsafeBufferPointer<UInt8> {
     public var hasASCIIUppercase: Bool { contains { $0 >= 0x41 && $0 <= 0x5a } }
+
+    /// Whether `word` (lower case) occurs in these bytes, ASCII letters compared without case.
+    public func containsIgnoringASCIICase(_ word: StaticString) -> Bool {
+        let count = word.utf8CodeUnitCount
+        guard count > 0, count <= self.count else { return count == 0 }
+        let letters = word.utf8Start
+        func folded(_ byte: UInt8) -> UInt8 { byte >= 0x41 && byte <= 0x5a ? byte | 0x20 : byte }
+        for start in 0...(self.count - count) where folded(self[start]) == letters[0] {
+            var index = 1
+            while index < count, folded(self[start + index]) == letters[index] { index += 1 }
+            if index == count { return true }
+        }
+        return false
+    }
 }
 
 extension UInt8 {

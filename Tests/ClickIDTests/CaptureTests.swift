@@ -1,3 +1,4 @@
+import Foundation
 import ClickID
 import Testing
 
@@ -122,6 +123,32 @@ import Testing
         #expect(DeviceClass.classify(userAgent: "Mozilla/5.0 (iPhone; CPU iPhone OS 17_0 like Mac OS X) Mobile/15E148") == .mobile)
         #expect(DeviceClass.classify(userAgent: "Mozilla/5.0 (Linux; Android 14; SM-X710) Safari/537.36") == .tablet)
         #expect(DeviceClass.classify(userAgent: "Mozilla/5.0 (X11; Linux x86_64) Chrome/120") == .desktop)
+    }
+
+    @Test(arguments: [
+        ("Mozilla/5.0 (iPad; CPU OS 17_0 like Mac OS X) Mobile/15E148", DeviceClass.tablet),
+        ("Mozilla/5.0 (Linux; Android 14; Pixel 8) Mobile Safari/537.36", .mobile),
+        ("Mozilla/5.0 (Linux; ANDROID 14; Pixel 8) MOBILE Safari", .mobile), ("SOME-TABLET/1.0", .tablet),
+        ("Mozilla/5.0 (iPod touch; CPU iPhone OS 12_0)", .mobile), ("Opera/9.80 (J2ME/MIDP; Opera Mini) Presto", .desktop),
+        ("", .desktop), ("i", .desktop), ("andro", .desktop), ("xandroidx", .tablet),
+    ])
+    func devicesAreClassifiedFromTheUserAgentIgnoringCase(userAgent: String, expected: DeviceClass) {
+        #expect(DeviceClass.classify(userAgent: userAgent) == expected)
+        #expect(DeviceClass.classify(userAgent: nil) == .desktop)
+    }
+
+    /// A query piece keeps every byte RFC 3986 allows in a query and percent-encodes the rest.
+    @Test func queryPiecesAreMadeHeaderSafeByteForByte() {
+        let allowed = Set("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-._~%!$'()*+,=:@/?".utf8)
+        for byte in UInt8.min...UInt8.max {
+            let piece = Query.sanitizedPiece(Substring(String(decoding: [UInt8(ascii: "a"), byte, UInt8(ascii: "z")], as: UTF8.self)))
+            if allowed.contains(byte) {
+                #expect(piece == String(decoding: [UInt8(ascii: "a"), byte, UInt8(ascii: "z")], as: UTF8.self))
+            } else if byte < 0x80 {
+                #expect(piece == "a%" + String(format: "%02X", byte) + "z", "\(byte)")
+            }
+        }
+        #expect(Query.sanitizedPiece("x=é ü") == "x=%C3%A9%20%C3%BC")
     }
 
     @Test func everyIncomingParameterIsForwardedAndTheTargetWins() {
