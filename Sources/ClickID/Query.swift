@@ -124,6 +124,13 @@ public enum Query {
         }
     }
 
+    /// A query item as one header-safe `name=value` piece (`=` passes unescaped, so the parts can
+    /// be made safe one by one).
+    public static func sanitizedPiece(_ item: (name: Substring, value: Substring?)) -> String {
+        guard let value = item.value else { return sanitizedPiece(item.name) }
+        return String(concatenating: sanitizedPiece(item.name), "=", sanitizedPiece(value))
+    }
+
     /// What a query piece may carry unescaped: unreserved bytes, `%` escapes and the delimiters
     /// RFC 3986 allows in a query.
     private static let pieceByte = ByteClass("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-._~%!$'()*+,=:@/?")

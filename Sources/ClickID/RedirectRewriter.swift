@@ -59,8 +59,7 @@ public struct RedirectRewriter: Sendable {
             let matches = patterns.contains { $0.utf8.last == UInt8(ascii: "*") ? name.utf8.starts(with: $0.utf8.dropLast()) : name == $0 }
             guard matches else { continue }
             seen.insert(name)
-            let raw = item.value.map { "\(item.name)=\($0)" } ?? String(item.name)
-            out.append((name, Query.sanitizedPiece(Substring(raw))))
+            out.append((name, Query.sanitizedPiece(item)))
         }
         return out
     }

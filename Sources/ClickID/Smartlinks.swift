@@ -73,7 +73,7 @@ public enum Smartlinks {
             let name = Query.percentDecoded(item.name) ?? String(item.name)
             guard !seen.contains(name) else { continue }
             seen.insert(name)
-            additions.append(Query.sanitizedPiece(item.value.map { Substring(String(concatenating: String(item.name), "=", String($0))) } ?? item.name))
+            additions.append(Query.sanitizedPiece(item))
         }
         reference.query = Query.appending(additions, to: reference.query)
         return reference.text

@@ -39,11 +39,12 @@ final class Exchange {
     var downstreamNeedsFlush = false
     var error: String?
 
-    init(context: RequestContext, head: HTTPRequestHead) {
+    /// - Parameter connection: the request's `Connection` fields, read.
+    init(context: RequestContext, head: HTTPRequestHead, connection: ConnectionOptions) {
         self.context = context
         self.requestHead = head
         // NIO calls no HTTP/2 request keep-alive (its rule reads HTTP/1 headers); an HTTP/2 stream
         // ends by itself, and closing it early resets it.
-        self.keepAlive = head.version.major == 2 || HeaderRules.keepsAlive(head.headers, version: head.version)
+        self.keepAlive = head.version.major == 2 || connection.keepAlive(in: head.version)
     }
 }

@@ -5,18 +5,16 @@ import NIOHTTP1
 /// Header rules every proxied message goes through, in both directions.
 enum HeaderRules {
     /// The fields a proxy passes on: all but RFC 9110 §7.6.1's connection-specific ones, any field
-    /// the `Connection` header names, and those `dropping` picks (fields the proxy is about to
-    /// set itself). Copied into a new block with room for `room` more fields: removing fields
-    /// in place copied the received block (the exchange keeps the request as received), moved
-    /// fields through generic tuple witnesses, and copied it again when added fields outgrew it.
-    static func forwardable(_ headers: HTTPHeaders, room: Int, dropping: (String) -> Bool = { _ in false }) -> HTTPHeaders {
-        // The same reading of `Connection` as the HTTP/1 parser's: nearly always one option
-        // that names no other field (`keep-alive`, `close`), and no array is made.
-        var options = ConnectionOptions()
-        for (name, value) in headers where name.utf8.count == 10 && sameName(name, "connection") {
-            value.withUTF8Buffer { options.read($0) }
-        }
-        let named = options.otherFields
+    /// the `Connection` header names (`connection`, as read from the same block), and those
+    /// `dropping` picks (fields the proxy is about to set itself). Copied into a new block with
+    /// room for `room` more fields: removing fields in place copied the received block (the
+    /// exchange keeps the request as received), moved fields through generic tuple witnesses, and
+    /// copied it again when added fields outgrew it.
+    static func forwardable(
+        _ headers: HTTPHeaders, connection: ConnectionOptions, room: Int, dropping: (String) -> Bool = { _ in false }
+    ) -> HTTPHeaders {
+        // Nearly always no option names another field (`keep-alive`, `close`).
+        let named = connection.otherFields
         var kept: [(String, String)] = []
         kept.reserveCapacity(headers.count + room)
         for (name, value) in headers where !isHopByHop(name) && !dropping(name) {
@@ -39,6 +37,8 @@ enum HeaderRules {
         /// Empty, so allocating nothing, for nearly every request.
         private(set) var transferEncodings: [String] = []
         private(set) var expect: String?
+        /// Read as the HTTP/1 parser reads it: keep-alive, and the fields it names.
+        private(set) var connection = ConnectionOptions()
 
         init(_ headers: HTTPHeaders) {
             for (name, value) in headers {
@@ -49,6 +49,7 @@ enum HeaderRules {
                 case 6 where sameName(name, "expect"): if expect == nil { expect = value }
                 case 7 where sameName(name, "referer"): if referrer == nil { referrer = value }
                 case 10 where sameName(name, "user-agent"): if userAgent == nil { userAgent = value }
+                case 10 where sameName(name, "connection"): value.withUTF8Buffer { connection.read($0) }
                 case 12 where sameName(name, "x-request-id"): if requestID == nil { requestID = value }
                 case 14 where sameName(name, "content-length"):
                     contentLengthCount += 1
@@ -94,12 +95,16 @@ enum HeaderRules {
     /// for heads its own decoder did not parse, splits every `Connection` value into Characters:
     /// 4,000 instructions a head.
     static func keepsAlive(_ headers: HTTPHeaders, version: HTTPVersion) -> Bool {
+        connectionOptions(headers).keepAlive(in: version)
+    }
+
+    /// The block's `Connection` fields, read (``ConnectionOptions``).
+    static func connectionOptions(_ headers: HTTPHeaders) -> ConnectionOptions {
         var options = ConnectionOptions()
         for (name, value) in headers where name.utf8.count == 10 && sameName(name, "connection") {
-            var value = value
-            value.withUTF8 { options.read($0) }
+            value.withUTF8Buffer { options.read($0) }
         }
-        return options.keepAlive(in: version)
+        return options
     }
 
     /// Appends fields as one block. Only for names known to be ASCII (the gateway's constants,

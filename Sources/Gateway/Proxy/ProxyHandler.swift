@@ -158,7 +158,7 @@ final class ProxyHandler: ChannelDuplexHandler, UpstreamSink {
             context: RequestContext(
                 requestID: RequestID.from(peerTrusted ? fields.requestID : nil), peerAddress: downstream.peerAddress, scheme: downstream.scheme,
                 httpVersion: downstream.httpVersion, host: SiteTable.normalizedHost(fields.host ?? "") ?? "", authority: fields.host ?? ""),
-            head: head)
+            head: head, connection: fields.connection)
         exchange.context.userAgent = fields.userAgent
         exchange.context.referrer = fields.referrer
         self.exchange = exchange
@@ -205,7 +205,7 @@ final class ProxyHandler: ChannelDuplexHandler, UpstreamSink {
         let rewritesHost = !site.config.preserveHost && upstream.scheme != .builtinDemo
         var upstreamHead = head
         // Room for the forwarding fields, the request id, Host, chunked framing and the filters'.
-        upstreamHead.headers = HeaderRules.forwardable(head.headers, room: 10) { name in
+        upstreamHead.headers = HeaderRules.forwardable(head.headers, connection: fields.connection, room: 10) { name in
             switch name.utf8.count {
             case 4: rewritesHost && HeaderRules.sameName(name, "host")
             case 12: HeaderRules.sameName(name, "x-request-id")
