@@ -43,6 +43,11 @@ public struct ByteClass: Sendable {
     public static let token = ByteClass("!#$%&'*+-.^_`|~0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz")
     /// Visible ASCII, space, tab and obs-text: every byte but the other controls and DEL.
     public static let fieldValue = ByteClass(" \t" + String((0x21...0x7E).map { Character(UnicodeScalar(UInt8($0))) }), nonASCII: true, isFieldValue: true)
+    /// HTTP/2 field names: tokens without upper case (RFC 9113 §8.2.1).
+    public static let lowercaseToken = ByteClass("!#$%&'*+-.^_`|~0123456789abcdefghijklmnopqrstuvwxyz")
+    /// Visible ASCII and obs-text: a request target as clients send it (some leave bytes of 0x80
+    /// and above unencoded), and any HTTP/2 pseudo-field's value.
+    public static let visible = ByteClass(String((0x21...0x7E).map { Character(UnicodeScalar(UInt8($0))) }), nonASCII: true)
     /// RFC 9112 request-target bytes: unreserved, gen-delims, sub-delims and `%`.
     public static let requestTarget = ByteClass("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-._~:/?#[]@!$&'()*+,;=%")
 

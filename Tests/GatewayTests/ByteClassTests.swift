@@ -8,7 +8,7 @@ import Testing
 @Suite struct ByteClassTests {
     @Test(arguments: [
         ("token", ByteClass.token), ("field value", ByteClass.fieldValue), ("request target", ByteClass.requestTarget), ("host", ByteClass.hostName),
-        ("cookie octet", ByteClass.cookieOctet),
+        ("cookie octet", ByteClass.cookieOctet), ("lower-case token", ByteClass.lowercaseToken), ("visible", ByteClass.visible),
     ])
     func wordsAgreeWithBytes(name: String, byteClass: ByteClass) {
         var random = SplitMix(seed: 21)
@@ -27,7 +27,7 @@ import Testing
     }
 
     @Test func everySingleByteInEveryPosition() {
-        for byteClass in [ByteClass.token, .fieldValue, .requestTarget, .hostName, .cookieOctet] {
+        for byteClass in [ByteClass.token, .fieldValue, .requestTarget, .hostName, .cookieOctet, .lowercaseToken, .visible] {
             for count in [1, 7, 8, 9, 15, 16, 17] {
                 for position in 0..<count {
                     for byte in UInt8.min...UInt8.max {
@@ -45,6 +45,15 @@ import Testing
         let ranges: [ClosedRange<UInt8>] = [0x21...0x21, 0x23...0x2B, 0x2D...0x3A, 0x3C...0x5B, 0x5D...0x7E]
         for byte in UInt8.min...UInt8.max {
             #expect(ByteClass.cookieOctet.admits(byte) == ranges.contains { $0.contains(byte) }, "\(byte)")
+        }
+    }
+
+    /// HTTP/2 names are tokens with no upper case; visible bytes are all but controls, SP and DEL.
+    @Test func lowerCaseTokensAndVisibleBytes() {
+        for byte in UInt8.min...UInt8.max {
+            let upper = (UInt8(ascii: "A")...UInt8(ascii: "Z")).contains(byte)
+            #expect(ByteClass.lowercaseToken.admits(byte) == (ByteClass.token.admits(byte) && !upper), "\(byte)")
+            #expect(ByteClass.visible.admits(byte) == (byte > 0x20 && byte != 0x7F), "\(byte)")
         }
     }
 }

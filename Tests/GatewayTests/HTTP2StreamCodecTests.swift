@@ -1,3 +1,4 @@
+import NIOConcurrencyHelpers
 import NIOCore
 import NIOEmbedded
 import NIOHPACK
@@ -65,14 +66,68 @@ import Testing
         ([(":method", "GET"), (":scheme", "https"), (":path", "/")], .missingPseudoField(":authority")),
         ([(":method", "GET"), (":method", "GET"), (":scheme", "https"), (":path", "/"), (":authority", "a")], .duplicatePseudoField(":method")),
         ([(":method", "GET"), (":scheme", "https"), (":path", "/ HTTP/1.1\r\nX-Smuggled: 1\r\n"), (":authority", "a")], .malformedPseudoField(":path")),
+        ([(":method", "GET"), (":scheme", "https"), (":path", "/a b"), (":authority", "a")], .malformedPseudoField(":path")),
         ([(":method", "GET"), (":scheme", "https"), (":path", "/"), (":authority", "a\u{0}b")], .malformedPseudoField(":authority")),
         ([(":method", "GET"), (":scheme", "https"), (":path", ""), (":authority", "a")], .malformedPseudoField(":path")),
+        (get + [(":status", "200")], .unknownPseudoField(":status")),
+        ([(":method", "CONNECT"), (":protocol", "websocket"), (":scheme", "https"), (":path", "/"), (":authority", "a")], .unknownPseudoField(":protocol")),
+        ([(":method", "GET"), (":scheme", "https"), ("accept", "*/*"), (":path", "/"), (":authority", "a")], .misplacedPseudoField(":path")),
+        (get + [("User-Agent", "h2")], .malformedFieldName("User-Agent")),
+        (get + [("x y", "1")], .malformedFieldName("x y")),
+        (get + [("", "1")], .malformedFieldName("")),
+        (get + [("x-a", "1\r\nx-b: 2")], .malformedFieldValue("x-a")),
+        (get + [("x-a", "1\u{0}")], .malformedFieldValue("x-a")),
+        (get + [("connection", "keep-alive")], .connectionSpecificField("connection")),
+        (get + [("keep-alive", "timeout=5")], .connectionSpecificField("keep-alive")),
+        (get + [("proxy-connection", "keep-alive")], .connectionSpecificField("proxy-connection")),
+        (get + [("transfer-encoding", "chunked")], .connectionSpecificField("transfer-encoding")),
+        (get + [("upgrade", "websocket")], .connectionSpecificField("upgrade")),
+        (get + [("te", "gzip")], .connectionSpecificField("te")),
     ] as [([(String, String)], HTTP2StreamCodec.RequestError)])
-    func malformedPseudoFieldsAreRefused(fields: [(String, String)], expected: HTTP2StreamCodec.RequestError) throws {
+    func malformedRequestsResetTheirStream(fields: [(String, String)], expected: HTTP2StreamCodec.RequestError) throws {
         #expect(throws: expected) { try HTTP2StreamCodec.requestHead(HPACKHeaders(fields), endStream: true) }
-        let channel = EmbeddedChannel(handler: HTTP2StreamCodec())
+        let refused = NIOLockedValueBox<[HTTP2StreamCodec.RequestError]>([])
+        let channel = EmbeddedChannel(handler: HTTP2StreamCodec { error in refused.withLockedValue { $0.append(error) } })
         #expect(throws: expected) { try channel.writeInbound(HTTP2Frame.FramePayload.headers(.init(headers: HPACKHeaders(fields)))) }
         #expect(try channel.readInbound(as: HTTPServerRequestPart.self) == nil, "nothing reaches the proxy")
+        guard case .rstStream(let code) = try channel.readOutbound(as: HTTP2Frame.FramePayload.self) else { Issue.record("no reset"); return }
+        #expect(code == .protocolError)
+        #expect(refused.withLockedValue { $0 } == [expected], "told to the access log")
+    }
+
+    /// What RFC 9113 allows that a stricter reading might refuse: `te: trailers`, pseudo-fields
+    /// in any order among themselves, bytes of 0x80 and above in a path, tabs in values.
+    @Test func wellFormedEdgesPass() throws {
+        let block = [(":path", "/caf\u{E9}?q=1"), (":authority", "a"), (":scheme", "https"), (":method", "GET"), ("te", "trailers"), ("x-a", "1\t2")]
+        let head = try HTTP2StreamCodec.requestHead(HPACKHeaders(block), endStream: true)
+        #expect(head.uri == "/caf\u{E9}?q=1" && head.headers["te"] == ["trailers"] && head.headers["x-a"] == ["1\t2"])
+    }
+
+    @Test(arguments: [
+        ([(":status", "200")], HTTP2StreamCodec.RequestError.misplacedPseudoField(":status")),
+        ([("X-Sum", "3")], .malformedFieldName("X-Sum")),
+        ([("x-sum", "3\n")], .malformedFieldValue("x-sum")),
+        ([("transfer-encoding", "chunked")], .connectionSpecificField("transfer-encoding")),
+    ] as [([(String, String)], HTTP2StreamCodec.RequestError)])
+    func malformedTrailersResetTheStream(fields: [(String, String)], expected: HTTP2StreamCodec.RequestError) throws {
+        let post = [(":method", "POST"), (":scheme", "https"), (":path", "/form"), (":authority", "lp.example")]
+        let channel = EmbeddedChannel(handler: HTTP2StreamCodec())
+        try channel.writeInbound(HTTP2Frame.FramePayload.headers(.init(headers: HPACKHeaders(post))))
+        #expect(throws: expected) { try channel.writeInbound(HTTP2Frame.FramePayload.headers(.init(headers: HPACKHeaders(fields), endStream: true))) }
+        guard case .head = try channel.readInbound(as: HTTPServerRequestPart.self) else { Issue.record("no head"); return }
+        #expect(try channel.readInbound(as: HTTPServerRequestPart.self) == nil, "no end reaches the proxy")
+        guard case .rstStream(.protocolError) = try channel.readOutbound(as: HTTP2Frame.FramePayload.self) else { Issue.record("no reset"); return }
+    }
+
+    /// A response field that may not be sent fails the write, and every write after it, as the
+    /// HTTP/1 encoder's refusal does; nothing reaches the connection.
+    @Test(arguments: [("x-a", "1\r\nx-b: 2"), ("x a", "1"), ("", "1"), ("x-a", "\u{7F}")])
+    func responseFieldsThatMayNotBeSentFailTheWrite(name: String, value: String) throws {
+        let channel = EmbeddedChannel(handler: HTTP2StreamCodec())
+        let head = HTTPResponseHead(version: .http1_1, status: .ok, headers: HTTPHeaders([("content-type", "text/plain"), (name, value)]))
+        #expect(throws: InvalidHeadError.self) { try channel.writeOutbound(HTTPServerResponsePart.head(head)) }
+        #expect(throws: InvalidHeadError.self) { try channel.writeOutbound(HTTPServerResponsePart.end(nil)) }
+        #expect(try channel.readOutbound(as: HTTP2Frame.FramePayload.self) == nil)
     }
 
     @Test func responsesFollowHTTP2FieldRulesAndNeverIndexCookies() throws {

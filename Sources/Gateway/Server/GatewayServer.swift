@@ -373,6 +373,8 @@ public final class GatewayServer: Service, Sendable {
             HTTP2Setting(parameter: .initialWindowSize, value: 1 << 20),
         ]
         connection.targetWindowSize = 1 << 20
+        // HTTP2StreamCodec keeps HTTP/2's field rules in the pass that converts each block.
+        connection.headerBlockValidation = .disabled
         // Rapid-reset, CONTINUATION and control-frame floods end the connection (CVE-2023-44487, CVE-2024-27316).
         connection.maximumRecentlyResetStreams = 32
         connection.maximumSequentialContinuationFrames = 5
@@ -382,6 +384,12 @@ public final class GatewayServer: Service, Sendable {
         stream.streamResetFrameRateLimit.maximumCount = 200
         stream.streamResetFrameRateLimit.windowLength = .seconds(30)
         let peer = channel.remoteAddress?.ipAddress ?? "unknown"
+        let accessLog = engine.accessLog
+        let refused: @Sendable (HTTP2StreamCodec.RequestError) -> Void = { error in
+            accessLog.info("access", metadata: [
+                "client": "\(peer)", "proto": "h2", "error": "stream reset (PROTOCOL_ERROR): \(error)",
+            ])
+        }
         try sync.addHandler(TickFlushCoalescer())
         _ = try sync.configureHTTP2Pipeline(
             mode: .server, connectionConfiguration: connection, streamConfiguration: stream,
@@ -389,7 +397,7 @@ public final class GatewayServer: Service, Sendable {
         ) { streamChannel in
             streamChannel.eventLoop.makeCompletedFuture {
                 let streamSync = streamChannel.pipeline.syncOperations
-                try streamSync.addHandler(HTTP2StreamCodec())
+                try streamSync.addHandler(HTTP2StreamCodec(onRefused: refused))
                 try streamSync.addHandler(
                     ProxyHandler(live: live, downstream: DownstreamInfo(scheme: scheme, httpVersion: "h2", peerAddress: peer)))
             }

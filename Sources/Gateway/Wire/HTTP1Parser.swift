@@ -463,8 +463,7 @@ extension HTTPRequestHead: HTTP1ParsableHead {
         guard methodEnd > 0, index < bytes.count, bytes[index] == space else { throw .malformed("malformed method") }
         index += 1
         let targetStart = index
-        // Visible ASCII, and bytes of 0x80 and above, which some clients send unencoded.
-        while index < bytes.count, bytes[index] > 0x20, bytes[index] != 0x7F { index += 1 }
+        while index < bytes.count, ByteClass.visible.admits(bytes[index]) { index += 1 }
         let targetEnd = index
         guard targetEnd > targetStart, index < bytes.count, bytes[index] == space else { throw .malformed("malformed request target") }
         index += 1

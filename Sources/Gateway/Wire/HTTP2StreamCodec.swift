@@ -13,7 +13,14 @@ import NIOHTTP2
 /// own ids: indexed, each one lands in the connection's dynamic table (RFC 7541 §7.1.3: never
 /// index what is worth recovering), pushes the stable fields out, and makes every later field's
 /// table search longer. Sent as never-indexed literals, they leave the table to the fields that
-/// repeat. Requests are read as NIO's codec reads them, pseudo-fields checked the same way.
+/// repeat.
+///
+/// It is also where HTTP/2's field rules are kept, in the pass that converts a block: NIO's
+/// header-block validation is switched off for the connection (it checked every block again,
+/// ~25,000 instructions a response for fields our own parser and filters made, and could not
+/// be kept for requests alone). A request that breaks them resets its stream with
+/// PROTOCOL_ERROR (RFC 9113 §8.1.1) and reaches no filter; a response field that may not be
+/// sent fails the write, as the HTTP/1 encoder's refusal does.
 final class HTTP2StreamCodec: ChannelDuplexHandler {
     typealias InboundIn = HTTP2Frame.FramePayload
     typealias InboundOut = HTTPServerRequestPart
@@ -22,19 +29,26 @@ final class HTTP2StreamCodec: ChannelDuplexHandler {
 
     /// A HEADERS frame after the request's head holds its trailers.
     private var headReceived = false
+    private var refusal = Refusal()
+    private let onRefused: @Sendable (RequestError) -> Void
+
+    /// - Parameter onRefused: told of each request refused, for the access log.
+    init(onRefused: @escaping @Sendable (RequestError) -> Void = { _ in }) {
+        self.onRefused = onRefused
+    }
 
     func channelRead(context: ChannelHandlerContext, data: NIOAny) {
         switch unwrapInboundIn(data) {
         case .headers(let block):
-            if headReceived {
-                context.fireChannelRead(wrapInboundOut(.end(Self.regularFields(block.headers))))
-                return
-            }
-            headReceived = true
-            do {
+            do throws(RequestError) {
+                if headReceived {
+                    context.fireChannelRead(wrapInboundOut(.end(try Self.trailers(block.headers))))
+                    return
+                }
+                headReceived = true
                 context.fireChannelRead(wrapInboundOut(.head(try Self.requestHead(block.headers, endStream: block.endStream))))
             } catch {
-                return context.fireErrorCaught(error)
+                return refuse(error, context: context)
             }
             if block.endStream { context.fireChannelRead(wrapInboundOut(.end(nil))) }
         case .data(let data):
@@ -46,20 +60,29 @@ final class HTTP2StreamCodec: ChannelDuplexHandler {
         }
     }
 
+    /// The reset goes out before the error travels on: the proxy closes the stream on an error,
+    /// and a stream closed first is reset with CANCEL.
+    private func refuse(_ error: RequestError, context: ChannelHandlerContext) {
+        onRefused(error)
+        context.writeAndFlush(wrapOutboundOut(.rstStream(.protocolError)), promise: nil)
+        context.fireErrorCaught(error)
+    }
+
     func write(context: ChannelHandlerContext, data: NIOAny, promise: EventLoopPromise<Void>?) {
+        guard !refusal.rejects(promise) else { return }
         switch unwrapOutboundIn(data) {
         case .head(let head):
             var block = HPACKHeaders()
             block.reserveCapacity(head.headers.count + 1)
             block.add(name: ":status", value: String(head.status.code))
-            Self.addFields(head.headers, to: &block)
+            guard Self.addFields(head.headers, to: &block) else { return refusal.refuse(context, promise) }
             context.write(wrapOutboundOut(.headers(.init(headers: block))), promise: promise)
         case .body(let body):
             context.write(wrapOutboundOut(.data(.init(data: body))), promise: promise)
         case .end(let trailers?):
             var block = HPACKHeaders()
             block.reserveCapacity(trailers.count)
-            Self.addFields(trailers, to: &block)
+            guard Self.addFields(trailers, to: &block) else { return refusal.refuse(context, promise) }
             context.write(wrapOutboundOut(.headers(.init(headers: block, endStream: true))), promise: promise)
         case .end(nil):
             context.write(wrapOutboundOut(.data(.init(data: .byteBuffer(ByteBuffer()), endStream: true))), promise: promise)
@@ -67,30 +90,66 @@ final class HTTP2StreamCodec: ChannelDuplexHandler {
     }
 
     /// HTTP/2 field names are lower case and carry nothing connection-specific (RFC 9113 §8.2).
-    static func addFields(_ fields: HTTPHeaders, to block: inout HPACKHeaders) {
+    /// False when a field may not be sent at all: a name that is not a token, a control byte in
+    /// a value.
+    static func addFields(_ fields: HTTPHeaders, to block: inout HPACKHeaders) -> Bool {
         for (name, value) in fields {
+            guard value.withUTF8Buffer(ByteClass.fieldValue.admits(all:)) else { return false }
             // One pass over the name's bytes: the string views' own iteration costs several times more.
-            let lower: String? = name.withUTF8Buffer { bytes in
-                if ConnectionSpecific.isField(bytes), !(bytes.count == 2 && value.withUTF8Buffer { $0.matches("trailers") }) { return nil }
-                // Field names are tokens: ASCII.
-                return bytes.hasASCIIUppercase ? String(asciiLowercasing: bytes) : name
+            let outbound: OutboundName = name.withUTF8Buffer { bytes in
+                guard !bytes.isEmpty, ByteClass.token.admits(all: bytes) else { return .refused }
+                if ConnectionSpecific.isField(bytes), !(bytes.count == 2 && value.withUTF8Buffer { $0.matches("trailers") }) { return .leftOut }
+                guard bytes.hasASCIIUppercase else { return .sent(name) }
+                return String(asciiLowercasing: bytes).map(OutboundName.sent) ?? .refused
             }
-            guard let lower else { continue }
+            let lower: String
+            switch outbound {
+            case .sent(let name): lower = name
+            case .leftOut: continue
+            case .refused: return false
+            }
             let secret = lower.utf8.count == 10 && lower.withUTF8Buffer { $0.matches("set-cookie", ignoringCase: false) }
             block.add(name: lower, value: value, indexing: secret ? .neverIndexed : .indexable)
         }
+        return true
     }
 
-    enum RequestError: Error, Equatable {
+    private enum OutboundName {
+        case sent(String)
+        case leftOut
+        case refused
+    }
+
+    /// Why a request's block is malformed (RFC 9113 §8.1.1, §8.2, §8.3).
+    enum RequestError: Error, Equatable, CustomStringConvertible {
         case missingPseudoField(String)
         case duplicatePseudoField(String)
         case malformedPseudoField(String)
+        case unknownPseudoField(String)
+        /// After a regular field, or among trailers.
+        case misplacedPseudoField(String)
+        case malformedFieldName(String)
+        case malformedFieldValue(String)
+        case connectionSpecificField(String)
+
+        var description: String {
+            switch self {
+            case .missingPseudoField(let name): "no \(name)"
+            case .duplicatePseudoField(let name): "\(name) twice"
+            case .malformedPseudoField(let name): "\(name) empty or with a control byte or space"
+            case .unknownPseudoField(let name): "\(name) is not a request pseudo-field"
+            case .misplacedPseudoField(let name): "\(name) after a regular field"
+            case .malformedFieldName(let name): "field name \(name.debugDescription) is not a lower-case token"
+            case .malformedFieldValue(let name): "a control byte in \(name)"
+            case .connectionSpecificField(let name): "connection-specific field \(name)"
+            }
+        }
     }
 
     /// The request head from its HEADERS block: `:method`, `:path`, `:scheme` and `:authority`
-    /// once each (`Host` from `:authority` unless the block has one). A body-bearing method
-    /// without `Content-Length` is framed as NIO's codec frames it: `content-length: 0` when the
-    /// stream already ended, else chunked.
+    /// once each, before any regular field (`Host` from `:authority` unless the block has one).
+    /// A body-bearing method without `Content-Length` is framed as NIO's codec frames it:
+    /// `content-length: 0` when the stream already ended, else chunked.
     static func requestHead(_ block: HPACKHeaders, endStream: Bool) throws(RequestError) -> HTTPRequestHead {
         var method: String?
         var path: String?
@@ -98,11 +157,24 @@ final class HTTP2StreamCodec: ChannelDuplexHandler {
         var authority: String?
         var hasHost = false
         var hasContentLength = false
-        for (name, value, _) in block where name.utf8.first == UInt8(ascii: ":") {
+        var fields: [(String, String)] = []
+        fields.reserveCapacity(block.count + 1)
+        for (name, value, _) in block {
+            guard name.utf8.first == UInt8(ascii: ":") else {
+                try checkRegularField(name, value)
+                switch name.utf8.count {
+                case 4 where name == "host": hasHost = true
+                case 14 where name == "content-length": hasContentLength = true
+                default: break
+                }
+                fields.append((name, value))
+                continue
+            }
+            guard fields.isEmpty else { throw .misplacedPseudoField(name) }
             func take(_ slot: inout String?) throws(RequestError) {
                 guard slot == nil else { throw .duplicatePseudoField(name) }
-                // A CR, LF or NUL here would end up inside the HTTP/1.1 request line or Host field.
-                guard !value.isEmpty, value.withUTF8Buffer(ByteClass.fieldValue.admits(all:)) else { throw .malformedPseudoField(name) }
+                // A space or control byte here would end up inside the HTTP/1.1 request line or Host field.
+                guard !value.isEmpty, value.withUTF8Buffer(ByteClass.visible.admits(all:)) else { throw .malformedPseudoField(name) }
                 slot = value
             }
             switch name {
@@ -110,23 +182,13 @@ final class HTTP2StreamCodec: ChannelDuplexHandler {
             case ":path": try take(&path)
             case ":scheme": try take(&scheme)
             case ":authority": try take(&authority)
-            default: continue
+            default: throw .unknownPseudoField(name)
             }
         }
         guard let method else { throw .missingPseudoField(":method") }
         guard let path else { throw .missingPseudoField(":path") }
         guard scheme != nil else { throw .missingPseudoField(":scheme") }
         guard let authority else { throw .missingPseudoField(":authority") }
-        var fields: [(String, String)] = []
-        fields.reserveCapacity(block.count)
-        for (name, value, _) in block where name.utf8.first != UInt8(ascii: ":") {
-            switch name.utf8.count {
-            case 4 where name == "host": hasHost = true
-            case 14 where name == "content-length": hasContentLength = true
-            default: break
-            }
-            fields.append((name, value))
-        }
         if !hasHost { fields.insert(("host", authority), at: 0) }
         let httpMethod = HTTPMethod(rawValue: method)
         switch httpMethod {
@@ -137,10 +199,34 @@ final class HTTP2StreamCodec: ChannelDuplexHandler {
         return HTTPRequestHead(version: HTTPVersion(major: 2, minor: 0), method: httpMethod, uri: path, headers: HTTPHeaders(fields))
     }
 
-    private static func regularFields(_ block: HPACKHeaders) -> HTTPHeaders {
+    static func trailers(_ block: HPACKHeaders) throws(RequestError) -> HTTPHeaders {
         var fields: [(String, String)] = []
         fields.reserveCapacity(block.count)
-        for (name, value, _) in block where name.utf8.first != UInt8(ascii: ":") { fields.append((name, value)) }
+        for (name, value, _) in block {
+            guard name.utf8.first != UInt8(ascii: ":") else { throw .misplacedPseudoField(name) }
+            try checkRegularField(name, value)
+            fields.append((name, value))
+        }
         return HTTPHeaders(fields)
+    }
+
+    /// A lower-case token for a name; no control byte in the value (RFC 9113 §8.2.1 names CR, LF
+    /// and NUL; the others are refused as the HTTP/1 parser refuses them); nothing
+    /// connection-specific but `te: trailers` (§8.2.2).
+    private static func checkRegularField(_ name: String, _ value: String) throws(RequestError) {
+        let forbidden: Bool? = name.withUTF8Buffer { bytes in
+            guard !bytes.isEmpty, ByteClass.lowercaseToken.admits(all: bytes) else { return nil }
+            switch bytes.count {
+            case 2: return bytes.matches("te") && !value.withUTF8Buffer { $0.matches("trailers", ignoringCase: false) }
+            case 7: return bytes.matches("upgrade")
+            case 10: return bytes.matches("connection") || bytes.matches("keep-alive")
+            case 16: return bytes.matches("proxy-connection")
+            case 17: return bytes.matches("transfer-encoding")
+            default: return false
+            }
+        }
+        guard let forbidden else { throw .malformedFieldName(name) }
+        guard !forbidden else { throw .connectionSpecificField(name) }
+        guard value.withUTF8Buffer(ByteClass.fieldValue.admits(all:)) else { throw .malformedFieldValue(name) }
     }
 }

@@ -19,14 +19,26 @@ enum RawHTTP2 {
         frame(type: 0x1, flags: 0x5, stream: stream, payload: [0x82, 0x87, 0x84, 0x41, 0x09] + Array("localhost".utf8))
     }
 
+    /// An HPACK literal field without indexing, name and value as they are (no Huffman): bytes
+    /// no HPACK encoder of a real client would let through.
+    static func literal(_ name: String, _ value: String) -> [UInt8] {
+        [0x00, UInt8(name.utf8.count)] + Array(name.utf8) + [UInt8(value.utf8.count)] + Array(value.utf8)
+    }
+
     static func reset(stream: UInt32) -> [UInt8] {
         frame(type: 0x3, flags: 0, stream: stream, payload: [0, 0, 0, 8])
     }
 
-    /// Sends `bytes` after the preface and an empty SETTINGS; returns frame types the server sent
+    struct Frame {
+        var type: UInt8
+        var stream: UInt32
+        var payload: [UInt8]
+    }
+
+    /// Sends `bytes` after the preface and an empty SETTINGS; returns the frames the server sent
     /// and whether it closed the connection within `timeout`. With `readPaused`, nothing the server
     /// writes is read, so its acknowledgements pile up on its side.
-    static func exchange(port: Int, _ bytes: [UInt8], timeout: Duration, readPaused: Bool = false) async throws -> (frameTypes: [UInt8], closed: Bool) {
+    static func exchange(port: Int, _ bytes: [UInt8], timeout: Duration, readPaused: Bool = false) async throws -> (frames: [Frame], closed: Bool) {
         var tls = TLSConfiguration.makeClientConfiguration()
         tls.trustRoots = .file(TestFiles.caFile)
         tls.applicationProtocols = ["h2"]
@@ -56,7 +68,7 @@ enum RawHTTP2 {
         while channel.isActive, ContinuousClock.now < deadline { try await Task.sleep(for: .milliseconds(20)) }
         let closed = !channel.isActive
         try? await channel.close()
-        return (collector.frameTypes(), closed)
+        return (collector.frames(), closed)
     }
 
     private final class Collector: ChannelInboundHandler, Sendable {
@@ -68,16 +80,21 @@ enum RawHTTP2 {
             received.withLockedValue { $0 += buffer.readableBytesView }
         }
 
-        func frameTypes() -> [UInt8] {
+        func frames() -> [Frame] {
             let bytes = received.withLockedValue { $0 }
-            var types: [UInt8] = []
+            var frames: [Frame] = []
             var offset = 0
             while offset + 9 <= bytes.count {
                 let length = Int(bytes[offset]) << 16 | Int(bytes[offset + 1]) << 8 | Int(bytes[offset + 2])
-                types.append(bytes[offset + 3])
+                let stream = bytes[offset + 5..<offset + 9].reduce(UInt32(0)) { $0 << 8 | UInt32($1) } & 0x7fff_ffff
+                frames.append(Frame(type: bytes[offset + 3], stream: stream, payload: Array(bytes[offset + 9..<min(bytes.count, offset + 9 + length)])))
                 offset += 9 + length
             }
-            return types
+            return frames
         }
     }
+}
+
+extension [RawHTTP2.Frame] {
+    var types: [UInt8] { map(\.type) }
 }
