@@ -81,6 +81,22 @@ import Testing
         }
     }
 
+    /// An HTTP/2 stream takes the clocks its connection's finished streams gave back: on a
+    /// connection that already served a request, a silent upstream still gets its 504 on time,
+    /// and the stream after it is served.
+    @Test func silentUpstreamGets504OnAReusedHTTP2Connection() async throws {
+        try await withGateway(timeouts: "upstream_response_header: 2s") { gateway, _ in
+            let base = "https://localhost:\(gateway.httpsPort)"
+            let started = ContinuousClock.now
+            let result = try await curl([
+                "--http2", "-w", "%{http_code} %{num_connects}\n", "-o", "/dev/null", "-o", "/dev/null", "-o", "/dev/null",
+                "\(base)/echo", "\(base)/hang", "\(base)/echo",
+            ])
+            #expect(result.stdout.split(separator: "\n") == ["200 1", "504 0", "200 0"], "one connection: \(result.stdout)")
+            #expect(ContinuousClock.now - started < .seconds(7))
+        }
+    }
+
     /// Shutdown lets in-flight requests run for `timeouts.shutdown_grace` (5 s in the tests), then
     /// closes what is left: a request the upstream never answers cannot hold the process open.
     @Test func shutdownEndsWhenTheGraceExpiresWithARequestInFlight() async throws {

@@ -40,24 +40,29 @@ final class ProxyHandler: ChannelDuplexHandler, UpstreamSink {
     /// Each fires only while armed, and every exchange disarms them as it ends. Made on first arming
     /// (an HTTP/2 stream with a bodiless request never needs the body clock).
     ///
-    /// One clock for the upstream: the response head's wait, then the body's stalls. Every HTTP/2
-    /// stream has its own handler, and each clock it ends with costs a cancellation, which NIO
-    /// makes by a linear search of the event loop's scheduled tasks (two clocks cost ≈ 17,000
-    /// instructions a stream).
+    /// One clock for the upstream: the response head's wait, then the body's stalls. An HTTP/2
+    /// stream's handler takes its clocks from its connection's pool and gives them back.
     private struct Clocks {
         var body: StallTimer<ProxyHandler>?
         var upstream: StallTimer<ProxyHandler>?
     }
     private var clocks = Clocks()
+    private let clockPool: StreamClockPool<ProxyHandler>?
     private let responses: (any ResponseWriter)?
 
-    /// - Parameter responses: the HTTP/1 connection the responses go to directly (nil for an
-    ///   HTTP/2 stream, whose responses go through its pipeline).
-    init(live: LiveConfiguration, downstream: DownstreamInfo, responses: (any ResponseWriter)? = nil) {
+    /// - Parameters:
+    ///   - responses: the HTTP/1 connection the responses go to directly (nil for an HTTP/2
+    ///     stream, whose responses go through its pipeline).
+    ///   - clockPool: an HTTP/2 stream's connection's clocks.
+    init(
+        live: LiveConfiguration, downstream: DownstreamInfo, responses: (any ResponseWriter)? = nil,
+        clockPool: StreamClockPool<ProxyHandler>? = nil
+    ) {
         self.live = live
         self.engine = live.engine
         self.downstream = downstream
         self.responses = responses
+        self.clockPool = clockPool
     }
 
     func handlerAdded(context: ChannelHandlerContext) {
@@ -66,8 +71,14 @@ final class ProxyHandler: ChannelDuplexHandler, UpstreamSink {
 
     func handlerRemoved(context: ChannelHandlerContext) {
         abortExchange(reason: "connection closed")
-        clocks.body?.stop()
-        clocks.upstream?.stop()
+        func release(_ clock: StallTimer<ProxyHandler>?) {
+            guard let clock else { return }
+            if let clockPool { clockPool.giveBack(clock) } else { clock.stop() }
+        }
+        release(clocks.body)
+        release(clocks.upstream)
+        // Given back, they belong to the next stream.
+        clocks = Clocks()
         self.context = nil
     }
 
@@ -380,7 +391,7 @@ final class ProxyHandler: ChannelDuplexHandler, UpstreamSink {
     /// Arms one of the clocks, making it on first use with `onStall` (later arms keep the first).
     private func arm(_ clock: inout StallTimer<ProxyHandler>?, timeout: TimeAmount, onStall: @escaping (ProxyHandler) -> Void) {
         guard let context else { return }
-        let armed = clock ?? StallTimer(owner: self, onStall: onStall)
+        let armed = clock ?? clockPool?.take(for: self, onStall: onStall) ?? StallTimer(owner: self, onStall: onStall)
         clock = armed
         armed.arm(on: context.eventLoop, timeout: timeout)
     }

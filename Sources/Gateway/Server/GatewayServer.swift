@@ -390,6 +390,8 @@ public final class GatewayServer: Service, Sendable {
                 "client": "\(peer)", "proto": "h2", "error": "stream reset (PROTOCOL_ERROR): \(error)",
             ])
         }
+        let clockPool = NIOLoopBound(StreamClockPool<ProxyHandler>(), eventLoop: channel.eventLoop)
+        channel.closeFuture.whenComplete { _ in clockPool.value.stopAll() }
         try sync.addHandler(TickFlushCoalescer())
         _ = try sync.configureHTTP2Pipeline(
             mode: .server, connectionConfiguration: connection, streamConfiguration: stream,
@@ -399,7 +401,9 @@ public final class GatewayServer: Service, Sendable {
                 let streamSync = streamChannel.pipeline.syncOperations
                 try streamSync.addHandler(HTTP2StreamCodec(onRefused: refused))
                 try streamSync.addHandler(
-                    ProxyHandler(live: live, downstream: DownstreamInfo(scheme: scheme, httpVersion: "h2", peerAddress: peer)))
+                    ProxyHandler(
+                        live: live, downstream: DownstreamInfo(scheme: scheme, httpVersion: "h2", peerAddress: peer),
+                        clockPool: clockPool.value))
             }
         }
         try sync.addHandler(management)
