@@ -397,14 +397,20 @@ public final class GatewayServer: Service, Sendable {
             mode: .server, connectionConfiguration: connection, streamConfiguration: stream,
             streamDelegate: management.http2StreamDelegate
         ) { streamChannel in
-            streamChannel.eventLoop.makeCompletedFuture {
-                let streamSync = streamChannel.pipeline.syncOperations
-                try streamSync.addHandler(HTTP2StreamCodec(onRefused: refused))
+            // Runs for every stream: handlers named here (NIO makes each unnamed one a name by
+            // string interpolation), and the loop's cached succeeded future rather than a new one.
+            let streamSync = streamChannel.pipeline.syncOperations
+            do {
+                try streamSync.addHandler(HTTP2StreamCodec(onRefused: refused), name: "h2-stream-codec")
                 try streamSync.addHandler(
                     ProxyHandler(
                         live: live, downstream: DownstreamInfo(scheme: scheme, httpVersion: "h2", peerAddress: peer),
-                        clockPool: clockPool.value))
+                        clockPool: clockPool.value),
+                    name: "proxy")
+            } catch {
+                return streamChannel.eventLoop.makeFailedFuture(error)
             }
+            return streamChannel.eventLoop.makeSucceededVoidFuture()
         }
         try sync.addHandler(management)
         try sync.addHandler(CloseOnConnectionError(logger: engine.logger))
