@@ -199,15 +199,13 @@ final class ProxyHandler: ChannelDuplexHandler, UpstreamSink {
 
         exchange.context.clientAddress = HeaderRules.clientAddress(
             head.headers, peer: downstream.peerAddress, peerTrusted: peerTrusted, trusted: engine.config.trustedProxies)
-        for filter in engine.filters {
-            switch filter.request(head, context: &exchange.context) {
-            case .proxy: continue
-            case .respond(let response): return respondLocal(response, close: false)
-            case .serve(let service):
-                exchange.mode = .collecting(service)
-                if exchange.requestEnded { runService(service, exchange) }
-                return
-            }
+        switch engine.filters.request(head, context: &exchange.context) {
+        case .proxy: break
+        case .respond(let response): return respondLocal(response, close: false)
+        case .serve(let service):
+            exchange.mode = .collecting(service)
+            if exchange.requestEnded { runService(service, exchange) }
+            return
         }
 
         // Only a request that goes to the origin pays for its head: smartlinks and the events
@@ -240,7 +238,7 @@ final class ProxyHandler: ChannelDuplexHandler, UpstreamSink {
             let authority = upstream.port == defaultPort ? upstream.host : HostPort(host: upstream.host, port: upstream.port).description
             upstreamHead.headers.add(name: "host", value: authority)
         }
-        for filter in engine.filters { filter.upstreamRequest(&upstreamHead, context: &exchange.context) }
+        engine.filters.upstreamRequest(&upstreamHead, context: &exchange.context)
         exchange.upstreamHead = upstreamHead
         connectUpstream(exchange, context: context)
     }
@@ -414,13 +412,11 @@ final class ProxyHandler: ChannelDuplexHandler, UpstreamSink {
         exchange.responseHeadAt = .now()
         // The parser left the connection-specific fields out (``UpstreamConnection``).
         var head = head
-        for filter in engine.filters { filter.upstreamResponse(&head, context: &exchange.context) }
-        if exchange.requestHead.method != .HEAD, let coding = ResponseCoding(head.headers) {
-            for filter in engine.filters {
-                guard let transform = filter.responseBody(for: head, context: &exchange.context) else { continue }
-                exchange.bodyTransform = coding.fit(transform, head: &head, request: exchange.requestHead)
-                break
-            }
+        engine.filters.upstreamResponse(&head, context: &exchange.context)
+        if exchange.requestHead.method != .HEAD, let coding = ResponseCoding(head.headers),
+            let transform = engine.filters.responseBody(for: head, context: &exchange.context)
+        {
+            exchange.bodyTransform = coding.fit(transform, head: &head, request: exchange.requestHead)
         }
         if context.channel.isWritable { armUpstreamIdleClock() }
         sendResponseHead(&head, exchange: exchange, context: context)
@@ -526,7 +522,7 @@ final class ProxyHandler: ChannelDuplexHandler, UpstreamSink {
     private func sendResponseHead(_ head: inout HTTPResponseHead, exchange: Exchange, context: ChannelHandlerContext) {
         // Set only when it differs: setting copies the head's shared storage.
         if head.version != .http1_1 { head.version = .http1_1 }
-        for filter in engine.filters { filter.response(&head, context: &exchange.context) }
+        engine.filters.response(&head, context: &exchange.context)
         if downstream.scheme == "https", let hsts = engine.config.tls.hstsMaxAge {
             head.headers.replaceOrAdd(name: "strict-transport-security", value: "max-age=\(hsts.components.seconds)")
         }
@@ -643,7 +639,7 @@ final class ProxyHandler: ChannelDuplexHandler, UpstreamSink {
         }
         var fields = AccessLogFields(isEnabled: engine.accessLog.logLevel <= .info)
         if fields.isEnabled { addAccessFields(exchange, status: status, to: &fields) }
-        for filter in engine.filters { filter.logging(&fields, context: &exchange.context) }
+        engine.filters.logging(&fields, context: &exchange.context)
         guard fields.isEnabled else { return }
         engine.accessLog.info("access", metadata: fields.values.mapValues { .string($0) })
     }
