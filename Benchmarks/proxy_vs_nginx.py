@@ -34,28 +34,40 @@ def free_port():
         return s.getsockname()[1]
 
 
-def rss_kib(pids):
-    """Resident memory of the processes and their children (nginx's workers), in KiB."""
-    total, seen, queue = 0, set(), list(pids)
+def process_tree(pids):
+    """The processes and their descendants (nginx's workers)."""
+    seen, queue = [], list(pids)
     while queue:
         pid = queue.pop()
         if pid in seen:
             continue
-        seen.add(pid)
+        seen.append(pid)
         try:
-            with open(f"/proc/{pid}/status") as f:
-                total += next(int(line.split()[1]) for line in f if line.startswith("VmRSS:"))
             for task in os.listdir(f"/proc/{pid}/task"):
                 with open(f"/proc/{pid}/task/{task}/children") as f:
                     queue += [int(c) for c in f.read().split()]
+        except (FileNotFoundError, ProcessLookupError):
+            pass
+    return seen
+
+
+def rss_kib(pids):
+    """Resident memory of the processes and their children, in KiB."""
+    total = 0
+    for pid in process_tree(pids):
+        try:
+            with open(f"/proc/{pid}/status") as f:
+                total += next(int(line.split()[1]) for line in f if line.startswith("VmRSS:"))
         except (FileNotFoundError, StopIteration, ProcessLookupError):
             pass
     return total
 
 
 class Setup:
-    def __init__(self, work, binary):
+    def __init__(self, work, binary, wrap=(), start_seconds=20):
+        """`wrap`: a command each proxy runs under (valgrind for instruction counts)."""
         self.work, self.binary = work, binary
+        self.wrap, self.start_seconds = list(wrap), start_seconds
         self.procs = []
         self.origin_port = free_port()
         self.ports = {name: (free_port(), free_port()) for name in ("nginx", "haproxy", "clickgate")}
@@ -66,8 +78,8 @@ class Setup:
         self.max_connections = min(10100, descriptors // 2)
         self.max_idle = {"haproxy": self.max_connections - 50, "nginx": descriptors, "clickgate": descriptors}
 
-    def spawn(self, args, core, **kwargs):
-        proc = subprocess.Popen(["taskset", "-c", core] + args, stdout=subprocess.DEVNULL, stderr=open(f"{self.work}/{os.path.basename(args[0])}-{len(self.procs)}.log", "w"), **kwargs)
+    def spawn(self, args, core, proxy=True, **kwargs):
+        proc = subprocess.Popen(["taskset", "-c", core] + (self.wrap if proxy else []) + args, stdout=subprocess.DEVNULL, stderr=open(f"{self.work}/{os.path.basename(args[0])}-{len(self.procs)}.log", "w"), **kwargs)
         self.procs.append(proc)
         return proc
 
@@ -97,11 +109,12 @@ http {{
     location = /go {{ return 302 /lp; }}
   }}
 }}""")
-        self.origin = self.spawn(["nginx", "-c", f"{w}/origin.conf", "-e", f"{w}/origin-error.log"], LOAD_CORE)
+        self.origin = self.spawn(["nginx", "-c", f"{w}/origin.conf", "-e", f"{w}/origin-error.log"], LOAD_CORE, proxy=False)
 
         http, https = self.ports["nginx"]
         self.write(f"{w}/nginx.conf", f"""
 daemon off; worker_processes 1; pid {w}/nginx.pid; error_log {w}/nginx-error.log;
+master_process {"off" if self.wrap else "on"};  # under valgrind, one process: a forked worker cannot be reached to count it
 worker_rlimit_nofile 20000;
 events {{ worker_connections 20000; }}
 http {{
@@ -172,7 +185,7 @@ timeouts: {{ idle: 300s }}
             f.write(text)
 
     def wait_ready(self, name):
-        for _ in range(200):
+        for _ in range(self.start_seconds * 10):
             if subprocess.run(["curl", "-sfk", "-o", "/dev/null", self.url(name, "https", "/lp")]).returncode == 0:
                 return
             time.sleep(0.1)
