@@ -15,12 +15,11 @@ import argparse
 import glob
 import os
 import re
-import shutil
 import subprocess
 import sys
 import tempfile
 
-from proxy_vs_nginx import CLICK, LOAD_CORE, Setup, process_tree
+from proxy_vs_nginx import CLICK, LOAD_CORE, Setup, print_table_head, process_tree
 
 
 def callgrind_control(pids, *flags):
@@ -81,12 +80,11 @@ def main():
                 print(f"{scenario:38} {name:9} {results[(scenario, name)]:>10,.0f} instructions a request", file=sys.stderr, flush=True)
     finally:
         setup.stop()
-        shutil.rmtree(work, ignore_errors=True)
 
     names = list(setup.ports)
-    print(f"\ninstructions a request in each proxy's processes (callgrind), {args.requests:,} requests a row")
-    print(f"| scenario | {' | '.join(names)} | ClickGate ÷ nginx |")
-    print("|" + " --- |" * (len(names) + 2))
+    print_table_head(
+        f"instructions a request in each proxy's processes (callgrind), {args.requests:,} requests a row",
+        ["scenario", *names, "ClickGate ÷ nginx"])
     for scenario, *_ in scenarios:
         cells = [f"{results[(scenario, n)]:,.0f}" for n in names]
         print(f"| {scenario} | {' | '.join(cells)} | {results[(scenario, 'clickgate')] / results[(scenario, 'nginx')]:.2f}× |")

@@ -206,6 +206,7 @@ timeouts: {{ idle: 300s }}
                 sys.exit(f"{name} does not do the job:\n{lp}\n{go}")
 
     def stop(self):
+        """Stops every process and removes the work directory."""
         for proc in self.procs:
             proc.send_signal(signal.SIGTERM)
         for proc in self.procs:
@@ -213,6 +214,14 @@ timeouts: {{ idle: 300s }}
                 proc.wait(timeout=10)
             except subprocess.TimeoutExpired:
                 proc.kill()
+        shutil.rmtree(self.work, ignore_errors=True)
+
+
+def print_table_head(title, cells):
+    """A blank line, the title, and a markdown table's header row and rule."""
+    print(f"\n{title}")
+    print(f"| {' | '.join(cells)} |")
+    print("|" + " --- |" * len(cells))
 
 
 def to_ms(text):
@@ -310,12 +319,11 @@ def main():
         idle = {name: idle_connections_rss(setup, name, idle_counts[name]) for name in setup.ports}
     finally:
         setup.stop()
-        shutil.rmtree(work, ignore_errors=True)
 
     names = list(setup.ports)
-    print(f"\nmedians of {args.repeats} runs of {args.seconds} s; each proxy on core {PROXY_CORE}, origin and load on core {LOAD_CORE}")
-    print(f"| scenario | {' | '.join(f'{n} req/s (p50/p99 ms)' for n in names)} | ClickGate ÷ nginx | spread |")
-    print("|" + " --- |" * (len(names) + 3))
+    print_table_head(
+        f"medians of {args.repeats} runs of {args.seconds} s; each proxy on core {PROXY_CORE}, origin and load on core {LOAD_CORE}",
+        ["scenario", *(f"{n} req/s (p50/p99 ms)" for n in names), "ClickGate ÷ nginx", "spread"])
     for scenario, _ in scenarios:
         cells, medians, spreads = [], {}, []
         for name in names:
