@@ -226,8 +226,8 @@ import Testing
     }
 
     /// Requests HTTP/2 calls malformed (RFC 9113 §8.1.1, §8.2, §8.3), written byte by byte as no
-    /// client library would: each stream is reset with PROTOCOL_ERROR, no byte reaches the origin,
-    /// and a good request on the same connection is still answered.
+    /// client library would: each stream is reset with PROTOCOL_ERROR and the access log says why,
+    /// no byte reaches the origin, and a good request on the same connection is still answered.
     @Test(arguments: [
         ("upper-case name", RawHTTP2.literal("X-Smuggle", "1")),
         ("connection-specific", RawHTTP2.literal("transfer-encoding", "chunked")),
@@ -245,6 +245,8 @@ import Testing
             #expect(frames.contains { $0.type == 0x1 && $0.stream == 3 }, "\(name): the good request was not answered")
             #expect(!closed)
             #expect(origin.connectionCount == 1, "\(name): only the good request goes upstream")
+            let line = await gateway.awaitAccessLine { $0["proto"] == "h2" && $0["error"]?.hasPrefix("stream reset (PROTOCOL_ERROR)") == true }
+            #expect(line?["client"] == "127.0.0.1", "\(name): the refusal is in the access log: \(gateway.accessLog())")
         }
     }
 
