@@ -93,6 +93,9 @@ import Testing
         guard case .rstStream(let code) = try channel.readOutbound(as: HTTP2Frame.FramePayload.self) else { Issue.record("no reset"); return }
         #expect(code == .protocolError)
         #expect(refused.withLockedValue { $0 } == [expected], "told to the access log")
+        // A body already read for the reset stream reaches nothing either.
+        try channel.writeInbound(HTTP2Frame.FramePayload.data(.init(data: .byteBuffer(ByteBuffer(string: "a=1")), endStream: true)))
+        #expect(try channel.readInbound(as: HTTPServerRequestPart.self) == nil)
     }
 
     /// What RFC 9113 allows that a stricter reading might refuse: `te: trailers`, pseudo-fields

@@ -29,6 +29,8 @@ final class HTTP2StreamCodec: ChannelDuplexHandler {
 
     /// A HEADERS frame after the request's head holds its trailers.
     private var headReceived = false
+    /// After a reset, frames already read for the stream reach nothing.
+    private var requestRefused = false
     private var refusal = Refusal()
     private let onRefused: @Sendable (RequestError) -> Void
 
@@ -38,6 +40,7 @@ final class HTTP2StreamCodec: ChannelDuplexHandler {
     }
 
     func channelRead(context: ChannelHandlerContext, data: NIOAny) {
+        guard !requestRefused else { return }
         switch unwrapInboundIn(data) {
         case .headers(let block):
             do throws(RequestError) {
@@ -63,6 +66,7 @@ final class HTTP2StreamCodec: ChannelDuplexHandler {
     /// The reset goes out before the error travels on: the proxy closes the stream on an error,
     /// and a stream closed first is reset with CANCEL.
     private func refuse(_ error: RequestError, context: ChannelHandlerContext) {
+        requestRefused = true
         onRefused(error)
         context.writeAndFlush(wrapOutboundOut(.rstStream(.protocolError)), promise: nil)
         context.fireErrorCaught(error)
