@@ -64,7 +64,6 @@ public protocol ResponseBodyTransform: AnyObject {
     func finish() throws -> ByteBuffer
 }
 
-/// What the request phase decided.
 /// Each phase run over every filter in order, with the context lent once for the whole walk:
 /// lent per filter, each loan of the exchange's context (a property of a class) cost a dynamic
 /// exclusivity check, about a hundred instructions each.
@@ -104,6 +103,7 @@ extension [any ProxyFilter] {
     }
 }
 
+/// What the request phase decided.
 public enum RequestDecision: Sendable {
     /// Continue to the site's upstream.
     case proxy

@@ -27,10 +27,14 @@ final class HTTP2StreamCodec: ChannelDuplexHandler {
     typealias OutboundIn = HTTPServerResponsePart
     typealias OutboundOut = HTTP2Frame.FramePayload
 
-    /// A HEADERS frame after the request's head holds its trailers.
-    private var headReceived = false
-    /// After a reset, frames already read for the stream reach nothing.
-    private var requestRefused = false
+    private enum Reading {
+        case head
+        /// A HEADERS frame after the head holds the request's trailers.
+        case bodyAndTrailers
+        /// After a reset, frames already read for the stream reach nothing.
+        case nothing
+    }
+    private var reading = Reading.head
     private var refusal = Refusal()
     private let onRefused: @Sendable (RequestError) -> Void
 
@@ -40,15 +44,15 @@ final class HTTP2StreamCodec: ChannelDuplexHandler {
     }
 
     func channelRead(context: ChannelHandlerContext, data: NIOAny) {
-        guard !requestRefused else { return }
+        guard reading != .nothing else { return }
         switch unwrapInboundIn(data) {
         case .headers(let block):
             do throws(RequestError) {
-                if headReceived {
+                if reading == .bodyAndTrailers {
                     context.fireChannelRead(wrapInboundOut(.end(try Self.trailers(block.headers))))
                     return
                 }
-                headReceived = true
+                reading = .bodyAndTrailers
                 context.fireChannelRead(wrapInboundOut(.head(try Self.requestHead(block.headers, endStream: block.endStream))))
             } catch {
                 return refuse(error, context: context)
@@ -66,7 +70,7 @@ final class HTTP2StreamCodec: ChannelDuplexHandler {
     /// The reset goes out before the error travels on: the proxy closes the stream on an error,
     /// and a stream closed first is reset with CANCEL.
     private func refuse(_ error: RequestError, context: ChannelHandlerContext) {
-        requestRefused = true
+        reading = .nothing
         onRefused(error)
         context.writeAndFlush(wrapOutboundOut(.rstStream(.protocolError)), promise: nil)
         context.fireErrorCaught(error)
@@ -216,7 +220,9 @@ final class HTTP2StreamCodec: ChannelDuplexHandler {
 
     /// A lower-case token for a name; no control byte in the value (RFC 9113 §8.2.1 names CR, LF
     /// and NUL; the others are refused as the HTTP/1 parser refuses them); nothing
-    /// connection-specific but `te: trailers` (§8.2.2).
+    /// connection-specific but `te: trailers` (§8.2.2). That list is RFC 9113's, narrower than
+    /// the hop-by-hop fields a proxy leaves out (``ConnectionSpecific/isField(_:)``): a request
+    /// with `Proxy-Authorization` or `Trailer` is not malformed.
     private static func checkRegularField(_ name: String, _ value: String) throws(RequestError) {
         let forbidden: Bool? = name.withUTF8Buffer { bytes in
             guard !bytes.isEmpty, ByteClass.lowercaseToken.admits(all: bytes) else { return nil }
