@@ -1,3 +1,11 @@
+#if canImport(Glibc)
+import Glibc
+#elseif canImport(Musl)
+import Musl
+#elseif canImport(Darwin)
+import Darwin
+#endif
+
 /// Carries click ids through an HTML document as it streams: `<a href>`, `<area href>`,
 /// `<form action>` and `<meta http-equiv="refresh" content>` that point at hosts the rewriter
 /// allows get the missing ids and pass-through parameters, with the redirect rules (never
@@ -8,6 +16,11 @@
 /// ``maxTagBytes``; a longer one passes through untouched), comments and the raw text of `script`,
 /// `style`, `textarea`, `title` and the like are never looked into, so memory stays bounded
 /// whatever the document's size and however it is cut into chunks.
+///
+/// Every page of a click goes through here, so the loop works in runs: text up to the next `<`
+/// and the insides of comments and end tags up to the next `>` are found with `memchr` and copied
+/// whole, a start tag is scanned in one tight loop, its name is read into a word (no allocation,
+/// no hash), and only the attributes a target needs are decoded.
 public struct HTMLLinkDecorator: Sendable {
     public static let maxTagBytes = 16 * 1024
 
@@ -22,10 +35,10 @@ public struct HTMLLinkDecorator: Sendable {
     /// Hyphens just seen in a comment.
     private var dashes = 0
     /// The raw-text element being skipped, and how much of `</name` has been seen.
-    private var rawTextName: [UInt8] = []
+    private var rawTextName = TagName.unlisted
     private var matched = 0
 
-    /// Without payloads: the byte loop reassigns it often, and its fields live beside it.
+    /// Without payloads: the loop reassigns it often, and its fields live beside it.
     private enum State: Sendable {
         case text, tagOpen, markupDeclaration, startTag, oversizedTag
         /// Until the next `>`: end tags, doctypes, processing instructions, bogus comments.
@@ -44,26 +57,10 @@ public struct HTMLLinkDecorator: Sendable {
 
     /// The decorated bytes of `chunk` that can be written now.
     public mutating func feed(_ chunk: some Collection<UInt8>) -> [UInt8] {
-        let bytes = Array(chunk)
         var out: [UInt8] = []
-        out.reserveCapacity(bytes.count + 64)
-        var i = 0
-        while i < bytes.count {
-            // Text and raw text are most of a document: copied in runs up to the next `<`.
-            let inRun: Bool
-            switch state {
-            case .text: inRun = true
-            case .rawText: inRun = matched == 0
-            default: inRun = false
-            }
-            if inRun, bytes[i] != UInt8.lessThan {
-                let end = bytes[i...].firstIndex(of: UInt8.lessThan) ?? bytes.count
-                out += bytes[i..<end]
-                i = end
-                continue
-            }
-            consume(bytes[i], into: &out)
-            i += 1
+        out.reserveCapacity(chunk.count + 64)
+        if chunk.withContiguousStorageIfAvailable({ decorate($0, into: &out) }) == nil {
+            Array(chunk).withUnsafeBufferPointer { decorate($0, into: &out) }
         }
         return out
     }
@@ -77,15 +74,119 @@ public struct HTMLLinkDecorator: Sendable {
         return pending
     }
 
-    private mutating func consume(_ byte: UInt8, into out: inout [UInt8]) {
-        switch state {
-        case .text:
-            if byte == UInt8.lessThan {
-                pending = [byte]
-                state = .tagOpen
-            } else {
-                out.append(byte)
+    private mutating func decorate(_ bytes: UnsafeBufferPointer<UInt8>, into out: inout [UInt8]) {
+        var i = 0
+        while i < bytes.count {
+            switch state {
+            case .text:
+                let end = bytes.firstIndex(of: .lessThan, from: i) ?? bytes.count
+                out.append(contentsOf: bytes[i..<end])
+                i = end
+                if i < bytes.count {
+                    pending.removeAll(keepingCapacity: true)
+                    pending.append(.lessThan)
+                    state = .tagOpen
+                    i += 1
+                }
+            case .rawText where matched == 0:
+                // Looking for `</name`; everything before a `<` is the element's text.
+                let end = bytes.firstIndex(of: .lessThan, from: i) ?? bytes.count
+                out.append(contentsOf: bytes[i..<end])
+                i = end
+                if i < bytes.count {
+                    pending.removeAll(keepingCapacity: true)
+                    pending.append(.lessThan)
+                    matched = 1
+                    i += 1
+                }
+            case .passToClose, .comment:
+                i = passToClose(bytes, from: i, into: &out)
+            case .startTag:
+                i = startTag(bytes, from: i, into: &out)
+            case .oversizedTag:
+                let start = i
+                while i < bytes.count {
+                    i += 1
+                    if scanner.advance(bytes[i - 1]) {
+                        state = .text
+                        break
+                    }
+                }
+                out.append(contentsOf: bytes[start..<i])
+            case .tagOpen, .markupDeclaration, .rawText:
+                if step(bytes[i], into: &out) { i += 1 }
             }
+        }
+    }
+
+    /// Up to and with the next `>`; a comment ends only at a `>` after two hyphens (`-->`, or
+    /// `<!-->` whose opening hyphens count).
+    private mutating func passToClose(_ bytes: UnsafeBufferPointer<UInt8>, from start: Int, into out: inout [UInt8]) -> Int {
+        var from = start
+        while let close = bytes.firstIndex(of: .greaterThan, from: from) {
+            if state == .passToClose || Self.hyphens(before: close, from: from, in: bytes, carried: dashes) >= 2 {
+                out.append(contentsOf: bytes[start...close])
+                state = .text
+                return close + 1
+            }
+            dashes = 0
+            from = close + 1
+        }
+        if state == .comment { dashes = Self.hyphens(before: bytes.count, from: from, in: bytes, carried: dashes) }
+        out.append(contentsOf: bytes[start...])
+        return bytes.count
+    }
+
+    /// The hyphens that end `bytes[from..<end]`, with `carried` ones before it when all of it is hyphens.
+    private static func hyphens(before end: Int, from: Int, in bytes: UnsafeBufferPointer<UInt8>, carried: Int) -> Int {
+        var count = 0
+        while end - count > from, bytes[end - count - 1] == .hyphen { count += 1 }
+        return end - count == from ? carried + count : count
+    }
+
+    /// A start tag's bytes up to its `>` (or the chunk's end) join the held ones; one that grows
+    /// past ``maxTagBytes`` before its `>` is let through untouched.
+    private mutating func startTag(_ bytes: UnsafeBufferPointer<UInt8>, from start: Int, into out: inout [UInt8]) -> Int {
+        let room = Self.maxTagBytes - pending.count
+        var i = start
+        var closed = false
+        while i < bytes.count {
+            i += 1
+            if scanner.advance(bytes[i - 1]) {
+                closed = true
+                break
+            }
+            if i - start > room { break }
+        }
+        pending.append(contentsOf: bytes[start..<i])
+        if closed {
+            endStartTag(into: &out)
+        } else if pending.count > Self.maxTagBytes {
+            out += pending
+            pending.removeAll(keepingCapacity: true)
+            state = .oversizedTag
+        }
+        return i
+    }
+
+    private mutating func endStartTag(into out: inout [UInt8]) {
+        // Most tags are neither targets nor raw text: only their name is read.
+        let name = TagName(of: pending)
+        if Self.decoratedElements.contains(name) { writeDecorated(name, into: &out) } else { out += pending }
+        pending.removeAll(keepingCapacity: true)
+        if Self.rawTextElements.contains(name) {
+            rawTextName = name
+            matched = 0
+            state = .rawText
+        } else {
+            state = .text
+        }
+    }
+
+    /// One byte of the short states: after `<`, after `<!`, and matching a raw-text end tag.
+    /// False when the byte is to be read again in the state this one moved to.
+    private mutating func step(_ byte: UInt8, into out: inout [UInt8]) -> Bool {
+        switch state {
         case .tagOpen:
             switch byte {
             case UInt8.exclamation:
@@ -101,7 +202,7 @@ public struct HTMLLinkDecorator: Sendable {
             default:
                 flush(into: &out)
                 state = .text
-                consume(byte, into: &out)
+                return false
             }
         case .markupDeclaration:
             pending.append(byte)
@@ -112,115 +213,135 @@ public struct HTMLLinkDecorator: Sendable {
                     dashes = 2
                     state = .comment
                 }
-                return
+                return true
             }
             flush(into: &out)
             state = byte == UInt8.greaterThan ? .text : .passToClose
-        case .startTag:
-            pending.append(byte)
-            if scanner.advance(byte) {
-                // Most tags are neither targets nor raw text: only their name is read.
-                let name = TagParser.name(of: pending)
-                if Self.decoratedElements.contains(name) { out += decoratedTag(name) } else { out += pending }
-                if Self.rawTextElements.contains(name) {
-                    rawTextName = name
-                    matched = 0
-                    state = .rawText
-                } else {
-                    state = .text
-                }
-                pending = []
-            } else if pending.count > Self.maxTagBytes {
-                flush(into: &out)
-                state = .oversizedTag
-            }
-        case .oversizedTag:
-            out.append(byte)
-            if scanner.advance(byte) { state = .text }
-        case .passToClose:
-            out.append(byte)
-            if byte == UInt8.greaterThan { state = .text }
-        case .comment:
-            out.append(byte)
-            if byte == UInt8.greaterThan, dashes >= 2 {
-                state = .text
-            } else {
-                dashes = byte == UInt8.hyphen ? dashes + 1 : 0
-            }
-        case .rawText:
-            // Looking for `</name` followed by a space, `/` or `>`; what may be its start is held.
-            let expected: UInt8? = matched == 0 ? UInt8.lessThan : matched == 1 ? UInt8.slash : matched - 2 < rawTextName.count ? rawTextName[matched - 2] : nil
-            if let expected {
-                if byte.asciiLowercased == expected {
-                    pending.append(byte)
-                    matched += 1
-                } else {
-                    let wasMatching = matched > 0
+        default:
+            // Raw text, `matched` bytes of `</name` held: the rest of the name, then a space, `/` or `>`.
+            if matched - 2 < rawTextName.count {
+                let expected = matched == 1 ? UInt8.slash : rawTextName[matched - 2]
+                guard byte.asciiLowercased == expected else {
                     flush(into: &out)
                     matched = 0
-                    if wasMatching { consume(byte, into: &out) } else { out.append(byte) }
+                    return false
                 }
+                pending.append(byte)
+                matched += 1
             } else if byte.isHTMLSpace || byte == UInt8.slash || byte == UInt8.greaterThan {
                 flush(byte, into: &out)
                 state = byte == UInt8.greaterThan ? .text : .passToClose
             } else {
                 flush(into: &out)
                 matched = 0
-                consume(byte, into: &out)
+                return false
             }
         }
+        return true
     }
 
     private mutating func flush(_ byte: UInt8? = nil, into out: inout [UInt8]) {
         out += pending
         if let byte { out.append(byte) }
-        pending = []
+        pending.removeAll(keepingCapacity: true)
     }
 
     // MARK: The tag
 
-    private static let rawTextElements: Set<[UInt8]> = Set(["script", "style", "textarea", "title", "xmp", "iframe", "noembed", "noframes"].map { Array($0.utf8) })
-    private static let (anchor, area, base, form, meta) = (Array("a".utf8), Array("area".utf8), Array("base".utf8), Array("form".utf8), Array("meta".utf8))
-    private static let decoratedElements: Set<[UInt8]> = [anchor, area, base, form, meta]
+    private static let rawTextElements: [TagName] = ["script", "style", "textarea", "title", "xmp", "iframe", "noembed", "noframes"]
+    private static let (anchor, area, base, form, meta): (TagName, TagName, TagName, TagName, TagName) = ("a", "area", "base", "form", "meta")
+    private static let decoratedElements = [anchor, area, base, form, meta]
 
     /// The held tag, decorated when it is a target this document's links should carry ids to.
-    private mutating func decoratedTag(_ name: [UInt8]) -> [UInt8] {
+    private mutating func writeDecorated(_ name: TagName, into out: inout [UInt8]) {
         let tag = TagParser(pending)
         switch name {
         case Self.base:
             // The first `<base href>` sets the base for everything after it.
             if !sawBase, let href = tag.attribute("href") {
                 sawBase = true
-                if let base = URLReference(href.value) { rewriter.requestURL = base.resolved(against: documentURL) }
+                if let base = URLReference(tag.value(of: href)) { rewriter.requestURL = base.resolved(against: documentURL) }
             }
-            return pending
         case Self.anchor, Self.area:
-            guard let href = tag.attribute("href"), let rewritten = rewriter.rewriteLocation(href.value) else { return pending }
-            return tag.replacing(href, with: rewritten)
+            if let href = tag.attribute("href"), let rewritten = rewriter.rewriteLocation(tag.value(of: href)) {
+                return tag.write(replacing: href, with: rewritten, into: &out)
+            }
         case Self.meta:
-            guard tag.attribute("http-equiv")?.value.lowercased() == "refresh", let content = tag.attribute("content"),
-                let rewritten = rewriter.rewriteRefresh(content.value)
-            else { return pending }
-            return tag.replacing(content, with: rewritten)
+            if let equiv = tag.attribute("http-equiv"), tag.value(of: equiv).lowercased() == "refresh", let content = tag.attribute("content"),
+                let rewritten = rewriter.rewriteRefresh(tag.value(of: content))
+            {
+                return tag.write(replacing: content, with: rewritten, into: &out)
+            }
         case Self.form:
             let action = tag.attribute("action")
-            let target = action?.value ?? ""
-            if tag.attribute("method")?.value.lowercased() == "post" {
-                guard let action, let rewritten = rewriter.rewriteLocation(target) else { return pending }
-                return tag.replacing(action, with: rewritten)
+            let target = action.map(tag.value(of:)) ?? ""
+            if let method = tag.attribute("method"), tag.value(of: method).lowercased() == "post" {
+                if let action, let rewritten = rewriter.rewriteLocation(target) { return tag.write(replacing: action, with: rewritten, into: &out) }
+                break
             }
             // GET: the browser builds the query from the fields, so the ids go in as fields.
-            guard rewriter.allowsTarget(target) else { return pending }
-            var out = pending
+            guard rewriter.allowsTarget(target) else { break }
+            out += pending
             for (name, value) in rewriter.carriedParameters() {
-                out += Array(#"<input type="hidden" name=""#.utf8) + HTMLAttribute.escaped(name, quote: UInt8.doubleQuote)
-                out += Array(#"" value=""#.utf8) + HTMLAttribute.escaped(value, quote: UInt8.doubleQuote) + Array(#"">"#.utf8)
+                out += #"<input type="hidden" name=""#.utf8
+                HTMLAttribute.escape(name.utf8, quote: UInt8.doubleQuote, into: &out)
+                out += #"" value=""#.utf8
+                HTMLAttribute.escape(value.utf8, quote: UInt8.doubleQuote, into: &out)
+                out += #"">"#.utf8
             }
-            return out
+            return
         default:
-            return pending
+            break
         }
+        out += pending
     }
+}
+
+extension UnsafeBufferPointer<UInt8> {
+    /// The first `byte` at or after `start`, by `memchr`.
+    fileprivate func firstIndex(of byte: UInt8, from start: Int) -> Int? {
+        guard start < count, let base = baseAddress, let found = memchr(base + start, Int32(byte), count - start) else { return nil }
+        return UnsafeRawPointer(base).distance(to: UnsafeRawPointer(found))
+    }
+}
+
+/// A tag's name, lower-cased, in one word: every element the decorator acts on has a name of at
+/// most eight letters, so a tag is told apart with no allocation and no hash.
+struct TagName: Equatable, ExpressibleByStringLiteral {
+    private let packed: UInt64
+    let count: Int
+
+    /// Any name longer than eight bytes: none the decorator acts on.
+    static let unlisted = TagName(packed: 0, count: 0)
+
+    private init(packed: UInt64, count: Int) {
+        self.packed = packed
+        self.count = count
+    }
+
+    init(stringLiteral name: StaticString) {
+        var packed: UInt64 = 0
+        for index in 0..<name.utf8CodeUnitCount { packed |= UInt64(name.utf8Start[index]) << (8 * index) }
+        self.init(packed: packed, count: name.utf8CodeUnitCount)
+    }
+
+    /// The name of the tag in `bytes` (from `<`): the bytes after it up to a space, `/` or `>`.
+    init(of bytes: [UInt8]) {
+        var packed: UInt64 = 0
+        var count = 0
+        for byte in bytes.dropFirst() {
+            if byte.isHTMLSpace || byte == UInt8.slash || byte == UInt8.greaterThan { break }
+            guard count < 8 else {
+                self = .unlisted
+                return
+            }
+            packed |= UInt64(byte.asciiLowercased) << (8 * count)
+            count += 1
+        }
+        self.init(packed: packed, count: count)
+    }
+
+    subscript(index: Int) -> UInt8 { UInt8(truncatingIfNeeded: packed >> (8 * index)) }
 }
 
 /// Finds the `>` that ends a start tag, skipping those inside quoted attribute values.
@@ -256,92 +377,88 @@ struct TagScanner: Sendable {
     }
 }
 
-/// One complete start tag (`<` to `>`): its attributes where they sit.
+/// One complete start tag (`<` to `>`): its attributes where they sit, read when asked for.
 struct TagParser {
     struct Attribute {
-        var name: [UInt8]
+        /// The name's bytes in the tag.
+        var name: Range<Int>
         /// The value's bytes in the tag, inside its quotes.
         var range: Range<Int>
         var quote: UInt8?
-        /// With character references decoded.
-        var value: String
-        /// For each byte of `value` (and its end), where it starts in the raw value.
-        var rawOffsets: [Int]
     }
 
     let bytes: [UInt8]
-    private(set) var attributes: [Attribute] = []
-
-    /// The tag's name, lower-cased: the bytes after `<` up to a space, `/` or `>`.
-    static func name(of bytes: [UInt8]) -> [UInt8] {
-        var name: [UInt8] = []
-        for byte in bytes.dropFirst() {
-            if byte.isHTMLSpace || byte == UInt8.slash || byte == UInt8.greaterThan { break }
-            name.append(byte.asciiLowercased)
-        }
-        return name
-    }
 
     init(_ bytes: [UInt8]) {
         self.bytes = bytes
-        var i = 1 + Self.name(of: bytes).count
-        while i < bytes.count {
-            while i < bytes.count, bytes[i].isHTMLSpace || bytes[i] == UInt8.slash { i += 1 }
-            guard i < bytes.count, bytes[i] != UInt8.greaterThan else { break }
-            var attributeName: [UInt8] = []
-            // The first character may be `=` (a parse error HTML reads as part of the name).
-            repeat {
-                attributeName.append(bytes[i].asciiLowercased)
-                i += 1
-            } while i < bytes.count && !bytes[i].isHTMLSpace && ![UInt8.slash, UInt8.greaterThan, UInt8.equals].contains(bytes[i])
-            var j = i
-            while j < bytes.count, bytes[j].isHTMLSpace { j += 1 }
-            guard j < bytes.count, bytes[j] == UInt8.equals else {
-                attributes.append(Attribute(name: attributeName, range: i..<i, quote: nil, value: "", rawOffsets: [0]))
-                continue
+    }
+
+    /// The first attribute named `name` (lower case; later duplicates are ignored, as browsers do).
+    func attribute(_ name: StaticString) -> Attribute? {
+        var i = 1
+        while i < bytes.count, !bytes[i].isHTMLSpace, bytes[i] != UInt8.slash, bytes[i] != UInt8.greaterThan { i += 1 }
+        while let attribute = next(from: &i) {
+            if attribute.name.count == name.utf8CodeUnitCount,
+                zip(bytes[attribute.name], UnsafeBufferPointer(start: name.utf8Start, count: name.utf8CodeUnitCount)).allSatisfy({ $0.asciiLowercased == $1 })
+            {
+                return attribute
             }
-            j += 1
-            while j < bytes.count, bytes[j].isHTMLSpace { j += 1 }
-            let range: Range<Int>
-            var quote: UInt8?
-            if j < bytes.count, bytes[j] == UInt8.doubleQuote || bytes[j] == UInt8.singleQuote {
-                quote = bytes[j]
-                let end = bytes[(j + 1)...].firstIndex(of: bytes[j]) ?? bytes.count
-                range = (j + 1)..<end
-                i = min(end + 1, bytes.count)
-            } else {
-                var end = j
-                while end < bytes.count, !bytes[end].isHTMLSpace, bytes[end] != UInt8.greaterThan { end += 1 }
-                range = j..<end
-                i = end
-            }
-            let (value, offsets) = HTMLAttribute.decoded(bytes[range])
-            attributes.append(Attribute(name: attributeName, range: range, quote: quote, value: value, rawOffsets: offsets))
         }
+        return nil
     }
 
-    /// The first attribute of that name (later duplicates are ignored, as browsers do).
-    func attribute(_ name: String) -> Attribute? {
-        attributes.first { $0.name.elementsEqual(name.utf8) }
+    /// The attribute starting at or after `i` (past spaces and `/`), and `i` moved past it.
+    private func next(from i: inout Int) -> Attribute? {
+        while i < bytes.count, bytes[i].isHTMLSpace || bytes[i] == UInt8.slash { i += 1 }
+        guard i < bytes.count, bytes[i] != UInt8.greaterThan else { return nil }
+        let nameStart = i
+        // The first character may be `=` (a parse error HTML reads as part of the name).
+        repeat { i += 1 } while i < bytes.count && !bytes[i].isHTMLSpace && bytes[i] != UInt8.slash && bytes[i] != UInt8.greaterThan && bytes[i] != UInt8.equals
+        let name = nameStart..<i
+        var j = i
+        while j < bytes.count, bytes[j].isHTMLSpace { j += 1 }
+        guard j < bytes.count, bytes[j] == UInt8.equals else { return Attribute(name: name, range: i..<i, quote: nil) }
+        j += 1
+        while j < bytes.count, bytes[j].isHTMLSpace { j += 1 }
+        if j < bytes.count, bytes[j] == UInt8.doubleQuote || bytes[j] == UInt8.singleQuote {
+            let end = bytes[(j + 1)...].firstIndex(of: bytes[j]) ?? bytes.count
+            i = min(end + 1, bytes.count)
+            return Attribute(name: name, range: (j + 1)..<end, quote: bytes[j])
+        }
+        var end = j
+        while end < bytes.count, !bytes[end].isHTMLSpace, bytes[end] != UInt8.greaterThan { end += 1 }
+        i = end
+        return Attribute(name: name, range: j..<end, quote: nil)
     }
 
-    /// The tag with `attribute`'s value replaced by `value`, which is the old value with one run of
-    /// text inserted (what the rewriters produce): only that run is written, escaped, so every
-    /// original byte of the tag stays as it was.
-    func replacing(_ attribute: Attribute, with value: String) -> [UInt8] {
+    /// The attribute's value with character references decoded.
+    func value(of attribute: Attribute) -> String {
+        HTMLAttribute.decoded(bytes[attribute.range])
+    }
+
+    /// Writes the tag with `attribute`'s value replaced by `value`, which is the old value with one
+    /// run of text inserted (what the rewriters produce): only that run is written, escaped, so
+    /// every original byte of the tag stays as it was.
+    func write(replacing attribute: Attribute, with value: String, into out: inout [UInt8]) {
         let quote = attribute.quote ?? UInt8.doubleQuote
-        let old = Array(attribute.value.utf8)
+        let (oldValue, rawOffsets) = HTMLAttribute.decodedWithOffsets(bytes[attribute.range])
+        let old = Array(oldValue.utf8)
         let new = Array(value.utf8)
         // A value that is not UTF-8 was repaired when read: its bytes no longer line up, so it stays.
-        guard attribute.rawOffsets.count == old.count + 1 else { return bytes }
-        let prefix = zip(old, new).prefix { $0 == $1 }.count
-        let suffix = zip(old[prefix...].reversed(), new[prefix...].reversed()).prefix { $0 == $1 }.count
-        let insertion = HTMLAttribute.escaped(String(decoding: new[prefix..<(new.count - suffix)], as: UTF8.self), quote: quote)
-        let at = attribute.range.lowerBound + attribute.rawOffsets[prefix]
+        guard rawOffsets.count == old.count + 1 else { return out += bytes }
+        var prefix = 0
+        while prefix < old.count, prefix < new.count, old[prefix] == new[prefix] { prefix += 1 }
+        var suffix = 0
+        while suffix < old.count - prefix, suffix < new.count - prefix, old[old.count - 1 - suffix] == new[new.count - 1 - suffix] { suffix += 1 }
+        let at = attribute.range.lowerBound + rawOffsets[prefix]
+        out += bytes[..<attribute.range.lowerBound]
         // An unquoted value gains quotes: what was added may hold characters it cannot.
-        let wrap: [UInt8] = attribute.quote == nil ? [quote] : []
-        return Array(bytes[..<attribute.range.lowerBound]) + wrap + Array(bytes[attribute.range.lowerBound..<at]) + insertion
-            + Array(bytes[at..<attribute.range.upperBound]) + wrap + Array(bytes[attribute.range.upperBound...])
+        if attribute.quote == nil { out.append(quote) }
+        out += bytes[attribute.range.lowerBound..<at]
+        HTMLAttribute.escape(new[prefix..<(new.count - suffix)], quote: quote, into: &out)
+        out += bytes[at..<attribute.range.upperBound]
+        if attribute.quote == nil { out.append(quote) }
+        out += bytes[attribute.range.upperBound...]
     }
 }
 
@@ -349,13 +466,26 @@ struct TagParser {
 enum HTMLAttribute {
     private static let named: [String: String] = ["amp": "&", "quot": "\"", "apos": "'", "lt": "<", "gt": ">"]
 
+    /// The value: most have no reference at all and are read as they are.
+    static func decoded(_ raw: ArraySlice<UInt8>) -> String {
+        raw.contains(UInt8.ampersand) ? decodedWithOffsets(raw).value : String(decoding: raw, as: UTF8.self)
+    }
+
     /// The value, and for each of its bytes (and its end) the offset in `raw` where it starts.
-    static func decoded(_ raw: ArraySlice<UInt8>) -> (String, [Int]) {
+    static func decodedWithOffsets(_ raw: ArraySlice<UInt8>) -> (value: String, offsets: [Int]) {
         var out: [UInt8] = []
         var offsets: [Int] = []
+        out.reserveCapacity(raw.count)
+        offsets.reserveCapacity(raw.count + 1)
         var i = raw.startIndex
         while i < raw.endIndex {
-            if raw[i] == UInt8.ampersand, let semicolon = raw[i...].prefix(12).firstIndex(of: UInt8.semicolon) {
+            // Up to the next `&` as it is.
+            let run = raw[i...].firstIndex(of: UInt8.ampersand) ?? raw.endIndex
+            out += raw[i..<run]
+            offsets += (i - raw.startIndex)..<(run - raw.startIndex)
+            i = run
+            guard i < raw.endIndex else { break }
+            if let semicolon = raw[i...].prefix(12).firstIndex(of: UInt8.semicolon) {
                 let name = String(decoding: raw[(i + 1)..<semicolon], as: UTF8.self)
                 var replacement: String?
                 if let text = named[name] {
@@ -367,7 +497,7 @@ enum HTMLAttribute {
                 }
                 if let replacement {
                     out += replacement.utf8
-                    offsets += Array(repeating: i - raw.startIndex, count: replacement.utf8.count)
+                    offsets += repeatElement(i - raw.startIndex, count: replacement.utf8.count)
                     i = semicolon + 1
                     continue
                 }
@@ -380,16 +510,15 @@ enum HTMLAttribute {
         return (String(decoding: out, as: UTF8.self), offsets)
     }
 
-    static func escaped(_ text: String, quote: UInt8) -> [UInt8] {
-        var out: [UInt8] = []
-        for byte in text.utf8 {
+    /// Appends `text` with `&` and the quote escaped.
+    static func escape(_ text: some Sequence<UInt8>, quote: UInt8, into out: inout [UInt8]) {
+        for byte in text {
             switch byte {
-            case UInt8.ampersand: out += Array("&amp;".utf8)
-            case quote where quote == UInt8.doubleQuote: out += Array("&quot;".utf8)
-            case quote where quote == UInt8.singleQuote: out += Array("&#39;".utf8)
+            case UInt8.ampersand: out += "&amp;".utf8
+            case quote where quote == UInt8.doubleQuote: out += "&quot;".utf8
+            case quote where quote == UInt8.singleQuote: out += "&#39;".utf8
             default: out.append(byte)
             }
         }
-        return out
     }
 }

@@ -71,7 +71,7 @@ public struct RedirectRewriter: Sendable {
 
     /// The click ids and pass-through parameters this rewriter carries, decoded, for form fields.
     public func carriedParameters() -> [(name: String, value: String)] {
-        additions(skipping: []).map { name, piece in
+        additions(missingFrom: nil).map { name, piece in
             let value = piece.split(separator: "=", maxSplits: 1, omittingEmptySubsequences: false).dropFirst().first ?? ""
             return (name, Query.percentDecoded(value) ?? String(value))
         }
@@ -80,32 +80,38 @@ public struct RedirectRewriter: Sendable {
     /// A new `Location` value, or nil when nothing is to change.
     public func rewriteLocation(_ location: String) -> String? {
         guard var target = allowedTarget(location) else { return nil }
-        let additions = additions(skipping: Query.decodedNames(target.query))
+        let additions = additions(missingFrom: target.query)
         guard !additions.isEmpty else { return nil }
         target.query = Query.appending(additions.map(\.piece), to: target.query)
         return target.text
     }
 
-    /// `location` parsed, when it resolves to an http(s) URL on an allowed host.
+    /// `location` parsed, when it resolves to an http(s) URL on an allowed host. Only the
+    /// resolved scheme and authority matter (RFC 3986 §5.2.2: the reference's own when it has
+    /// them, else the base's), so no path is merged: every link of a decorated page is asked.
     private func allowedTarget(_ location: String) -> URLReference? {
         guard let target = URLReference(location) else { return nil }
-        let absolute = target.resolved(against: requestURL)
-        guard let scheme = absolute.normalizedScheme, scheme == "http" || scheme == "https",
-            let host = absolute.host, allowlist.allows(host)
+        let authority = target.scheme != nil || target.authority != nil ? target.authority : requestURL.authority
+        guard let scheme = (target.scheme ?? requestURL.scheme)?.lowercased(), scheme == "http" || scheme == "https",
+            let authority, let host = URLReference.host(of: authority), allowlist.allows(host)
         else { return nil }
         return target
     }
 
-    /// What a target whose query already names `present` lacks, as `name=value` query pieces:
-    /// acceptable click ids first, then pass-through parameters, each name once.
-    private func additions(skipping present: Set<String>) -> [(name: String, piece: String)] {
+    /// What a target with `query` lacks, as `name=value` query pieces: acceptable click ids
+    /// first, then pass-through parameters, each name once; a name the query has (decoded) is left out.
+    private func additions(missingFrom query: String?) -> [(name: String, piece: String)] {
         var out: [(name: String, piece: String)] = []
-        for (parameter, value) in clickIDs
-        where ClickIDValue.isAcceptable(value) && !present.contains(parameter) && !out.contains(where: { $0.name == parameter }) {
+        for (parameter, value) in clickIDs where ClickIDValue.isAcceptable(value) && !out.contains(where: { $0.name == parameter }) {
             out.append((parameter, String(concatenating: parameter, "=", value)))
         }
-        for (name, piece) in passThrough where !present.contains(name) && !out.contains(where: { $0.name == name }) {
+        for (name, piece) in passThrough where !out.contains(where: { $0.name == name }) {
             out.append((name, piece))
+        }
+        var items = Query.items(query)
+        while !out.isEmpty, let item = items.next() {
+            let name = Query.percentDecoded(item.name) ?? String(item.name)
+            out.removeAll { $0.name == name }
         }
         return out
     }

@@ -24,38 +24,40 @@ public struct URLReference: Sendable, Equatable {
     /// Splits `text`; nil for text that cannot be a URL reference (control characters, spaces, a
     /// scheme with characters schemes may not have).
     public init?(_ text: String) {
-        // One pass over the bytes finds the delimiters and refuses controls: every proxied
-        // request's target is split here, and a scan per delimiter cost three times as much.
-        var delimiters = Delimiters()
-        var text = text
-        guard text.withUTF8({ delimiters.scan($0) }) else { return nil }
-        let utf8 = text.utf8
-        func at(_ offset: Int) -> String.Index { utf8.index(utf8.startIndex, offsetBy: offset) }
-        var end = utf8.count
-        if let hash = delimiters.hash {
-            fragment = String(text[at(hash + 1)...])
-            end = hash
-        }
-        if let mark = delimiters.question {
-            query = String(text[at(mark + 1)..<at(end)])
-            end = mark
-        }
-        var rest = text[at(0)..<at(end)]
-        if let colon = delimiters.schemeColon {
-            let candidate = rest[..<at(colon)].utf8
-            guard let first = candidate.first, Self.isASCIILetter(first),
-                candidate.allSatisfy({ Self.isASCIILetter($0) || ($0 >= 0x30 && $0 <= 0x39) || $0 == 0x2b || $0 == 0x2d || $0 == 0x2e })
-            else { return nil }
-            scheme = String(rest[..<at(colon)])
-            rest = rest[at(colon + 1)...]
-        }
-        if rest.hasPrefix(bytes: "//") {
-            let afterSlashes = rest[rest.utf8.index(rest.startIndex, offsetBy: 2)...]
-            let end = afterSlashes.firstIndex(ofByte: .slash) ?? afterSlashes.endIndex
-            authority = String(afterSlashes[..<end])
-            rest = afterSlashes[end...]
-        }
-        path = String(rest)
+        // One pass over the bytes finds the delimiters and refuses controls, and each part is
+        // made from its byte range: every proxied request's target and every link the HTML
+        // decorator reads is split here. The delimiters are ASCII, so every range is whole UTF-8.
+        guard let parts = text.withUTF8Buffer({ bytes -> URLReference? in
+            var delimiters = Delimiters()
+            guard delimiters.scan(bytes) else { return nil }
+            func part(_ range: Range<Int>) -> String { String(decoding: UnsafeBufferPointer(rebasing: bytes[range]), as: UTF8.self) }
+            var parts = URLReference()
+            var end = bytes.count
+            if let hash = delimiters.hash {
+                parts.fragment = part((hash + 1)..<end)
+                end = hash
+            }
+            if let mark = delimiters.question {
+                parts.query = part((mark + 1)..<end)
+                end = mark
+            }
+            var start = 0
+            if let colon = delimiters.schemeColon {
+                guard colon > 0, Self.isASCIILetter(bytes[0]),
+                    bytes[..<colon].allSatisfy({ Self.isASCIILetter($0) || ($0 >= 0x30 && $0 <= 0x39) || $0 == 0x2b || $0 == 0x2d || $0 == 0x2e })
+                else { return nil }
+                parts.scheme = part(0..<colon)
+                start = colon + 1
+            }
+            if end - start >= 2, bytes[start] == .slash, bytes[start + 1] == .slash {
+                let authorityEnd = bytes[(start + 2)..<end].firstIndex(of: .slash) ?? end
+                parts.authority = part((start + 2)..<authorityEnd)
+                start = authorityEnd
+            }
+            parts.path = part(start..<end)
+            return parts
+        }) else { return nil }
+        self = parts
     }
 
     /// Where a reference's delimiters are, as byte offsets: the first `#`, the first `?` before
@@ -106,10 +108,12 @@ public struct URLReference: Sendable, Equatable {
 
     /// The host as a Host header names it: lower-cased, without user info or port, IPv6 in
     /// brackets; nil without an authority.
-    public var host: String? {
-        guard let authority else { return nil }
+    public var host: String? { authority.flatMap(Self.host(of:)) }
+
+    /// The host part of an authority, as ``host`` gives it.
+    static func host(of authority: String) -> String? {
         // Over the bytes: every rewritten redirect asks for its target's host.
-        return authority.withUTF8Buffer { bytes -> String? in
+        authority.withUTF8Buffer { bytes -> String? in
             var start = 0
             if let at = bytes.lastIndex(of: .at) { start = at + 1 }
             var end = bytes.count

@@ -115,4 +115,19 @@ private func decorated(_ html: String) -> String { decorated([Array(html.utf8)])
         let next = #"<a href="https://checkout.example-pay.com/q">"#
         #expect(decorated(long + next) == long + #"<a href="https://checkout.example-pay.com/q?\#(added)">"#)
     }
+
+    /// The bound is on the bytes held before the `>`: a tag of `maxTagBytes + 1` bytes is still
+    /// read, one byte more is not, however the stream is cut.
+    @Test func theTagBoundIsExact() {
+        let head = #"<a href="https://checkout.example-pay.com/p" title=""#
+        func tag(_ length: Int) -> String { head + String(repeating: "x", count: length - head.utf8.count - 2) + #"">"# }
+        for (length, decorates) in [(HTMLLinkDecorator.maxTagBytes + 1, true), (HTMLLinkDecorator.maxTagBytes + 2, false)] {
+            let bytes = Array(tag(length).utf8)
+            #expect(bytes.count == length)
+            for cut in [1, length / 2, length - 1] {
+                let out = decorated([Array(bytes[..<cut]), Array(bytes[cut...])])
+                #expect(out.contains("p?\(added)") == decorates, "\(length) bytes cut at \(cut)")
+            }
+        }
+    }
 }
