@@ -36,7 +36,7 @@ final class LocalHTTPHandler: ChannelInboundHandler {
             let router = self.router
             let promise = context.eventLoop.makePromise(of: LocalResponse.self)
             promise.completeWithTask { await router(head, body) }
-            promise.futureResult.assumeIsolated().whenSuccess { [self] response in
+            promise.futureResult.assumeIsolated().whenSuccess { response in
                 response.write(to: context, keepAlive: HeaderRules.keepsAlive(head.headers, version: head.version), isHead: head.method == .HEAD)
             }
         }

@@ -157,11 +157,14 @@ final class UpstreamPool {
                 if case ChannelError.connectTimeout = error { throw UpstreamError.connectTimeout }
                 throw UpstreamError.connectFailed(error)
             }
+            // The pool's own loop: the channel was made on it.
+            .assumeIsolated()
             .flatMapThrowing { channel in
                 let connection = try channel.pipeline.syncOperations.handler(type: UpstreamConnection.self)
                 connection.onClose = { [weak self] closed in self?.remove(closed) }
                 return connection
             }
+            .nonisolated()
     }
 }
 
