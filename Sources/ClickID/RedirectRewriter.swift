@@ -33,12 +33,17 @@ public struct HostAllowlist: Sendable, Equatable {
 /// fragment; existing parameters, their order and their encoding are never touched. Hosts outside
 /// the allowlist are returned unchanged.
 public struct RedirectRewriter: Sendable {
-    public var requestURL: URLReference
+    public var requestURL: URLReference {
+        didSet { pathReferencesAllowed = Self.allows(scheme: requestURL.scheme, authority: requestURL.authority, in: allowlist) }
+    }
     /// Click ids to carry, `parameter` → value (validated, URL-safe).
     public var clickIDs: [(parameter: String, value: String)]
     /// Raw `name=value` pieces of the request URL that pass through (e.g. `utm_*`).
     public var passThrough: [(name: String, piece: String)]
-    public var allowlist: HostAllowlist
+    public let allowlist: HostAllowlist
+    /// Whether a reference with neither scheme nor authority (resolved on the request URL's own
+    /// host) may get ids: most of a page's links are such, and are answered without being parsed.
+    private var pathReferencesAllowed: Bool
 
     public init(
         requestURL: URLReference, clickIDs: [(parameter: String, value: String)], passThrough: [(name: String, piece: String)],
@@ -48,6 +53,7 @@ public struct RedirectRewriter: Sendable {
         self.clickIDs = clickIDs
         self.passThrough = passThrough
         self.allowlist = allowlist
+        pathReferencesAllowed = Self.allows(scheme: requestURL.scheme, authority: requestURL.authority, in: allowlist)
     }
 
     /// Pieces of `query` whose decoded name matches a pattern (`utm_*` is a prefix, others exact).
@@ -90,12 +96,18 @@ public struct RedirectRewriter: Sendable {
     /// resolved scheme and authority matter (RFC 3986 §5.2.2: the reference's own when it has
     /// them, else the base's), so no path is merged: every link of a decorated page is asked.
     private func allowedTarget(_ location: String) -> URLReference? {
+        if !pathReferencesAllowed, URLReference.isPathReference(location) { return nil }
         guard let target = URLReference(location) else { return nil }
         let authority = target.scheme != nil || target.authority != nil ? target.authority : requestURL.authority
-        guard let scheme = (target.scheme ?? requestURL.scheme)?.lowercased(), scheme == "http" || scheme == "https",
-            let authority, let host = URLReference.host(of: authority), allowlist.allows(host)
-        else { return nil }
+        guard Self.allows(scheme: target.scheme ?? requestURL.scheme, authority: authority, in: allowlist) else { return nil }
         return target
+    }
+
+    private static func allows(scheme: String?, authority: String?, in allowlist: HostAllowlist) -> Bool {
+        guard let scheme = scheme?.lowercased(), scheme == "http" || scheme == "https", let authority,
+            let host = URLReference.host(of: authority)
+        else { return false }
+        return allowlist.allows(host)
     }
 
     /// What a target with `query` lacks, as `name=value` query pieces: acceptable click ids

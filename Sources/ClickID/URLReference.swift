@@ -60,6 +60,22 @@ public struct URLReference: Sendable, Equatable {
         self = parts
     }
 
+    /// Whether `text`, read as a reference, has neither scheme nor authority (a path, query or
+    /// fragment on the base's host), told from its first delimiter without splitting it.
+    static func isPathReference(_ text: String) -> Bool {
+        text.withUTF8Buffer { bytes in
+            if bytes.count >= 2, bytes[0] == .slash, bytes[1] == .slash { return false }
+            for byte in bytes {
+                switch byte {
+                case .colon: return false
+                case .slash, .question, .hash: return true
+                default: continue
+                }
+            }
+            return true
+        }
+    }
+
     /// Where a reference's delimiters are, as byte offsets: the first `#`, the first `?` before
     /// it, and the first `:` before both when no `/` comes before it (a scheme's end).
     private struct Delimiters {
