@@ -78,25 +78,15 @@ public struct HTMLLinkDecorator: Sendable {
         var i = 0
         while i < bytes.count {
             switch state {
-            case .text:
+            case .text, .rawText where matched == 0:
+                // Up to the next `<`: a tag, or in raw text what may start its `</name`.
                 let end = bytes.firstIndex(of: .lessThan, from: i) ?? bytes.count
                 out.append(contentsOf: bytes[i..<end])
                 i = end
                 if i < bytes.count {
                     pending.removeAll(keepingCapacity: true)
                     pending.append(.lessThan)
-                    state = .tagOpen
-                    i += 1
-                }
-            case .rawText where matched == 0:
-                // Looking for `</name`; everything before a `<` is the element's text.
-                let end = bytes.firstIndex(of: .lessThan, from: i) ?? bytes.count
-                out.append(contentsOf: bytes[i..<end])
-                i = end
-                if i < bytes.count {
-                    pending.removeAll(keepingCapacity: true)
-                    pending.append(.lessThan)
-                    matched = 1
+                    if state == .text { state = .tagOpen } else { matched = 1 }
                     i += 1
                 }
             case .passToClose, .comment:
