@@ -78,7 +78,7 @@ public struct HTMLLinkDecorator: Sendable {
         var i = 0
         while i < bytes.count {
             switch state {
-            case .text, .rawText where matched == 0:
+            case .rawText where matched == 0, .text:
                 // Up to the next `<`: a tag, or in raw text what may start its `</name`.
                 let end = bytes.firstIndex(of: .lessThan, from: i) ?? bytes.count
                 out.append(contentsOf: bytes[i..<end])
