@@ -218,7 +218,7 @@ public struct HTMLLinkDecorator: Sendable {
                 }
                 pending.append(byte)
                 matched += 1
-            } else if byte.isHTMLSpace || byte == UInt8.slash || byte == UInt8.greaterThan {
+            } else if byte.endsTagName {
                 flush(byte, into: &out)
                 state = byte == UInt8.greaterThan ? .text : .passToClose
             } else {
@@ -250,27 +250,29 @@ public struct HTMLLinkDecorator: Sendable {
             // The first `<base href>` sets the base for everything after it.
             if !sawBase, let href = tag.attribute("href") {
                 sawBase = true
-                if let base = URLReference(tag.value(of: href)) { rewriter.requestURL = base.resolved(against: documentURL) }
+                if let base = URLReference(tag.value(of: href).text) { rewriter.requestURL = base.resolved(against: documentURL) }
             }
         case Self.anchor, Self.area:
-            if let href = tag.attribute("href"), let rewritten = rewriter.rewriteLocation(tag.value(of: href)) {
-                return tag.write(replacing: href, with: rewritten, into: &out)
+            if let href = tag.attribute("href") {
+                let value = tag.value(of: href)
+                if let rewritten = rewriter.rewriteLocation(value.text) { return tag.write(replacing: href, value: value, with: rewritten, into: &out) }
             }
         case Self.meta:
-            if let equiv = tag.attribute("http-equiv"), tag.value(of: equiv).lowercased() == "refresh", let content = tag.attribute("content"),
-                let rewritten = rewriter.rewriteRefresh(tag.value(of: content))
-            {
-                return tag.write(replacing: content, with: rewritten, into: &out)
+            if let equiv = tag.attribute("http-equiv"), tag.value(of: equiv).text.lowercased() == "refresh", let content = tag.attribute("content") {
+                let value = tag.value(of: content)
+                if let rewritten = rewriter.rewriteRefresh(value.text) { return tag.write(replacing: content, value: value, with: rewritten, into: &out) }
             }
         case Self.form:
             let action = tag.attribute("action")
-            let target = action.map(tag.value(of:)) ?? ""
-            if let method = tag.attribute("method"), tag.value(of: method).lowercased() == "post" {
-                if let action, let rewritten = rewriter.rewriteLocation(target) { return tag.write(replacing: action, with: rewritten, into: &out) }
+            let value = action.map(tag.value(of:))
+            if let method = tag.attribute("method"), tag.value(of: method).text.lowercased() == "post" {
+                if let action, let value, let rewritten = rewriter.rewriteLocation(value.text) {
+                    return tag.write(replacing: action, value: value, with: rewritten, into: &out)
+                }
                 break
             }
             // GET: the browser builds the query from the fields, so the ids go in as fields.
-            guard rewriter.allowsTarget(target) else { break }
+            guard rewriter.allowsTarget(value?.text ?? "") else { break }
             out += pending
             for (name, value) in rewriter.carriedParameters() {
                 out += #"<input type="hidden" name=""#.utf8
@@ -293,6 +295,11 @@ extension UnsafeBufferPointer<UInt8> {
         guard start < count, let base = baseAddress, let found = memchr(base + start, Int32(byte), count - start) else { return nil }
         return UnsafeRawPointer(base).distance(to: UnsafeRawPointer(found))
     }
+}
+
+extension UInt8 {
+    /// What ends a tag's name: a space, `/` or `>`.
+    fileprivate var endsTagName: Bool { isHTMLSpace || self == .slash || self == .greaterThan }
 }
 
 /// A tag's name, lower-cased, in one word: every element the decorator acts on has a name of at
@@ -320,7 +327,7 @@ struct TagName: Equatable, ExpressibleByStringLiteral {
         var packed: UInt64 = 0
         var count = 0
         for byte in bytes.dropFirst() {
-            if byte.isHTMLSpace || byte == UInt8.slash || byte == UInt8.greaterThan { break }
+            if byte.endsTagName { break }
             guard count < 8 else {
                 self = .unlisted
                 return
@@ -386,7 +393,7 @@ struct TagParser {
     /// The first attribute named `name` (lower case; later duplicates are ignored, as browsers do).
     func attribute(_ name: StaticString) -> Attribute? {
         var i = 1
-        while i < bytes.count, !bytes[i].isHTMLSpace, bytes[i] != UInt8.slash, bytes[i] != UInt8.greaterThan { i += 1 }
+        while i < bytes.count, !bytes[i].endsTagName { i += 1 }
         while let attribute = next(from: &i) {
             if attribute.name.count == name.utf8CodeUnitCount,
                 zip(bytes[attribute.name], UnsafeBufferPointer(start: name.utf8Start, count: name.utf8CodeUnitCount)).allSatisfy({ $0.asciiLowercased == $1 })
@@ -422,18 +429,18 @@ struct TagParser {
     }
 
     /// The attribute's value with character references decoded.
-    func value(of attribute: Attribute) -> String {
+    func value(of attribute: Attribute) -> HTMLAttribute.Value {
         HTMLAttribute.decoded(bytes[attribute.range])
     }
 
-    /// Writes the tag with `attribute`'s value replaced by `value`, which is the old value with one
-    /// run of text inserted (what the rewriters produce): only that run is written, escaped, so
-    /// every original byte of the tag stays as it was.
-    func write(replacing attribute: Attribute, with value: String, into out: inout [UInt8]) {
+    /// Writes the tag with `attribute`'s value (read as `value`) replaced by `new`, which is the
+    /// old value with one run of text inserted (what the rewriters produce): only that run is
+    /// written, escaped, so every original byte of the tag stays as it was.
+    func write(replacing attribute: Attribute, value: HTMLAttribute.Value, with new: String, into out: inout [UInt8]) {
         let quote = attribute.quote ?? UInt8.doubleQuote
-        let (oldValue, rawOffsets) = HTMLAttribute.decodedWithOffsets(bytes[attribute.range])
-        let old = Array(oldValue.utf8)
-        let new = Array(value.utf8)
+        let rawOffsets = value.offsets ?? Array(0...attribute.range.count)
+        let old = Array(value.text.utf8)
+        let new = Array(new.utf8)
         // A value that is not UTF-8 was repaired when read: its bytes no longer line up, so it stays.
         guard rawOffsets.count == old.count + 1 else { return out += bytes }
         var prefix = 0
@@ -456,13 +463,16 @@ struct TagParser {
 enum HTMLAttribute {
     private static let named: [String: String] = ["amp": "&", "quot": "\"", "apos": "'", "lt": "<", "gt": ">"]
 
-    /// The value: most have no reference at all and are read as they are.
-    static func decoded(_ raw: ArraySlice<UInt8>) -> String {
-        raw.contains(UInt8.ampersand) ? decodedWithOffsets(raw).value : String(decoding: raw, as: UTF8.self)
+    struct Value {
+        let text: String
+        /// For each byte of `text` (and its end), the offset in the raw value where it starts;
+        /// nil when nothing was decoded (each byte is where it was).
+        let offsets: [Int]?
     }
 
-    /// The value, and for each of its bytes (and its end) the offset in `raw` where it starts.
-    static func decodedWithOffsets(_ raw: ArraySlice<UInt8>) -> (value: String, offsets: [Int]) {
+    /// The value: most have no reference at all and are read as they are.
+    static func decoded(_ raw: ArraySlice<UInt8>) -> Value {
+        guard raw.contains(UInt8.ampersand) else { return Value(text: String(decoding: raw, as: UTF8.self), offsets: nil) }
         var out: [UInt8] = []
         var offsets: [Int] = []
         out.reserveCapacity(raw.count)
@@ -497,7 +507,7 @@ enum HTMLAttribute {
             i += 1
         }
         offsets.append(raw.count)
-        return (String(decoding: out, as: UTF8.self), offsets)
+        return Value(text: String(decoding: out, as: UTF8.self), offsets: offsets)
     }
 
     /// Appends `text` with `&` and the quote escaped.
