@@ -35,17 +35,19 @@ public struct ClickCapture: Sendable, Equatable {
     public static func scan(query: String?, cookies: RequestCookies, registry: ClickIDRegistry) -> ClickCapture {
         var capture = ClickCapture()
         let kinds = registry.kinds
-        // This runs on every request: each parameter's name is decoded once and looked up once,
-        // and the registry is walked again only when there are cookies to read.
-        var inURL: [(kind: Int, value: Substring?)] = []
-        for item in Query.items(query) {
-            let name = Query.percentDecoded(item.name) ?? String(item.name)
-            guard let kind = kinds.firstIndex(where: { $0.parameter == name }), !inURL.contains(where: { $0.kind == kind }) else { continue }
-            inURL.append((kind, item.value))
+        // This runs on every request: names are compared as bytes (a string is made only for a
+        // name with an escape), and a value is decoded only for a click id's first occurrence.
+        var inURL: [(kind: Int, value: String?)] = []
+        query?.withUTF8Buffer { bytes in
+            for (name, value) in Query.Pieces(bytes) {
+                let name = Query.RawName(name)
+                guard let kind = kinds.firstIndex(where: { name.reads(as: $0.parameter) }), !inURL.contains(where: { $0.kind == kind }) else { continue }
+                inURL.append((kind, value.map(Query.percentDecoded) ?? ""))
+            }
         }
         inURL.sort { $0.kind < $1.kind }
-        for (kind, raw) in inURL {
-            guard let decoded = Query.percentDecoded(raw ?? "") else {
+        for (kind, decoded) in inURL {
+            guard let decoded else {
                 capture.rejected.append((kinds[kind].parameter, .badEncoding))
                 continue
             }

@@ -56,10 +56,12 @@ public struct SetCookie: Sendable, Equatable {
 
     /// A cookie's name and attributes, checked and written out once: the gateway sets the same
     /// few cookies on most landing requests, and only their values change (rendering all of it
-    /// per request cost ≈ 3,400 instructions a cookie).
+    /// per request cost ≈ 3,400 instructions a cookie). Kept as bytes, so a header value is one
+    /// string made in one pass that also checks the value (≈ 1,400 instructions when the parts
+    /// were strings joined after a separate check).
     public struct Template: Sendable {
-        private let prefix: String
-        private let suffix: String
+        private let prefix: [UInt8]
+        private let suffix: [UInt8]
 
         /// The template of `cookie` (its value is not used); nil when its name or domain has a
         /// byte a cookie may not carry.
@@ -69,17 +71,32 @@ public struct SetCookie: Sendable, Equatable {
             else {
                 return nil
             }
-            prefix = cookie.name + "="
-            suffix = String(
+            prefix = Array((cookie.name + "=").utf8)
+            suffix = Array(String(
                 concatenating: "; Max-Age=", String(min(cookie.maxAge, SetCookie.maxLifetime)), "; Path=", cookie.path,
                 cookie.domain == nil ? "" : "; Domain=", cookie.domain ?? "", cookie.secure ? "; Secure" : "",
-                cookie.httpOnly ? "; HttpOnly" : "", "; SameSite=", cookie.sameSite.rawValue)
+                cookie.httpOnly ? "; HttpOnly" : "", "; SameSite=", cookie.sameSite.rawValue).utf8)
         }
 
         /// The header value carrying `value`; nil when it has a byte a cookie may not carry.
         public func headerValue(_ value: String) -> String? {
-            guard value.withUTF8Buffer(ByteClass.cookieOctet.admits(all:)) else { return nil }
-            return String(concatenating: prefix, value, suffix)
+            value.withUTF8Buffer { value in
+                let octet = ByteClass.cookieOctet
+                var refused = false
+                let text = String(unsafeUninitializedCapacity: prefix.count + value.count + suffix.count) { out in
+                    var written = prefix.withUnsafeBufferPointer { out.initialize(fromContentsOf: $0) }
+                    for byte in value {
+                        guard octet.admits(byte) else {
+                            refused = true
+                            return 0
+                        }
+                        out[written] = byte
+                        written += 1
+                    }
+                    return suffix.withUnsafeBufferPointer { UnsafeMutableBufferPointer(rebasing: out[written...]).initialize(fromContentsOf: $0) } + written
+                }
+                return refused ? nil : text
+            }
         }
     }
 }

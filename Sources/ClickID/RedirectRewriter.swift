@@ -85,11 +85,10 @@ public struct RedirectRewriter: Sendable {
 
     /// A new `Location` value, or nil when nothing is to change.
     public func rewriteLocation(_ location: String) -> String? {
-        guard var target = allowedTarget(location) else { return nil }
+        guard let target = allowedTarget(location) else { return nil }
         let additions = additions(missingFrom: target.query)
         guard !additions.isEmpty else { return nil }
-        target.query = Query.appending(additions.map(\.piece), to: target.query)
-        return target.text
+        return Query.appending(additions.lazy.map(\.piece), toQueryOf: location)
     }
 
     /// `location` parsed, when it resolves to an http(s) URL on an allowed host. Only the
@@ -98,8 +97,9 @@ public struct RedirectRewriter: Sendable {
     private func allowedTarget(_ location: String) -> URLReference? {
         if !pathReferencesAllowed, URLReference.isPathReference(location) { return nil }
         guard let target = URLReference(location) else { return nil }
-        let authority = target.scheme != nil || target.authority != nil ? target.authority : requestURL.authority
-        guard Self.allows(scheme: target.scheme ?? requestURL.scheme, authority: authority, in: allowlist) else { return nil }
+        // A path reference resolves to the request's own scheme and authority: asked at `init`.
+        if target.scheme == nil, target.authority == nil { return pathReferencesAllowed ? target : nil }
+        guard Self.allows(scheme: target.scheme ?? requestURL.scheme, authority: target.authority, in: allowlist) else { return nil }
         return target
     }
 
@@ -120,10 +120,13 @@ public struct RedirectRewriter: Sendable {
         for (name, piece) in passThrough where !out.contains(where: { $0.name == name }) {
             out.append((name, piece))
         }
-        var items = Query.items(query)
-        while !out.isEmpty, let item = items.next() {
-            let name = Query.percentDecoded(item.name) ?? String(item.name)
-            out.removeAll { $0.name == name }
+        guard !out.isEmpty, let query else { return out }
+        query.withUTF8Buffer { bytes in
+            var pieces = Query.Pieces(bytes)
+            while !out.isEmpty, let (name, _) = pieces.next() {
+                let name = Query.RawName(name)
+                out.removeAll { name.reads(as: $0.name) }
+            }
         }
         return out
     }

@@ -65,7 +65,7 @@ public enum Smartlinks {
     /// The target with every incoming query parameter it lacks appended (the target's own values
     /// win), in the incoming order, made header-safe.
     public static func redirectURL(target: String, incomingQuery: String?) -> String {
-        guard var reference = URLReference(target) else { return target }
+        guard let reference = URLReference(target) else { return target }
         let present = Query.decodedNames(reference.query)
         var seen = present
         var additions: [String] = []
@@ -75,8 +75,7 @@ public enum Smartlinks {
             seen.insert(name)
             additions.append(Query.sanitizedPiece(item))
         }
-        reference.query = Query.appending(additions, to: reference.query)
-        return reference.text
+        return Query.appending(additions, toQueryOf: target)
     }
 
     static func fnv1a(_ text: String) -> UInt64 {

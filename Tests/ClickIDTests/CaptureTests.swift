@@ -42,6 +42,11 @@ import Testing
         #expect(cookie.headerValue == "ttclid=E.C.P.x; Max-Age=34560000; Path=/; Secure; HttpOnly; SameSite=Lax")
         #expect(SetCookie(name: "a", value: "x;Domain=evil", maxAge: 1).headerValue == nil)
         #expect(SetCookie(name: "a b", value: "x", maxAge: 1).headerValue == nil)
+        // The value is checked as it is copied: a refused byte anywhere makes no header.
+        let template = SetCookie.Template(SetCookie(name: "v", value: "", maxAge: 60, secure: false))!
+        #expect(template.headerValue("") == "v=; Max-Age=60; Path=/; SameSite=Lax")
+        #expect(template.headerValue("abc") == "v=abc; Max-Age=60; Path=/; SameSite=Lax")
+        for bad in ["\rabc", "ab\nc", "abc;", "a b", "\"", "é", "a\u{7F}"] { #expect(template.headerValue(bad) == nil, "\(bad.debugDescription)") }
     }
 
     @Test func queryItemsKeepEveryPieceButEmptyOnes() {
@@ -49,6 +54,25 @@ import Testing
         #expect(items == ["a|1", "b|nil", "|c", "d|", "é|%C3%A9"])
         #expect(Query.items(nil).first == nil && Query.items("&&").first == nil)
         #expect(Query.items("x=1&y=2").first.map { "\($0.name)=\($0.value ?? "")" } == "x=1")
+    }
+
+    /// Names are read as a server reads them: escapes and `+` decoded; a broken escape leaves the
+    /// raw text, which is no parameter's name.
+    @Test func namesAreComparedDecoded() {
+        let capture = ClickCapture.scan(query: "tt%63lid=A&ttclid=B&fb+clid=C&gclid%=D&msclkid=%4D", cookies: RequestCookies(headers: []), registry: registry)
+        #expect(capture.fromURL.map { "\($0.kind.parameter)=\($0.value)" } == ["ttclid=A", "msclkid=M"])
+        let name = { (raw: String) in raw.withUTF8Buffer { Query.RawName($0) } }
+        #expect(name("tt%63lid").reads(as: "ttclid") && name("ttclid").reads(as: "ttclid") && name("a+b").reads(as: "a b"))
+        #expect(!name("ttclid").reads(as: "ttcli") && !name("%zz").reads(as: "") && name("%zz").reads(as: "%zz"))
+    }
+
+    @Test func bytePiecesMatchTheItems() {
+        for query in ["&a=1&&b&=c&d=&é=%C3%A9&", "", "&", "x", "=", "a==b&c"] {
+            let pieces = query.withUTF8Buffer { bytes in
+                Query.Pieces(bytes).map { String(decoding: $0.name, as: UTF8.self) + "|" + ($0.value.map { String(decoding: $0, as: UTF8.self) } ?? "nil") }
+            }
+            #expect(pieces == Query.items(query).map { "\($0.name)|\($0.value ?? "nil")" }, "\(query)")
+        }
     }
 
     @Test func concatenationCopiesEveryPartOnce() {

@@ -22,6 +22,11 @@ private func rewriter(
         ("?page=2", "?page=2&ttclid=E.C.P.abc123&utm_source=tiktok&utm_campaign=spring%20sale"),
         // absolute, same site, with a fragment: appended before it
         ("https://lp.example.com/a?b=%2Fc#top", "https://lp.example.com/a?b=%2Fc&ttclid=E.C.P.abc123&utm_source=tiktok&utm_campaign=spring%20sale#top"),
+        // a '?' inside the fragment is the fragment's; '&' or a bare '?' before one takes no separator
+        ("/f#a?b=1", "/f?ttclid=E.C.P.abc123&utm_source=tiktok&utm_campaign=spring%20sale#a?b=1"),
+        ("/f?x=1&#t", "/f?x=1&ttclid=E.C.P.abc123&utm_source=tiktok&utm_campaign=spring%20sale#t"),
+        ("/f?#t", "/f?ttclid=E.C.P.abc123&utm_source=tiktok&utm_campaign=spring%20sale#t"),
+        ("/f#", "/f?ttclid=E.C.P.abc123&utm_source=tiktok&utm_campaign=spring%20sale#"),
         // scheme-relative to a host under the cookie domain, with a port
         ("//www.example.com:8443/x", "//www.example.com:8443/x?ttclid=E.C.P.abc123&utm_source=tiktok&utm_campaign=spring%20sale"),
         // a decorate host, with a trailing '&' and a bare '?'

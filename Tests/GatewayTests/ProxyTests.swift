@@ -77,9 +77,11 @@ func echo(_ client: HTTPClient, _ url: String, headers: [(String, String)] = [],
         }
     }
 
-    @Test func trustedProxiesKeepTheChainAndTheClientIsFoundInIt() async throws {
+    /// Over HTTP/1.1 and over HTTP/2, whose streams share their connection's peer.
+    @Test(arguments: [false, true])
+    func trustedProxiesKeepTheChainAndTheClientIsFoundInIt(http2: Bool) async throws {
         try await withGateway(top: "trusted_proxies: [\"127.0.0.0/8\", \"10.0.0.0/8\"]") { gateway, _ in
-            let client = TestClients.make(http2: false)
+            let client = TestClients.make(http2: http2)
             defer { Task { try await client.shutdown() } }
             let (_, seen) = try await echo(
                 client, "https://localhost:\(gateway.httpsPort)/echo",

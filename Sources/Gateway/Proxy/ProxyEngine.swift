@@ -48,11 +48,22 @@ final class ProxyEngine: Sendable {
     }
 }
 
-/// Per-connection facts a proxy handler is created with.
+/// Per-connection facts a proxy handler is created with. Made once per connection: an HTTP/2
+/// connection's streams share it, and parsing the peer's address for each stream's trust
+/// decision cost ≈ 1,700 instructions a request.
 struct DownstreamInfo {
     let scheme: String
     let httpVersion: String
     let peerAddress: String
+    /// The peer's address as bytes, for `trusted_proxies`; nil when it is not an IP address.
+    let peerIP: IPAddressBytes?
+
+    init(scheme: String, httpVersion: String, peerAddress: String) {
+        self.scheme = scheme
+        self.httpVersion = httpVersion
+        self.peerAddress = peerAddress
+        peerIP = IPAddressBytes.parse(peerAddress)
+    }
 }
 
 /// The id that ties a request's access-log line, its upstream request and its error page together.

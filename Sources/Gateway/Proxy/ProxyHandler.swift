@@ -155,8 +155,7 @@ final class ProxyHandler: ChannelDuplexHandler, UpstreamSink {
     /// connection, so this is decided once per configuration, not per request.
     private var peerIsTrusted: Bool {
         if let verdict = trustVerdict, verdict.engine === engine { return verdict.trusted }
-        let parsed = IPAddressBytes.parse(downstream.peerAddress)
-        let trusted = parsed.map { peer in engine.config.trustedProxies.contains { $0.contains(peer) } } ?? false
+        let trusted = downstream.peerIP.map { peer in engine.config.trustedProxies.contains { $0.contains(peer) } } ?? false
         trustVerdict = (engine, trusted)
         return trusted
     }

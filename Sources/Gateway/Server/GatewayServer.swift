@@ -393,6 +393,7 @@ public final class GatewayServer: Service, Sendable {
         let clockPool = NIOLoopBound(StreamClockPool<ProxyHandler>(), eventLoop: channel.eventLoop)
         channel.closeFuture.whenComplete { _ in clockPool.value.stopAll() }
         try sync.addHandler(TickFlushCoalescer())
+        let downstream = DownstreamInfo(scheme: scheme, httpVersion: "h2", peerAddress: peer)
         _ = try sync.configureHTTP2Pipeline(
             mode: .server, connectionConfiguration: connection, streamConfiguration: stream,
             streamDelegate: management.http2StreamDelegate
@@ -403,9 +404,7 @@ public final class GatewayServer: Service, Sendable {
             do {
                 try streamSync.addHandler(HTTP2StreamCodec(onRefused: refused), name: "h2-stream-codec")
                 try streamSync.addHandler(
-                    ProxyHandler(
-                        live: live, downstream: DownstreamInfo(scheme: scheme, httpVersion: "h2", peerAddress: peer),
-                        clockPool: clockPool.value),
+                    ProxyHandler(live: live, downstream: downstream, clockPool: clockPool.value),
                     name: "proxy")
             } catch {
                 return streamChannel.eventLoop.makeFailedFuture(error)

@@ -36,20 +36,20 @@ final class ResponseEncoder {
                 if bodyless { unansweredHeads.removeFirst() }
                 answersStarted += 1
             }
-            let measured = HeadWriter.Measure(head.headers)
+            let allocator = context.channel.allocator
+            guard let draft = HeadWriter.draft(head, allocator: allocator) else { return refusal.refuse(context, promise) }
             var edit = HeadWriter.FramingEdit()
             if !head.status.mayHaveResponseBody {
                 edit.dropContentLength = true
                 edit.dropTransferEncoding = true
-            } else if measured.hasContentLength {
+            } else if draft.framing.hasContentLength {
                 edit.dropTransferEncoding = true
             } else if head.version.minor >= 1 {
                 edit.addChunked = true
             }
             // A HEAD answer still says `chunked` (what a GET would get) but sends no chunks.
             body = BodyFraming(chunked: edit.addChunked && !bodyless)
-            var buffer = context.channel.allocator.buffer(capacity: 0)
-            guard HeadWriter.write(head, measured: measured, edit: edit, to: &buffer) else { return refusal.refuse(context, promise) }
+            guard let buffer = HeadWriter.finish(draft, of: head, edit: edit, allocator: allocator) else { return refusal.refuse(context, promise) }
             context.write(NIOAny(IOData.byteBuffer(buffer)), promise: promise)
         case .body(let part):
             if bodyless {
@@ -76,7 +76,7 @@ final class ResponseEncoder {
 final class UpstreamRequestEncoder {
     private var body = BodyFraming()
     /// A head waiting to learn whether a body follows.
-    private var held: (head: HTTPRequestHead, measured: HeadWriter.Measure, promise: EventLoopPromise<Void>?)?
+    private var held: (head: HTTPRequestHead, draft: HeadWriter.Draft, promise: EventLoopPromise<Void>?)?
     /// The request in progress went out without framing: it can carry no body.
     private var unframed = false
     private var refusal = Refusal()
@@ -85,23 +85,23 @@ final class UpstreamRequestEncoder {
         guard !refusal.rejects(promise) else { return }
         switch part {
         case .head(let head):
-            let measured = HeadWriter.Measure(head.headers)
+            guard let draft = HeadWriter.draft(head, allocator: context.channel.allocator) else { return refusal.refuse(context, promise) }
             var edit = HeadWriter.FramingEdit()
             switch head.method {
             case .TRACE:
                 edit.dropContentLength = true
                 edit.dropTransferEncoding = true
-            case _ where measured.hasContentLength:
+            case _ where draft.framing.hasContentLength:
                 edit.dropTransferEncoding = true
             case .POST, .PUT, .PATCH:
                 edit.addChunked = true
-            case _ where measured.chunked:
+            case _ where draft.framing.chunked:
                 edit.addChunked = true
             default:
-                held = (head, measured, promise)
+                held = (head, draft, promise)
                 return
             }
-            writeHead(head, measured: measured, edit: edit, context: context, promise: promise)
+            writeHead(head, draft: draft, edit: edit, context: context, promise: promise)
         case .body(let part):
             if part.readableBytes > 0 {
                 if unframed { return refusal.refuse(context, promise) }
@@ -129,23 +129,21 @@ final class UpstreamRequestEncoder {
     /// Writes the held head, if any, chunked or without framing; false when it may not be sent.
     @discardableResult
     private func releaseHeld(chunked: Bool, context: ChannelHandlerContext) -> Bool {
-        guard let held else { return true }
-        self.held = nil
+        guard let held = held.take() else { return true }
         unframed = !chunked
         var edit = HeadWriter.FramingEdit()
         edit.addChunked = chunked
-        return writeHead(held.head, measured: held.measured, edit: edit, context: context, promise: held.promise)
+        return writeHead(held.head, draft: held.draft, edit: edit, context: context, promise: held.promise)
     }
 
     @discardableResult
     private func writeHead(
-        _ head: HTTPRequestHead, measured: HeadWriter.Measure, edit: HeadWriter.FramingEdit, context: ChannelHandlerContext,
+        _ head: HTTPRequestHead, draft: consuming HeadWriter.Draft, edit: HeadWriter.FramingEdit, context: ChannelHandlerContext,
         promise: EventLoopPromise<Void>?
     ) -> Bool {
         // A chunked head always carries the encoder's own `transfer-encoding: chunked` (see `FramingEdit`).
         body = BodyFraming(chunked: edit.addChunked)
-        var buffer = context.channel.allocator.buffer(capacity: 0)
-        guard HeadWriter.write(head, measured: measured, edit: edit, to: &buffer) else {
+        guard let buffer = HeadWriter.finish(draft, of: head, edit: edit, allocator: context.channel.allocator) else {
             refusal.refuse(context, promise)
             return false
         }
