@@ -186,6 +186,30 @@ import Testing
         #expect(gateway.log.contains("certificate files changed"))
     }
 
+    /// A change is measured against the files the serving configuration read, not against the
+    /// watcher's last look: a key renewed alone is refused and keeps counting as changed, and the
+    /// certificate written after it is picked up however the writes fall between two checks.
+    @Test func certificateChangesCountAgainstWhatTheServingConfigurationRead() async throws {
+        let origin = try await TestOrigin.start()
+        defer { Task { await origin.stop() } }
+        let scratch = TestFiles.makeScratch("certstate")
+        let site = try TestFiles.certificate(for: ["localhost"], in: scratch)
+        let gateway = try await TestGateway.start(TestFiles.yaml(upstream: origin.url, certificate: site))
+        defer { Task { await gateway.stop() } }
+        #expect(gateway.server.changedCertificateFiles() == nil)
+
+        let renewed = try TestFiles.certificate(for: ["localhost", "renewed.test"], in: TestFiles.makeScratch("certstate-renewed"))
+        try String(contentsOfFile: renewed.key, encoding: .utf8).write(toFile: site.key, atomically: true, encoding: .utf8)
+        let keyOnly = try #require(gateway.server.changedCertificateFiles())
+        #expect(await gateway.server.reloadCertificates().applied == false, "a new key beside the old certificate is refused")
+        #expect(gateway.server.changedCertificateFiles() == keyOnly, "the refused files still differ from the served ones")
+
+        try String(contentsOfFile: renewed.cert, encoding: .utf8).write(toFile: site.cert, atomically: true, encoding: .utf8)
+        #expect(gateway.server.changedCertificateFiles() != nil)
+        #expect(await gateway.server.reloadCertificates().applied)
+        #expect(gateway.server.changedCertificateFiles() == nil)
+    }
+
     @Test func readinessFailsWhenTheStoreCannotWrite() async throws {
         let origin = try await TestOrigin.start()
         defer { Task { await origin.stop() } }

@@ -486,8 +486,10 @@ final class ProxyHandler: ChannelDuplexHandler, UpstreamSink {
             // The client has part of a response; all it can be told is that the stream ended early.
             return closeConnection(exchange, error: "upstream failed mid-response: \(error)")
         }
-        // A kept-alive connection the origin had just closed: try once more on a fresh one.
-        if exchange.reusedConnection, !exchange.retried, exchange.requestBodyBytes == 0 {
+        // A kept-alive connection the origin had just closed: try once more on a fresh one. Not
+        // after a timeout: the origin had the request and was silent, and a second wait would
+        // double the client's.
+        if exchange.reusedConnection, !exchange.retried, exchange.requestBodyBytes == 0, !Self.isTimeout(error) {
             exchange.retried = true
             exchange.reusedConnection = false
             if exchange.requestEnded { exchange.pending = [.end(nil)] }
@@ -507,6 +509,13 @@ final class ProxyHandler: ChannelDuplexHandler, UpstreamSink {
         default:
             exchange.error = "upstream failed: \(error)"
             respondError(.badGateway, detail: "The site's server closed the connection without an answer.", close: !exchange.requestEnded)
+        }
+    }
+
+    private static func isTimeout(_ error: any Error) -> Bool {
+        switch error {
+        case UpstreamError.responseHeaderTimeout, UpstreamError.stalled, UpstreamError.connectTimeout: true
+        default: false
         }
     }
 

@@ -155,11 +155,14 @@ public final class GatewayServer: Service, Sendable {
         let engine = ProxyEngine(
             config: config, filters: TrackingFilters.make(config: config, clickSink: clickSink, ingestor: configuredIngestor), pools: pools,
             accessLog: accessLog, logger: logger, builtinDemoAddress: demoAddress)
+        let certificateFiles = Self.certificateFilesState(config)
         let tls = try config.listen.https.map { _ in try CertificateStore(pairs: config.tls.certificates).makeServerContext() }
         let serverEvents = configuredIngestor.map {
             ServerEventsEndpoint(ingestor: $0, apiKeys: apiKeysOverride ?? Credentials.apiKeys(config.events), pixels: config.events.pixels)
         }
-        return .init(number: number, loadedAt: Date(), config: config, engine: engine, tls: tls, serverEvents: serverEvents)
+        return .init(
+            number: number, loadedAt: Date(), config: config, engine: engine, tls: tls, certificateFiles: certificateFiles,
+            serverEvents: serverEvents)
     }
 
     // MARK: Reload
@@ -234,9 +237,17 @@ public final class GatewayServer: Service, Sendable {
         return notes
     }
 
-    /// The certificate and key files of the running configuration with their sizes and change
-    /// times: when this changes, ``reloadCertificates()`` picks the new files up.
-    public func certificateFilesState() -> [String] {
+    /// The certificate and key files' state now, when it differs from what the serving generation
+    /// read; nil while they are unchanged. ``reloadCertificates()`` picks changed files up.
+    public func changedCertificateFiles() -> [String]? {
+        guard let current = running.withLockedValue({ $0?.live?.current }) else { return nil }
+        let now = Self.certificateFilesState(current.config)
+        return now == current.certificateFiles ? nil : now
+    }
+
+    /// Each certificate and key file with its size, change time and inode (a renewal that renames
+    /// new files into place changes the inode even when size and time do not).
+    static func certificateFilesState(_ config: GatewayConfig) -> [String] {
         config.tls.certificates.flatMap { [$0.certificatePath, $0.keyPath] }.map { path in
             let attributes = try? FileManager.default.attributesOfItem(atPath: path)
             let modified = (attributes?[.modificationDate] as? Date)?.timeIntervalSince1970 ?? 0

@@ -13,6 +13,8 @@ final class LiveConfiguration: Sendable {
         let engine: ProxyEngine
         /// The HTTPS listener's context (certificates are read when a generation is built).
         let tls: NIOSSLContext?
+        /// The certificate and key files as they were when this generation read them.
+        let certificateFiles: [String]
         let serverEvents: ServerEventsEndpoint?
     }
 

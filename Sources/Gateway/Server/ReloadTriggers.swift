@@ -27,14 +27,13 @@ public struct ReloadTriggers: Service {
             }
             tasks.addTask {
                 try? await cancelWhenGracefulShutdown {
-                    var seen = server.certificateFilesState()
+                    // The state of a refused try: the same files are not tried again until they change.
+                    var refused: [String]?
                     while !Task.isCancelled {
                         try await Task.sleep(for: certificateCheckInterval)
-                        guard server.certificateFilesState() != seen else { continue }
+                        guard let now = server.changedCertificateFiles(), now != refused else { continue }
                         logger.info("certificate files changed: reading them again")
-                        _ = await server.reloadCertificates()
-                        // After a refused reload (a key written before its certificate) the next change tries again.
-                        seen = server.certificateFilesState()
+                        refused = await server.reloadCertificates().applied ? nil : now
                     }
                 }
             }

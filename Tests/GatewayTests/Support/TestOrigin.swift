@@ -12,6 +12,8 @@ import NIOSSL
 /// - `/bytes/N`: N bytes, streamed as the connection can take them.
 /// - `/upload`: reads the whole body, answers its length.
 /// - `/slow/MS`: answers after MS milliseconds.  `/hang`: never answers.
+/// - `/drop-reused`: on a connection that already answered, closes without an answer (an origin
+///   closing a kept-alive connection as the request arrives); on a new one, answers `fresh`.
 /// - `/reset`: promises 1,000,000 bytes, sends 10, closes.  `/stall`: the same, but stays open.
 /// - `/raw/NAME`: one of ``rawAnswers`` written straight onto the socket, then a close: non-HTTP,
 ///   interim responses before the final one, a body that runs to the close, conflicting lengths.
@@ -88,6 +90,7 @@ private final class OriginHandler: ChannelDuplexHandler {
 
     private var head: HTTPRequestHead?
     private var bodyLength = 0
+    private var answered = 0
     private var streamRemaining = 0
     private var pumping = false
     private var context: ChannelHandlerContext?
@@ -104,6 +107,7 @@ private final class OriginHandler: ChannelDuplexHandler {
         case .end:
             guard let head else { return }
             respond(to: head, context: context)
+            answered += 1
         }
     }
 
@@ -145,6 +149,9 @@ private final class OriginHandler: ChannelDuplexHandler {
             }
         case "hang":
             return
+        case "drop-reused":
+            if answered > 0 { return context.close(promise: nil) }
+            send(.ok, ["content-type": "text/plain"], "fresh", context)
         case "reset", "stall":
             context.write(wrapOutboundOut(.head(HTTPResponseHead(version: .http1_1, status: .ok, headers: ["content-length": "1000000"]))), promise: nil)
             let sent = context.writeAndFlush(wrapOutboundOut(.body(.byteBuffer(ByteBuffer(string: "0123456789")))))
