@@ -51,6 +51,44 @@ def process_tree(pids):
     return seen
 
 
+def cpu_sample(pids):
+    """Clock ticks so far: each core's (busy, idle), and the processes' own user and system time."""
+    cores = {}
+    with open("/proc/stat") as f:
+        for line in f:
+            name, *ticks = line.split()
+            if name in (f"cpu{PROXY_CORE}", f"cpu{LOAD_CORE}"):
+                ticks = list(map(int, ticks))
+                idle = ticks[3] + ticks[4]
+                cores[name[3:]] = (sum(ticks[:8]) - idle, idle)
+    user = system = 0
+    for pid in process_tree(pids):
+        try:
+            for task in os.listdir(f"/proc/{pid}/task"):
+                with open(f"/proc/{pid}/task/{task}/stat") as f:
+                    fields = f.read().rsplit(")", 1)[1].split()
+                user, system = user + int(fields[11]), system + int(fields[12])
+        except (FileNotFoundError, ProcessLookupError):
+            pass
+    return cores, user, system
+
+
+def cpu_split(before, after, requests):
+    """The proxy's user and kernel µs a request (kernel time includes the network softirqs it ran)
+    and each core's idle share: a proxy whose core sat idle was held back by the load core."""
+    tick_us = 1_000_000 / os.sysconf("SC_CLK_TCK")
+    idle = {}
+    for core in (PROXY_CORE, LOAD_CORE):
+        busy = after[0][core][0] - before[0][core][0]
+        rest = after[0][core][1] - before[0][core][1]
+        idle[core] = 100 * rest / max(1, busy + rest)
+    return {
+        "user_us": (after[1] - before[1]) * tick_us / max(1, requests),
+        "kernel_us": (after[2] - before[2]) * tick_us / max(1, requests),
+        "proxy_idle": idle[PROXY_CORE], "load_idle": idle[LOAD_CORE],
+    }
+
+
 def rss_kib(pids):
     """Resident memory of the processes and their children, in KiB."""
     total = 0
@@ -238,7 +276,8 @@ def wrk(url, seconds, connections=64, headers=()):
     p50 = to_ms(re.search(r"^\s+50%\s+(\S+)", out, re.M).group(1))
     p99 = to_ms(re.search(r"^\s+99%\s+(\S+)", out, re.M).group(1))
     errors = re.search(r"Non-2xx or 3xx responses: (\d+)|Socket errors: (.*)", out)
-    return {"rps": rps, "p50": p50, "p99": p99, "errors": errors.group(0) if errors else ""}
+    requests = int(re.search(r"(\d+) requests in", out).group(1))
+    return {"rps": rps, "p50": p50, "p99": p99, "errors": errors.group(0) if errors else "", "requests": requests}
 
 
 def h2load(url, seconds, work):
@@ -251,7 +290,8 @@ def h2load(url, seconds, work):
         durations = sorted(int(line.split()[2]) / 1000 for line in f if line.strip())
     os.remove(log)
     pick = lambda q: durations[min(len(durations) - 1, int(q * len(durations)))]
-    return {"rps": rps, "p50": pick(0.5), "p99": pick(0.99), "errors": f"{failed} failed" if failed else ""}
+    # The CPU sample spans the warm-up second too, at about the same rate.
+    return {"rps": rps, "p50": pick(0.5), "p99": pick(0.99), "errors": f"{failed} failed" if failed else "", "requests": rps * (seconds + 1)}
 
 
 async def hold_idle(port, count):
@@ -312,9 +352,12 @@ def main():
         for repeat in range(args.repeats):
             for scenario, run in scenarios:
                 for name in setup.ports:
+                    before = cpu_sample(setup.pids[name])
                     result = run(name)
+                    result.update(cpu_split(before, cpu_sample(setup.pids[name]), result["requests"]))
                     results[(scenario, name)].append(result)
-                    print(f"[{repeat + 1}/{args.repeats}] {scenario:38} {name:9} {result['rps']:>10.0f} req/s  p50 {result['p50']:.2f} ms  p99 {result['p99']:.2f} ms {result['errors']}", file=sys.stderr, flush=True)
+                    print(f"[{repeat + 1}/{args.repeats}] {scenario:38} {name:9} {result['rps']:>10.0f} req/s  p50 {result['p50']:.2f} ms  p99 {result['p99']:.2f} ms"
+                          f"  user {result['user_us']:.1f} µs  kernel {result['kernel_us']:.1f} µs  idle {result['proxy_idle']:.0f}/{result['load_idle']:.0f} % {result['errors']}", file=sys.stderr, flush=True)
         idle_counts = {name: min(args.idle, setup.max_idle[name]) for name in setup.ports}
         idle = {name: idle_connections_rss(setup, name, idle_counts[name]) for name in setup.ports}
     finally:
@@ -337,6 +380,15 @@ def main():
     # A proxy that could not hold them all says how many it held.
     cells = [f"{idle[n] / 1024:.1f}" + (f" ({idle_counts[n]:,})" if idle_counts[n] != args.idle else "") for n in names]
     print(f"| RSS with {args.idle:,} idle TLS keep-alive connections, MiB | {' | '.join(cells)} | | |")
+    print_table_head(
+        f"CPU a request (connection, for new TLS), medians: the proxy's user and kernel µs; idle share of the proxy's core {PROXY_CORE} / the load's core {LOAD_CORE}",
+        ["scenario", *(f"{n} user / kernel µs, idle %" for n in names)])
+    for scenario, _ in scenarios:
+        cells = []
+        for name in names:
+            median = lambda key: statistics.median(r[key] for r in results[(scenario, name)])
+            cells.append(f"{median('user_us'):.1f} / {median('kernel_us'):.1f}, {median('proxy_idle'):.0f} / {median('load_idle'):.0f}")
+        print(f"| {scenario} | {' | '.join(cells)} |")
 
 
 if __name__ == "__main__":
