@@ -240,7 +240,7 @@ public final class GatewayServer: Service, Sendable {
     /// The certificate and key files' state now, when it differs from what the serving generation
     /// read; nil while they are unchanged. ``reloadCertificates()`` picks changed files up.
     public func changedCertificateFiles() -> [String]? {
-        guard let current = running.withLockedValue({ $0?.live?.current }) else { return nil }
+        guard let current = generation else { return nil }
         let now = Self.certificateFilesState(current.config)
         return now == current.certificateFiles ? nil : now
     }

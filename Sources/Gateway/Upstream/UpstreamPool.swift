@@ -81,7 +81,7 @@ final class UpstreamPool {
     /// A parked connection that is alive and not expired, if there is one. Handed over directly:
     /// a succeeded future and its callback cost about 2,000 instructions on every request.
     func takeParked(_ key: UpstreamKey) -> UpstreamConnection? {
-        guard let slot = idle.firstIndex(where: { $0.key == key }) else { return nil }
+        guard let slot = slot(of: key) else { return nil }
         while let connection = idle[slot].connections.popLast() {
             if connection.isActive, connection.reusable, connection.parkedAt + keepalive > .now() { return connection }
             connection.abandon()
@@ -95,7 +95,7 @@ final class UpstreamPool {
         // A parked connection reads freely: it must notice the origin closing it, and the next
         // lease must not inherit the last client's back-pressure.
         connection.resumeReads()
-        let slot = idle.firstIndex { $0.key == connection.key }
+        let slot = slot(of: connection.key)
         guard connection.reusable, connection.isActive, maxIdlePerKey > 0, slot.map({ idle[$0].connections.count < maxIdlePerKey }) ?? true else {
             connection.abandon()
             return
@@ -145,8 +145,13 @@ final class UpstreamPool {
         if let oldest = idle.compactMap({ $0.connections.first?.parkedAt }).min() { scheduleSweep(at: oldest + keepalive) }
     }
 
+    /// Where `key`'s parked connections are listed, if anywhere.
+    private func slot(of key: UpstreamKey) -> Int? {
+        idle.firstIndex { $0.key == key }
+    }
+
     private func remove(_ connection: UpstreamConnection) {
-        guard let slot = idle.firstIndex(where: { $0.key == connection.key }) else { return }
+        guard let slot = slot(of: connection.key) else { return }
         idle[slot].connections.removeAll { $0 === connection }
     }
 
