@@ -89,16 +89,26 @@ import Testing
     func silentUpstreamGets504OnAReusedConnection(proto: String) async throws {
         try await withGateway(timeouts: "upstream_response_header: 2s") { gateway, origin in
             let base = "https://localhost:\(gateway.httpsPort)"
-            // curl times each transfer itself: a loaded machine's process start-up does not count.
-            let result = try await curl([
-                proto, "-w", "%{http_code} %{num_connects} %{time_total}\n", "-o", "/dev/null", "-o", "/dev/null", "-o", "/dev/null",
-                "\(base)/echo", "\(base)/hang", "\(base)/echo",
-            ])
-            let transfers = result.stdout.split(separator: "\n").map { $0.split(separator: " ") }
+            var result: ProcessResult
+            var transfers: [[Substring]]
+            var connectionsBefore: Int
+            var tries = 0
+            // A machine busy enough to keep the in-process origin from answering the last request
+            // within the 2 s clock (seen once beside the whole suite) gets another try.
+            repeat {
+                tries += 1
+                connectionsBefore = origin.connectionCount
+                // curl times each transfer itself: a loaded machine's process start-up does not count.
+                result = try await curl([
+                    proto, "-w", "%{http_code} %{num_connects} %{time_total}\n", "-o", "/dev/null", "-o", "/dev/null", "-o", "/dev/null",
+                    "\(base)/echo", "\(base)/hang", "\(base)/echo",
+                ])
+                transfers = result.stdout.split(separator: "\n").map { $0.split(separator: " ") }
+            } while tries < 3 && transfers.count == 3 && transfers[2].first == "504"
             #expect(transfers.map { $0.prefix(2).joined(separator: " ") } == ["200 1", "504 0", "200 0"], "one connection: \(result.stdout)")
             let waited = transfers.count == 3 ? Double(transfers[1].last ?? "") ?? 0 : 0
             #expect(waited >= 1.9 && waited < 3.5, "one upstream_response_header (2 s), not two: \(result.stdout)")
-            #expect(origin.connectionCount == 2, "the silent request went over the kept-alive connection, once")
+            #expect(origin.connectionCount - connectionsBefore == 2, "the silent request went over the kept-alive connection, once")
         }
     }
 
