@@ -75,7 +75,11 @@ import Testing
             ("Host", "lp.example.com"), ("X-Forwarded-For", "6.6.6.6"), ("forwarded", "for=6.6.6.6"), ("X-Forwarded-Host", "evil"),
         ])
         #expect(HeaderRules.clientAddress(headers, peer: "203.0.113.7", peerTrusted: false, trusted: []) == "203.0.113.7")
-        HeaderRules.applyForwarding(&headers, peer: "203.0.113.7", peerTrusted: false, scheme: "https", host: "lp.example.com")
+        var added: [(String, String)] = []
+        HeaderRules.applyForwarding(
+            &headers, adding: &added, peer: "203.0.113.7", peerTrusted: false, scheme: "https", host: "lp.example.com",
+            element: HeaderRules.forwardedElement(for: "203.0.113.7", scheme: "https", host: "lp.example.com"))
+        HeaderRules.append(added, to: &headers)
         #expect(headers["x-forwarded-for"] == ["203.0.113.7"])
         #expect(headers["x-forwarded-host"] == ["lp.example.com"])
         #expect(headers["x-forwarded-proto"] == ["https"])
@@ -91,12 +95,28 @@ import Testing
         #expect(HeaderRules.clientAddress(allOurs, peer: "10.0.0.2", peerTrusted: true, trusted: trusted) == "10.9.9.9")
         let junk = HTTPHeaders([("X-Forwarded-For", "unknown")])
         #expect(HeaderRules.clientAddress(junk, peer: "10.0.0.2", peerTrusted: true, trusted: trusted) == "10.0.0.2")
-        HeaderRules.applyForwarding(&headers, peer: "10.0.0.2", peerTrusted: true, scheme: "https", host: "lp.example.com")
+        var added: [(String, String)] = []
+        HeaderRules.applyForwarding(
+            &headers, adding: &added, peer: "10.0.0.2", peerTrusted: true, scheme: "https", host: "lp.example.com",
+            element: HeaderRules.forwardedElement(for: "10.0.0.2", scheme: "https", host: "lp.example.com"))
+        HeaderRules.append(added, to: &headers)
         #expect(headers["x-forwarded-for"] == ["198.51.100.4, 10.1.1.1, 10.0.0.2"])
         #expect(headers["x-forwarded-proto"] == ["http"])
+        #expect(headers["x-forwarded-host"] == ["lp.example.com"])
         #expect(headers["forwarded"] == ["for=10.0.0.2;proto=https;host=\"lp.example.com\""])
         // RFC 7239 §6: an IPv6 node is bracketed and quoted.
         #expect(HeaderRules.forwardedElement(for: "::1", scheme: "http", host: "[::1]:8080") == "for=\"[::1]\";proto=http;host=\"[::1]:8080\"")
+    }
+
+    /// A connection's later requests reuse what its first built, and only while the host is the same.
+    @Test func aConnectionMemoAnswersAsTheFunctionsItSaves() {
+        let memo = ConnectionMemo()
+        for host in ["LP.Example.com:8443", "LP.Example.com:8443", "lp.example.com", "bad host", "lp.example.com", "[::1]:8080"] {
+            #expect(memo.normalizedHost(host) == SiteTable.normalizedHost(host))
+            #expect(
+                memo.forwardedElement(peer: "::1", scheme: "https", host: host)
+                    == HeaderRules.forwardedElement(for: "::1", scheme: "https", host: host))
+        }
     }
 
     /// The gateway's keep-alive reading agrees with NIO's (which it replaces for speed) on every case.

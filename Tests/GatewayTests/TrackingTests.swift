@@ -50,7 +50,7 @@ private let siteForTracking = """
             defer { Task { try await client.shutdown() } }
             let (response, body) = try await get(
                 client, "https://localhost:\(gateway.httpsPort)/echo?ttclid=E.C.P.abc-123&fbclid=FB_1&utm_source=tiktok",
-                headers: [("x-clickgate-ttclid", "spoofed"), ("x-clickgate-visitor", "spoofed"), ("cookie", "_ttp=2Tt.pxl-1")])
+                headers: [("x-clickgate-ttclid", "spoofed"), ("X-ClickGate-Visitor", "spoofed"), ("cookie", "_ttp=2Tt.pxl-1")])
             let cookies = setCookies(response)
             #expect(cookies["ttclid"] == "ttclid=E.C.P.abc-123; Max-Age=2592000; Path=/; Secure; SameSite=Lax")
             #expect(cookies["_fbc"]?.hasPrefix("_fbc=fb.1.") == true && cookies["_fbc"]?.contains(".FB_1; Max-Age=7776000;") == true)

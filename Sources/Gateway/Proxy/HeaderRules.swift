@@ -125,21 +125,25 @@ enum HeaderRules {
         return IPAddressBytes.parse(client) != nil ? client : peer
     }
 
-    /// Sets X-Forwarded-For/-Proto/-Host and `Forwarded`. Client-sent values survive only when the
-    /// peer is a trusted proxy.
-    static func applyForwarding(_ headers: inout HTTPHeaders, peer: String, peerTrusted: Bool, scheme: String, host: String) {
+    /// Sets X-Forwarded-For/-Proto/-Host and `Forwarded` (its element for this hop is `element`,
+    /// see ``forwardedElement(for:scheme:host:)``). Client-sent values survive only when the peer
+    /// is a trusted proxy. Fields added rather than replaced go into `added`, for the caller to
+    /// append with its own in one block (``append(_:to:)``).
+    static func applyForwarding(
+        _ headers: inout HTTPHeaders, adding added: inout [(String, String)], peer: String, peerTrusted: Bool, scheme: String, host: String,
+        element: String
+    ) {
         guard peerTrusted else {
             removeFields(from: &headers) { name in forwardingNames.contains { sameName(name, $0) } }
-            append([
-                ("x-forwarded-for", peer), ("x-forwarded-proto", scheme), ("x-forwarded-host", host),
-                ("forwarded", forwardedElement(for: peer, scheme: scheme, host: host)),
-            ], to: &headers)
+            added.append(("x-forwarded-for", peer))
+            added.append(("x-forwarded-proto", scheme))
+            added.append(("x-forwarded-host", host))
+            added.append(("forwarded", element))
             return
         }
         headers.replaceOrAdd(name: "x-forwarded-for", value: (forwardedChain(headers) + [peer]).joined(separator: ", "))
-        if !headers.contains(name: "x-forwarded-proto") { headers.add(name: "x-forwarded-proto", value: scheme) }
-        if !headers.contains(name: "x-forwarded-host") { headers.add(name: "x-forwarded-host", value: host) }
-        let element = forwardedElement(for: peer, scheme: scheme, host: host)
+        if !headers.contains(name: "x-forwarded-proto") { added.append(("x-forwarded-proto", scheme)) }
+        if !headers.contains(name: "x-forwarded-host") { added.append(("x-forwarded-host", host)) }
         let previous = headers["forwarded"].joined(separator: ", ")
         headers.replaceOrAdd(name: "forwarded", value: previous.isEmpty ? element : "\(previous), \(element)")
     }

@@ -24,6 +24,7 @@ final class ProxyHandler: ChannelDuplexHandler, UpstreamSink {
     /// The engine of the current request, taken from `live` as each request begins.
     private var engine: ProxyEngine
     private let downstream: DownstreamInfo
+    private let memo: ConnectionMemo
     private var context: ChannelHandlerContext?
     private var gate = ReadGate()
     private var exchange: Exchange?
@@ -51,16 +52,18 @@ final class ProxyHandler: ChannelDuplexHandler, UpstreamSink {
     private let responses: (any ResponseWriter)?
 
     /// - Parameters:
+    ///   - memo: the connection's (an HTTP/2 stream's handler shares its connection's).
     ///   - responses: the HTTP/1 connection the responses go to directly (nil for an HTTP/2
     ///     stream, whose responses go through its pipeline).
     ///   - clockPool: an HTTP/2 stream's connection's clocks.
     init(
-        live: LiveConfiguration, downstream: DownstreamInfo, responses: (any ResponseWriter)? = nil,
+        live: LiveConfiguration, downstream: DownstreamInfo, memo: ConnectionMemo, responses: (any ResponseWriter)? = nil,
         clockPool: StreamClockPool<ProxyHandler>? = nil
     ) {
         self.live = live
         self.engine = live.engine
         self.downstream = downstream
+        self.memo = memo
         self.responses = responses
         self.clockPool = clockPool
     }
@@ -167,7 +170,7 @@ final class ProxyHandler: ChannelDuplexHandler, UpstreamSink {
         let exchange = Exchange(
             context: RequestContext(
                 requestID: RequestID.from(peerTrusted ? fields.requestID : nil), peerAddress: downstream.peerAddress, scheme: downstream.scheme,
-                httpVersion: downstream.httpVersion, host: SiteTable.normalizedHost(fields.host ?? "") ?? "", authority: fields.host ?? ""),
+                httpVersion: downstream.httpVersion, host: memo.normalizedHost(fields.host ?? "") ?? "", authority: fields.host ?? ""),
             head: head, connection: fields.connection)
         exchange.context.userAgent = fields.userAgent
         exchange.context.referrer = fields.referrer
@@ -223,20 +226,25 @@ final class ProxyHandler: ChannelDuplexHandler, UpstreamSink {
         // `Transfer-Encoding` is hop-by-hop, but a chunked body is chunked toward the origin too.
         if framing == .chunked { upstreamHead.headers.add(name: "transfer-encoding", value: "chunked") }
         if downstream.httpVersion == "h2" { HeaderRules.joinCookieCrumbs(&upstreamHead.headers) }
+        // The gateway's own fields, appended as one block.
+        var added: [(String, String)] = []
+        added.reserveCapacity(6)
         HeaderRules.applyForwarding(
-            &upstreamHead.headers, peer: downstream.peerAddress, peerTrusted: peerTrusted, scheme: downstream.scheme, host: host)
+            &upstreamHead.headers, adding: &added, peer: downstream.peerAddress, peerTrusted: peerTrusted, scheme: downstream.scheme,
+            host: host, element: memo.forwardedElement(peer: downstream.peerAddress, scheme: downstream.scheme, host: host))
 
         if let expect = fields.expect, HeaderRules.sameName(expect, "100-continue") {
             upstreamHead.headers.remove(name: "expect")
             send(.head(HTTPResponseHead(version: head.version, status: .continue)), context: context, flush: true)
         }
         upstreamHead.version = .http1_1
-        upstreamHead.headers.add(name: "x-request-id", value: exchange.context.requestID)
+        added.append(("x-request-id", exchange.context.requestID))
         if rewritesHost {
             let defaultPort = upstream.scheme == .https ? 443 : 80
             let authority = upstream.port == defaultPort ? upstream.host : HostPort(host: upstream.host, port: upstream.port).description
-            upstreamHead.headers.add(name: "host", value: authority)
+            added.append(("host", authority))
         }
+        HeaderRules.append(added, to: &upstreamHead.headers)
         engine.filters.upstreamRequest(&upstreamHead, context: &exchange.context)
         exchange.upstreamHead = upstreamHead
         connectUpstream(exchange, context: context)

@@ -17,10 +17,12 @@ final class ClickState: Sendable {
     let requestURL: URLReference
     /// The target a smartlink sent the visitor to.
     let smartlinkTarget: String?
+    /// The client sent a field under a name only the gateway speaks (``GatewayConfig/Tracking``'s headers).
+    let carriesGatewayFields: Bool
 
     init(
         capture: ClickCapture, visitorID: String, isNewVisitor: Bool, trackingAllowed: Bool, ttp: String?, requestURL: URLReference,
-        smartlinkTarget: String? = nil
+        smartlinkTarget: String? = nil, carriesGatewayFields: Bool
     ) {
         self.capture = capture
         self.visitorID = visitorID
@@ -29,12 +31,13 @@ final class ClickState: Sendable {
         self.ttp = ttp
         self.requestURL = requestURL
         self.smartlinkTarget = smartlinkTarget
+        self.carriesGatewayFields = carriesGatewayFields
     }
 
     func with(smartlinkTarget: String) -> ClickState {
         ClickState(
             capture: capture, visitorID: visitorID, isNewVisitor: isNewVisitor, trackingAllowed: trackingAllowed, ttp: ttp,
-            requestURL: requestURL, smartlinkTarget: smartlinkTarget)
+            requestURL: requestURL, smartlinkTarget: smartlinkTarget, carriesGatewayFields: carriesGatewayFields)
     }
 }
 
@@ -69,6 +72,8 @@ final class ClickCaptureFilter: ProxyFilter {
     private let cookieDomains: [(domain: String, dotted: String)?]
     /// By ``cookieSlot(site:secure:withDomain:)``.
     private let cookieTemplates: [CookieTemplates]
+    /// The tracking headers' names in lower case, for ``HeaderRules/sameName(_:_:)``.
+    private let gatewayFieldNames: [String]
 
     /// The cookies this filter sets, for one site, scheme and domain choice.
     private struct CookieTemplates: Sendable {
@@ -94,6 +99,7 @@ final class ClickCaptureFilter: ProxyFilter {
         self.consent = ConsentPolicy(
             respectGPC: tracking.respectGPC, cookieName: tracking.consentCookie, deniedValues: Set(tracking.consentDeniedValues))
         self.tracking = tracking
+        self.gatewayFieldNames = [tracking.clickIDHeader.lowercased(), tracking.visitorHeader.lowercased()]
         self.sink = sink
         self.capturedCounters = sites.map { site in
             Dictionary(
@@ -129,13 +135,24 @@ final class ClickCaptureFilter: ProxyFilter {
     }
 
     func request(_ head: HTTPRequestHead, context: inout RequestContext) -> RequestDecision {
-        let cookies = RequestCookies(headers: head.headers["cookie"])
+        // One pass for the fields this filter reads: each `HTTPHeaders` lookup walks every field.
+        var cookieFields: [String] = []
+        var globalPrivacyControl: String?
+        var carriesGatewayFields = false
+        for (name, value) in head.headers {
+            switch name.utf8.count {
+            case 6 where HeaderRules.sameName(name, "cookie"): cookieFields.append(value)
+            case 7 where HeaderRules.sameName(name, "sec-gpc"): if globalPrivacyControl == nil { globalPrivacyControl = value }
+            default: if gatewayFieldNames.contains(where: { HeaderRules.sameName(name, $0) }) { carriesGatewayFields = true }
+            }
+        }
+        let cookies = RequestCookies(headers: cookieFields)
         let target = URLReference(head.uri) ?? URLReference(path: "/")
         let capture = ClickCapture.scan(query: target.query, cookies: cookies, registry: registry)
         for (parameter, reason) in capture.rejected {
             Counter(label: "clickgate_click_ids_rejected_total", dimensions: [("parameter", parameter), ("reason", reason.rawValue)]).increment()
         }
-        let allowed = consent.allowsTracking(globalPrivacyControl: head.headers.first(name: "sec-gpc"), cookies: cookies)
+        let allowed = consent.allowsTracking(globalPrivacyControl: globalPrivacyControl, cookies: cookies)
         let known = cookies.first(tracking.visitorCookie).flatMap { VisitorID.isWellFormed($0) ? $0 : nil }
         var generator = BufferedRandom()
         context.values[ClickStateKey.self] = ClickState(
@@ -144,16 +161,21 @@ final class ClickCaptureFilter: ProxyFilter {
             isNewVisitor: known == nil,
             trackingAllowed: allowed,
             ttp: cookies.first("_ttp").flatMap { ClickIDValue.isAcceptable($0) ? $0 : nil },
-            requestURL: URLReference(scheme: context.scheme, authority: context.authority, path: target.path, query: target.query))
+            requestURL: URLReference(scheme: context.scheme, authority: context.authority, path: target.path, query: target.query),
+            carriesGatewayFields: carriesGatewayFields)
         return .proxy
     }
 
     func upstreamRequest(_ head: inout HTTPRequestHead, context: inout RequestContext) {
         // Only the gateway speaks these headers: whatever a client sent under those names goes.
-        // Looked for first: `remove(name:)` rebuilds the block even when nothing matches.
-        if head.headers.contains(name: tracking.clickIDHeader) { head.headers.remove(name: tracking.clickIDHeader) }
-        if head.headers.contains(name: tracking.visitorHeader) { head.headers.remove(name: tracking.visitorHeader) }
-        guard let state = context.values[ClickStateKey.self] else { return }
+        // Looked for first (in the request phase's pass): `remove(name:)` rebuilds the block even
+        // when nothing matches.
+        let state = context.values[ClickStateKey.self]
+        if state?.carriesGatewayFields ?? true {
+            if head.headers.contains(name: tracking.clickIDHeader) { head.headers.remove(name: tracking.clickIDHeader) }
+            if head.headers.contains(name: tracking.visitorHeader) { head.headers.remove(name: tracking.visitorHeader) }
+        }
+        guard let state else { return }
         var added: [(String, String)] = []
         added.reserveCapacity(2)
         if let ttclid = state.capture.fromURL.first(where: { $0.kind.parameter == "ttclid" })?.value
