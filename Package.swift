@@ -30,7 +30,9 @@ let package = Package(
     ],
     targets: [
         // Pure click-id logic: URLs, query strings, cookies, redirects. No NIO, no Foundation.
-        .target(name: "ClickID", swiftSettings: strict),
+        .target(name: "ClickID", dependencies: ["CByteScan"], swiftSettings: strict),
+        // SSE2 byte-class tests for ClickID's ByteClass.
+        .target(name: "CByteScan"),
         // The event sidecar: normalise and hash events, queue them durably, deliver them.
         .target(
             name: "Events",

@@ -1,0 +1,55 @@
+#include "CByteScan.h"
+
+#if defined(__SSE2__)
+#include <emmintrin.h>
+
+// 0xFF in each lane whose byte is in lo...hi (unsigned), 0 elsewhere.
+static inline __m128i clickgate_in_range(__m128i bytes, uint8_t lo, uint8_t hi) {
+    __m128i offset = _mm_sub_epi8(bytes, _mm_set1_epi8((char)lo));
+    return _mm_cmpeq_epi8(_mm_min_epu8(offset, _mm_set1_epi8((char)(hi - lo))), offset);
+}
+#endif
+
+int clickgate_all_space_or_visible(const uint8_t *bytes, size_t count) {
+#if defined(__SSE2__)
+    size_t index = 0;
+    for (;;) {
+        // The last block ends with the last byte, overlapping bytes already tested.
+        if (index + 16 > count) index = count - 16;
+        __m128i block = _mm_loadu_si128((const __m128i *)(bytes + index));
+        if (_mm_movemask_epi8(clickgate_in_range(block, 0x20, 0x7E)) != 0xFFFF) return 0;
+        if (index + 16 == count) return 1;
+        index += 16;
+    }
+#else
+    for (size_t index = 0; index < count; index++) {
+        if (bytes[index] < 0x20 || bytes[index] > 0x7E) return 0;
+    }
+    return 1;
+#endif
+}
+
+int clickgate_all_letters_digits_hyphens(const uint8_t *bytes, size_t count, int upper_case) {
+#if defined(__SSE2__)
+    // Setting 0x20 maps upper-case letters onto lower-case ones and no other byte onto a letter.
+    const __m128i fold = _mm_set1_epi8(upper_case ? 0x20 : 0);
+    size_t index = 0;
+    for (;;) {
+        if (index + 16 > count) index = count - 16;
+        __m128i block = _mm_loadu_si128((const __m128i *)(bytes + index));
+        __m128i letters = clickgate_in_range(_mm_or_si128(block, fold), 'a', 'z');
+        __m128i digits = clickgate_in_range(block, '0', '9');
+        __m128i hyphens = _mm_cmpeq_epi8(block, _mm_set1_epi8('-'));
+        if (_mm_movemask_epi8(_mm_or_si128(_mm_or_si128(letters, digits), hyphens)) != 0xFFFF) return 0;
+        if (index + 16 == count) return 1;
+        index += 16;
+    }
+#else
+    for (size_t index = 0; index < count; index++) {
+        uint8_t byte = bytes[index];
+        int letter = (byte >= 'a' && byte <= 'z') || (upper_case && byte >= 'A' && byte <= 'Z');
+        if (!letter && !(byte >= '0' && byte <= '9') && byte != '-') return 0;
+    }
+    return 1;
+#endif
+}
