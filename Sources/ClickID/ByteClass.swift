@@ -9,7 +9,7 @@ public struct ByteClass: Sendable {
     @usableFromInline let high: UInt64
     /// Bytes of 0x80 and above (RFC 9110 `obs-text` in field values).
     @usableFromInline let nonASCII: Bool
-    /// What `admits(all:)` can test eight bytes at a time.
+    /// What `admits(all:)` can test many bytes at a time.
     @usableFromInline let words: Words
 
     /// A test of many bytes at once that passes only bytes the class admits (bytes that fail it

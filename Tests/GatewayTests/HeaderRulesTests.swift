@@ -77,8 +77,7 @@ import Testing
         #expect(HeaderRules.clientAddress(headers, peer: "203.0.113.7", peerTrusted: false, trusted: []) == "203.0.113.7")
         var added: [(String, String)] = []
         HeaderRules.applyForwarding(
-            &headers, adding: &added, peer: "203.0.113.7", peerTrusted: false, scheme: "https", host: "lp.example.com",
-            element: HeaderRules.forwardedElement(for: "203.0.113.7", scheme: "https", host: "lp.example.com"))
+            &headers, adding: &added, peer: "203.0.113.7", peerTrusted: false, scheme: "https", host: "lp.example.com")
         HeaderRules.append(added, to: &headers)
         #expect(headers["x-forwarded-for"] == ["203.0.113.7"])
         #expect(headers["x-forwarded-host"] == ["lp.example.com"])
@@ -97,8 +96,7 @@ import Testing
         #expect(HeaderRules.clientAddress(junk, peer: "10.0.0.2", peerTrusted: true, trusted: trusted) == "10.0.0.2")
         var added: [(String, String)] = []
         HeaderRules.applyForwarding(
-            &headers, adding: &added, peer: "10.0.0.2", peerTrusted: true, scheme: "https", host: "lp.example.com",
-            element: HeaderRules.forwardedElement(for: "10.0.0.2", scheme: "https", host: "lp.example.com"))
+            &headers, adding: &added, peer: "10.0.0.2", peerTrusted: true, scheme: "https", host: "lp.example.com")
         HeaderRules.append(added, to: &headers)
         #expect(headers["x-forwarded-for"] == ["198.51.100.4, 10.1.1.1, 10.0.0.2"])
         #expect(headers["x-forwarded-proto"] == ["http"])
@@ -106,17 +104,6 @@ import Testing
         #expect(headers["forwarded"] == ["for=10.0.0.2;proto=https;host=\"lp.example.com\""])
         // RFC 7239 §6: an IPv6 node is bracketed and quoted.
         #expect(HeaderRules.forwardedElement(for: "::1", scheme: "http", host: "[::1]:8080") == "for=\"[::1]\";proto=http;host=\"[::1]:8080\"")
-    }
-
-    /// A connection's later requests reuse what its first built, and only while the host is the same.
-    @Test func aConnectionMemoAnswersAsTheFunctionsItSaves() {
-        let memo = ConnectionMemo()
-        for host in ["LP.Example.com:8443", "LP.Example.com:8443", "lp.example.com", "bad host", "lp.example.com", "[::1]:8080"] {
-            #expect(memo.normalizedHost(host) == SiteTable.normalizedHost(host))
-            #expect(
-                memo.forwardedElement(peer: "::1", scheme: "https", host: host)
-                    == HeaderRules.forwardedElement(for: "::1", scheme: "https", host: host))
-        }
     }
 
     /// The gateway's keep-alive reading agrees with NIO's (which it replaces for speed) on every case.

@@ -125,14 +125,13 @@ enum HeaderRules {
         return IPAddressBytes.parse(client) != nil ? client : peer
     }
 
-    /// Sets X-Forwarded-For/-Proto/-Host and `Forwarded` (its element for this hop is `element`,
-    /// see ``forwardedElement(for:scheme:host:)``). Client-sent values survive only when the peer
-    /// is a trusted proxy. Fields added rather than replaced go into `added`, for the caller to
-    /// append with its own in one block (``append(_:to:)``).
+    /// Sets X-Forwarded-For/-Proto/-Host and `Forwarded`. Client-sent values survive only when the
+    /// peer is a trusted proxy. Fields added rather than replaced go into `added`, for the caller
+    /// to append with its own in one block (``append(_:to:)``).
     static func applyForwarding(
-        _ headers: inout HTTPHeaders, adding added: inout [(String, String)], peer: String, peerTrusted: Bool, scheme: String, host: String,
-        element: String
+        _ headers: inout HTTPHeaders, adding added: inout [(String, String)], peer: String, peerTrusted: Bool, scheme: String, host: String
     ) {
+        let element = forwardedElement(for: peer, scheme: scheme, host: host)
         guard peerTrusted else {
             removeFields(from: &headers) { name in forwardingNames.contains { sameName(name, $0) } }
             added.append(("x-forwarded-for", peer))
@@ -155,7 +154,7 @@ enum HeaderRules {
 
     /// RFC 7239: IPv6 nodes are quoted and bracketed.
     static func forwardedElement(for address: String, scheme: String, host: String) -> String {
-        let ipv6 = address.utf8.contains(UInt8(ascii: ":"))
+        let ipv6 = address.withUTF8Buffer { $0.contains(UInt8(ascii: ":")) }
         return String(concatenating: ipv6 ? "for=\"[" : "for=", address, ipv6 ? "]\";proto=" : ";proto=", scheme, ";host=\"", host, "\"")
     }
 

@@ -24,7 +24,6 @@ final class ProxyHandler: ChannelDuplexHandler, UpstreamSink {
     /// The engine of the current request, taken from `live` as each request begins.
     private var engine: ProxyEngine
     private let downstream: DownstreamInfo
-    private let memo: ConnectionMemo
     private var context: ChannelHandlerContext?
     private var gate = ReadGate()
     private var exchange: Exchange?
@@ -52,18 +51,16 @@ final class ProxyHandler: ChannelDuplexHandler, UpstreamSink {
     private let responses: (any ResponseWriter)?
 
     /// - Parameters:
-    ///   - memo: the connection's (an HTTP/2 stream's handler shares its connection's).
     ///   - responses: the HTTP/1 connection the responses go to directly (nil for an HTTP/2
     ///     stream, whose responses go through its pipeline).
     ///   - clockPool: an HTTP/2 stream's connection's clocks.
     init(
-        live: LiveConfiguration, downstream: DownstreamInfo, memo: ConnectionMemo, responses: (any ResponseWriter)? = nil,
+        live: LiveConfiguration, downstream: DownstreamInfo, responses: (any ResponseWriter)? = nil,
         clockPool: StreamClockPool<ProxyHandler>? = nil
     ) {
         self.live = live
         self.engine = live.engine
         self.downstream = downstream
-        self.memo = memo
         self.responses = responses
         self.clockPool = clockPool
     }
@@ -170,7 +167,7 @@ final class ProxyHandler: ChannelDuplexHandler, UpstreamSink {
         let exchange = Exchange(
             context: RequestContext(
                 requestID: RequestID.from(peerTrusted ? fields.requestID : nil), peerAddress: downstream.peerAddress, scheme: downstream.scheme,
-                httpVersion: downstream.httpVersion, host: memo.normalizedHost(fields.host ?? "") ?? "", authority: fields.host ?? ""),
+                httpVersion: downstream.httpVersion, host: SiteTable.normalizedHost(fields.host ?? "") ?? "", authority: fields.host ?? ""),
             head: head, connection: fields.connection)
         exchange.context.userAgent = fields.userAgent
         exchange.context.referrer = fields.referrer
@@ -231,7 +228,7 @@ final class ProxyHandler: ChannelDuplexHandler, UpstreamSink {
         added.reserveCapacity(6)
         HeaderRules.applyForwarding(
             &upstreamHead.headers, adding: &added, peer: downstream.peerAddress, peerTrusted: peerTrusted, scheme: downstream.scheme,
-            host: host, element: memo.forwardedElement(peer: downstream.peerAddress, scheme: downstream.scheme, host: host))
+            host: host)
 
         if let expect = fields.expect, HeaderRules.sameName(expect, "100-continue") {
             upstreamHead.headers.remove(name: "expect")

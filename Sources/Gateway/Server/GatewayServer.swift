@@ -365,9 +365,7 @@ public final class GatewayServer: Service, Sendable {
         }
         try sync.addHandler(connection)
         try sync.addHandler(
-            ProxyHandler(
-                live: live, downstream: DownstreamInfo(scheme: scheme, httpVersion: "h1", peerAddress: peer), memo: ConnectionMemo(),
-                responses: connection))
+            ProxyHandler(live: live, downstream: DownstreamInfo(scheme: scheme, httpVersion: "h1", peerAddress: peer), responses: connection))
     }
 
     static func configureHTTP2(_ channel: any Channel, live: LiveConfiguration, scheme: String) throws {
@@ -404,7 +402,6 @@ public final class GatewayServer: Service, Sendable {
             ])
         }
         let clockPool = NIOLoopBound(StreamClockPool<ProxyHandler>(), eventLoop: channel.eventLoop)
-        let memo = NIOLoopBound(ConnectionMemo(), eventLoop: channel.eventLoop)
         channel.closeFuture.whenComplete { _ in clockPool.value.stopAll() }
         try sync.addHandler(TickFlushCoalescer())
         let downstream = DownstreamInfo(scheme: scheme, httpVersion: "h2", peerAddress: peer)
@@ -418,7 +415,7 @@ public final class GatewayServer: Service, Sendable {
             do {
                 try streamSync.addHandler(HTTP2StreamCodec(onRefused: refused), name: "h2-stream-codec")
                 try streamSync.addHandler(
-                    ProxyHandler(live: live, downstream: downstream, memo: memo.value, clockPool: clockPool.value),
+                    ProxyHandler(live: live, downstream: downstream, clockPool: clockPool.value),
                     name: "proxy")
             } catch {
                 return streamChannel.eventLoop.makeFailedFuture(error)
