@@ -8,19 +8,38 @@ static inline __m128i clickgate_in_range(__m128i bytes, uint8_t lo, uint8_t hi) 
     __m128i offset = _mm_sub_epi8(bytes, _mm_set1_epi8((char)lo));
     return _mm_cmpeq_epi8(_mm_min_epu8(offset, _mm_set1_epi8((char)(hi - lo))), offset);
 }
-#endif
 
-int clickgate_all_space_or_visible(const uint8_t *bytes, size_t count) {
-#if defined(__SSE2__)
+static inline __m128i clickgate_space_or_visible(__m128i block, int upper_case) {
+    (void)upper_case;
+    return clickgate_in_range(block, 0x20, 0x7E);
+}
+
+static inline __m128i clickgate_letters_digits_hyphens(__m128i block, int upper_case) {
+    // Setting 0x20 maps upper-case letters onto lower-case ones and no other byte onto a letter.
+    __m128i letters = clickgate_in_range(_mm_or_si128(block, _mm_set1_epi8(upper_case ? 0x20 : 0)), 'a', 'z');
+    __m128i digits = clickgate_in_range(block, '0', '9');
+    __m128i hyphens = _mm_cmpeq_epi8(block, _mm_set1_epi8('-'));
+    return _mm_or_si128(_mm_or_si128(letters, digits), hyphens);
+}
+
+// Whether `accepts` passes every one of `count` bytes (at least 16), sixteen at a time. Inlined
+// with each test, so the call through the pointer goes away.
+static inline int clickgate_all_blocks(const uint8_t *bytes, size_t count, __m128i (*accepts)(__m128i, int), int upper_case) {
     size_t index = 0;
     for (;;) {
         // The last block ends with the last byte, overlapping bytes already tested.
         if (index + 16 > count) index = count - 16;
         __m128i block = _mm_loadu_si128((const __m128i *)(bytes + index));
-        if (_mm_movemask_epi8(clickgate_in_range(block, 0x20, 0x7E)) != 0xFFFF) return 0;
+        if (_mm_movemask_epi8(accepts(block, upper_case)) != 0xFFFF) return 0;
         if (index + 16 == count) return 1;
         index += 16;
     }
+}
+#endif
+
+int clickgate_all_space_or_visible(const uint8_t *bytes, size_t count) {
+#if defined(__SSE2__)
+    return clickgate_all_blocks(bytes, count, clickgate_space_or_visible, 0);
 #else
     for (size_t index = 0; index < count; index++) {
         if (bytes[index] < 0x20 || bytes[index] > 0x7E) return 0;
@@ -31,19 +50,7 @@ int clickgate_all_space_or_visible(const uint8_t *bytes, size_t count) {
 
 int clickgate_all_letters_digits_hyphens(const uint8_t *bytes, size_t count, int upper_case) {
 #if defined(__SSE2__)
-    // Setting 0x20 maps upper-case letters onto lower-case ones and no other byte onto a letter.
-    const __m128i fold = _mm_set1_epi8(upper_case ? 0x20 : 0);
-    size_t index = 0;
-    for (;;) {
-        if (index + 16 > count) index = count - 16;
-        __m128i block = _mm_loadu_si128((const __m128i *)(bytes + index));
-        __m128i letters = clickgate_in_range(_mm_or_si128(block, fold), 'a', 'z');
-        __m128i digits = clickgate_in_range(block, '0', '9');
-        __m128i hyphens = _mm_cmpeq_epi8(block, _mm_set1_epi8('-'));
-        if (_mm_movemask_epi8(_mm_or_si128(_mm_or_si128(letters, digits), hyphens)) != 0xFFFF) return 0;
-        if (index + 16 == count) return 1;
-        index += 16;
-    }
+    return clickgate_all_blocks(bytes, count, clickgate_letters_digits_hyphens, upper_case);
 #else
     for (size_t index = 0; index < count; index++) {
         uint8_t byte = bytes[index];
