@@ -110,16 +110,16 @@ import Testing
         ("br, zstd", false), ("", false), (" gzip ; q=0.5 ", true),
     ])
     func acceptEncodingIsReadWithItsWeights(value: String, accepted: Bool) {
-        #expect(acceptsGzip(HTTPHeaders([("accept-encoding", value)])) == accepted)
+        #expect(acceptsGzip(HeaderFields([("accept-encoding", value)])) == accepted)
     }
 
     @Test func withoutAcceptEncodingGzipIsNotAssumed() {
-        #expect(!acceptsGzip(HTTPHeaders()))
+        #expect(!acceptsGzip(HeaderFields()))
     }
 
     @Test func onlyIdentityAndGzipBodiesAreRewritten() {
         func coding(_ value: String?) -> ResponseCoding? {
-            ResponseCoding(HTTPHeaders(value.map { [("content-encoding", $0)] } ?? []))
+            ResponseCoding(HeaderFields(value.map { [("content-encoding", $0)] } ?? []))
         }
         #expect(coding(nil).map { "\($0)" } == "identity")
         #expect(coding("identity").map { "\($0)" } == "identity")
@@ -129,10 +129,10 @@ import Testing
     }
 
     @Test func theHeadIsFittedToTheRewrittenBody() {
-        var head = HTTPResponseHead(version: .http1_1, status: .ok, headers: [
+        var head = ResponseHead(version: .http1_1, status: .ok, headers: [
             "content-encoding": "gzip", "content-length": "1234", "etag": "\"v1\"", "accept-ranges": "bytes", "vary": "Cookie",
         ])
-        let request = HTTPRequestHead(version: .http1_1, method: .GET, uri: "/", headers: ["accept-encoding": "br"])
+        let request = RequestHead(version: .http1_1, method: .GET, uri: "/", headers: ["accept-encoding": "br"])
         let transform = ResponseCoding.gzip.fit(Unchanged(), head: &head, request: request)
         #expect(transform is GzipRecoding)
         #expect(head.headers["content-length"].isEmpty && head.headers["accept-ranges"].isEmpty)
@@ -140,8 +140,8 @@ import Testing
         #expect(head.headers["etag"] == ["W/\"v1\""])
         #expect(head.headers["vary"] == ["Cookie", "Accept-Encoding"])
 
-        var plain = HTTPResponseHead(version: .http1_1, status: .ok, headers: ["content-length": "10", "etag": "W/\"v2\"", "vary": "accept-encoding"])
-        let gzipClient = HTTPRequestHead(version: .http1_1, method: .GET, uri: "/", headers: ["accept-encoding": "gzip"])
+        var plain = ResponseHead(version: .http1_1, status: .ok, headers: ["content-length": "10", "etag": "W/\"v2\"", "vary": "accept-encoding"])
+        let gzipClient = RequestHead(version: .http1_1, method: .GET, uri: "/", headers: ["accept-encoding": "gzip"])
         #expect(ResponseCoding.identity.fit(Unchanged(), head: &plain, request: gzipClient) is Unchanged)
         #expect(plain.headers["etag"] == ["W/\"v2\""] && plain.headers["vary"] == ["accept-encoding"])
     }
@@ -151,7 +151,7 @@ import Testing
         ("no-store", "no-store"), ("PRIVATE, max-age=5", "PRIVATE, max-age=5"),
     ] as [(String?, String)])
     func perVisitorAnswersStayOutOfSharedCaches(origin: String?, sent: String) {
-        var headers = HTTPHeaders(origin.map { [("cache-control", $0)] } ?? [])
+        var headers = HeaderFields(origin.map { [("cache-control", $0)] } ?? [])
         HeaderRules.keepOutOfSharedCaches(&headers)
         #expect(headers["cache-control"] == [sent])
     }

@@ -20,7 +20,7 @@ import Testing
 
     /// Writes response parts through the encoder, the way ``HTTP1Connection`` does.
     private final class ResponseWriter: ChannelOutboundHandler {
-        typealias OutboundIn = HTTPServerResponsePart
+        typealias OutboundIn = ResponsePart
         let encoder = ResponseEncoder()
 
         func write(context: ChannelHandlerContext, data: NIOAny, promise: EventLoopPromise<Void>?) {
@@ -30,7 +30,7 @@ import Testing
 
     /// Writes request parts through the encoder, the way ``UpstreamConnection`` does.
     private final class RequestWriter: ChannelOutboundHandler {
-        typealias OutboundIn = HTTPClientRequestPart
+        typealias OutboundIn = UpstreamRequestPart
         let encoder = UpstreamRequestEncoder()
 
         func write(context: ChannelHandlerContext, data: NIOAny, promise: EventLoopPromise<Void>?) {
@@ -51,12 +51,12 @@ import Testing
     @Test func aResponseHeadIsWrittenInOrderWithItsFraming() throws {
         let (channel, encoder) = try responseChannel()
         encoder.requestArrived(.GET)
-        let head = HTTPResponseHead(version: .http1_1, status: .ok, headers: [
+        let head = ResponseHead(version: .http1_1, status: .ok, headers: [
             "Content-Type": "text/html", "Set-Cookie": "a=1", "Set-Cookie": "b=2", "Content-Length": "5", "Transfer-Encoding": "chunked",
         ])
-        try channel.writeOutbound(HTTPServerResponsePart.head(head))
-        try channel.writeOutbound(HTTPServerResponsePart.body(.byteBuffer(ByteBuffer(string: "hello"))))
-        try channel.writeOutbound(HTTPServerResponsePart.end(nil))
+        try channel.writeOutbound(ResponsePart.head(head))
+        try channel.writeOutbound(ResponsePart.body(.byteBuffer(ByteBuffer(string: "hello"))))
+        try channel.writeOutbound(ResponsePart.end(nil))
         // Content-Length wins; the Transfer-Encoding beside it is dropped, as NIO's encoder did.
         #expect(try written(channel) == "HTTP/1.1 200 OK\r\nContent-Type: text/html\r\nSet-Cookie: a=1\r\nSet-Cookie: b=2\r\nContent-Length: 5\r\n\r\nhello")
     }
@@ -64,16 +64,16 @@ import Testing
     @Test func aBodyWithoutLengthIsChunkedOn11AndBareOn10() throws {
         let (channel, encoder) = try responseChannel()
         encoder.requestArrived(.GET)
-        try channel.writeOutbound(HTTPServerResponsePart.head(HTTPResponseHead(version: .http1_1, status: .ok)))
-        try channel.writeOutbound(HTTPServerResponsePart.body(.byteBuffer(ByteBuffer(string: String(repeating: "x", count: 300)))))
-        try channel.writeOutbound(HTTPServerResponsePart.body(.byteBuffer(ByteBuffer())))
-        try channel.writeOutbound(HTTPServerResponsePart.end(["x-checksum": "abc"]))
+        try channel.writeOutbound(ResponsePart.head(ResponseHead(version: .http1_1, status: .ok)))
+        try channel.writeOutbound(ResponsePart.body(.byteBuffer(ByteBuffer(string: String(repeating: "x", count: 300)))))
+        try channel.writeOutbound(ResponsePart.body(.byteBuffer(ByteBuffer())))
+        try channel.writeOutbound(ResponsePart.end(["x-checksum": "abc"]))
         #expect(try written(channel) == "HTTP/1.1 200 OK\r\ntransfer-encoding: chunked\r\n\r\n12c\r\n" + String(repeating: "x", count: 300) + "\r\n0\r\nx-checksum: abc\r\n\r\n")
 
         encoder.requestArrived(.GET)
-        try channel.writeOutbound(HTTPServerResponsePart.head(HTTPResponseHead(version: .http1_0, status: .ok)))
-        try channel.writeOutbound(HTTPServerResponsePart.body(.byteBuffer(ByteBuffer(string: "old"))))
-        try channel.writeOutbound(HTTPServerResponsePart.end(nil))
+        try channel.writeOutbound(ResponsePart.head(ResponseHead(version: .http1_0, status: .ok)))
+        try channel.writeOutbound(ResponsePart.body(.byteBuffer(ByteBuffer(string: "old"))))
+        try channel.writeOutbound(ResponsePart.end(nil))
         #expect(try written(channel) == "HTTP/1.0 200 OK\r\n\r\nold")
     }
 
@@ -82,20 +82,20 @@ import Testing
         encoder.requestArrived(.HEAD)
         encoder.requestArrived(.GET)
         // The HEAD answer keeps the length a GET would have had, and sends no chunk terminator.
-        try channel.writeOutbound(HTTPServerResponsePart.head(HTTPResponseHead(version: .http1_1, status: .ok, headers: ["content-length": "42"])))
+        try channel.writeOutbound(ResponsePart.head(ResponseHead(version: .http1_1, status: .ok, headers: ["content-length": "42"])))
         let refusedBody = channel.eventLoop.makePromise(of: Void.self)
-        channel.write(HTTPServerResponsePart.body(.byteBuffer(ByteBuffer(string: "nope"))), promise: refusedBody)
+        channel.write(ResponsePart.body(.byteBuffer(ByteBuffer(string: "nope"))), promise: refusedBody)
         #expect(throws: NIOHTTPResponseEncoderError.self) { try refusedBody.futureResult.wait() }
-        try channel.writeOutbound(HTTPServerResponsePart.end(nil))
+        try channel.writeOutbound(ResponsePart.end(nil))
         #expect(try written(channel) == "HTTP/1.1 200 OK\r\ncontent-length: 42\r\n\r\n")
         // The next answer is the GET's: a 304 loses its framing fields.
-        try channel.writeOutbound(HTTPServerResponsePart.head(HTTPResponseHead(version: .http1_1, status: .notModified, headers: ["content-length": "42", "etag": "\"v1\""])))
-        try channel.writeOutbound(HTTPServerResponsePart.end(nil))
+        try channel.writeOutbound(ResponsePart.head(ResponseHead(version: .http1_1, status: .notModified, headers: ["content-length": "42", "etag": "\"v1\""])))
+        try channel.writeOutbound(ResponsePart.end(nil))
         #expect(try written(channel) == "HTTP/1.1 304 Not Modified\r\netag: \"v1\"\r\n\r\n")
     }
 
     @Test func aHeadThatWouldSplitIsRefusedAndNothingFollows() throws {
-        let cases: [HTTPHeaders] = [
+        let cases: [HeaderFields] = [
             ["x-evil": "a\r\nset-cookie: stolen=1"], ["x-evil": "a\nb"], ["x-nul": "a\u{0}b"], ["x-del": "a\u{7F}"],
             ["bad name": "v"], ["bad:name": "v"], ["": "v"],
         ]
@@ -103,18 +103,18 @@ import Testing
             let (channel, encoder) = try responseChannel()
             encoder.requestArrived(.GET)
             let head = channel.eventLoop.makePromise(of: Void.self)
-            channel.write(HTTPServerResponsePart.head(HTTPResponseHead(version: .http1_1, status: .ok, headers: headers)), promise: head)
+            channel.write(ResponsePart.head(ResponseHead(version: .http1_1, status: .ok, headers: headers)), promise: head)
             #expect(throws: InvalidHeadError.self) { try head.futureResult.wait() }
             #expect(throws: InvalidHeadError.self) { try channel.throwIfErrorCaught() }
             let later = channel.eventLoop.makePromise(of: Void.self)
-            channel.write(HTTPServerResponsePart.end(nil), promise: later)
+            channel.write(ResponsePart.end(nil), promise: later)
             #expect(throws: InvalidHeadError.self) { try later.futureResult.wait() }
             #expect(try written(channel) == "", "\(headers)")
         }
         // Tabs and bytes above 0x7F (obs-text) are allowed in values.
         let (channel, encoder) = try responseChannel()
         encoder.requestArrived(.GET)
-        try channel.writeOutbound(HTTPServerResponsePart.head(HTTPResponseHead(version: .http1_1, status: .noContent, headers: ["x-note": "a\tcafé"])))
+        try channel.writeOutbound(ResponsePart.head(ResponseHead(version: .http1_1, status: .noContent, headers: ["x-note": "a\tcafé"])))
         #expect(try written(channel) == "HTTP/1.1 204 No Content\r\nx-note: a\tcafé\r\n\r\n")
     }
 
@@ -122,13 +122,13 @@ import Testing
     /// written whole as the buffer grows; a bad field after all that still leaves nothing written.
     @Test func aLongHeadIsWrittenWhole() throws {
         let cookie = String(repeating: "c", count: 6_000)
-        var headers: HTTPHeaders = ["cookie": cookie]
+        var headers: HeaderFields = ["cookie": cookie]
         for i in 0..<60 { headers.add(name: "x-field-\(i)", value: String(repeating: "v", count: i * 7)) }
         headers.add(name: "content-length", value: "0")
         let target = "/" + String(repeating: "p", count: 3_000)
         let channel = EmbeddedChannel(handler: RequestWriter())
-        try channel.writeOutbound(HTTPClientRequestPart.head(HTTPRequestHead(version: .http1_1, method: .GET, uri: target, headers: headers)))
-        try channel.writeOutbound(HTTPClientRequestPart.end(nil))
+        try channel.writeOutbound(UpstreamRequestPart.head(RequestHead(version: .http1_1, method: .GET, uri: target, headers: headers)))
+        try channel.writeOutbound(UpstreamRequestPart.end(nil))
         let expected = "GET \(target) HTTP/1.1\r\n" + headers.map { "\($0.name): \($0.value)\r\n" }.joined() + "\r\n"
         #expect(try written(channel) == expected)
 
@@ -136,7 +136,7 @@ import Testing
         let (responses, encoder) = try responseChannel()
         encoder.requestArrived(.GET)
         let head = responses.eventLoop.makePromise(of: Void.self)
-        responses.write(HTTPServerResponsePart.head(HTTPResponseHead(version: .http1_1, status: .ok, headers: headers)), promise: head)
+        responses.write(ResponsePart.head(ResponseHead(version: .http1_1, status: .ok, headers: headers)), promise: head)
         #expect(throws: InvalidHeadError.self) { try head.futureResult.wait() }
         #expect(try written(responses) == "")
     }
@@ -145,27 +145,27 @@ import Testing
         let channel = EmbeddedChannel(handler: RequestWriter())
         // A GET without a body: the head waits for its end, then goes out unframed.
         // (`write`, not `writeOutbound`: that waits for the held head's promise.)
-        channel.write(HTTPClientRequestPart.head(HTTPRequestHead(version: .http1_1, method: .GET, uri: "/lp?ttclid=E.C.P.x", headers: ["host": "o"])), promise: nil)
+        channel.write(UpstreamRequestPart.head(RequestHead(version: .http1_1, method: .GET, uri: "/lp?ttclid=E.C.P.x", headers: ["host": "o"])), promise: nil)
         #expect(try written(channel) == "")
-        try channel.writeOutbound(HTTPClientRequestPart.end(nil))
+        try channel.writeOutbound(UpstreamRequestPart.end(nil))
         #expect(try written(channel) == "GET /lp?ttclid=E.C.P.x HTTP/1.1\r\nhost: o\r\n\r\n")
         // A GET whose body arrives (HTTP/2 DATA, or chunks whose Transfer-Encoding was hop-by-hop): chunked.
-        channel.write(HTTPClientRequestPart.head(HTTPRequestHead(version: .http1_1, method: .GET, uri: "/q", headers: ["host": "o"])), promise: nil)
-        try channel.writeOutbound(HTTPClientRequestPart.body(.byteBuffer(ByteBuffer(string: "GET /smuggled HTTP/1.1\r\n\r\n"))))
-        try channel.writeOutbound(HTTPClientRequestPart.end(nil))
+        channel.write(UpstreamRequestPart.head(RequestHead(version: .http1_1, method: .GET, uri: "/q", headers: ["host": "o"])), promise: nil)
+        try channel.writeOutbound(UpstreamRequestPart.body(.byteBuffer(ByteBuffer(string: "GET /smuggled HTTP/1.1\r\n\r\n"))))
+        try channel.writeOutbound(UpstreamRequestPart.end(nil))
         #expect(try written(channel) == "GET /q HTTP/1.1\r\nhost: o\r\ntransfer-encoding: chunked\r\n\r\n1a\r\nGET /smuggled HTTP/1.1\r\n\r\n\r\n0\r\n\r\n")
         // POST without a length: chunked at once. With one: as it is.
-        try channel.writeOutbound(HTTPClientRequestPart.head(HTTPRequestHead(version: .http1_1, method: .POST, uri: "/u", headers: ["host": "o"])))
+        try channel.writeOutbound(UpstreamRequestPart.head(RequestHead(version: .http1_1, method: .POST, uri: "/u", headers: ["host": "o"])))
         #expect(try written(channel) == "POST /u HTTP/1.1\r\nhost: o\r\ntransfer-encoding: chunked\r\n\r\n")
-        try channel.writeOutbound(HTTPClientRequestPart.end(nil))
+        try channel.writeOutbound(UpstreamRequestPart.end(nil))
         #expect(try written(channel) == "0\r\n\r\n")
         // Chunked already (the gateway restores a client's chunking, which is hop-by-hop): one field, not two.
-        try channel.writeOutbound(HTTPClientRequestPart.head(HTTPRequestHead(version: .http1_1, method: .GET, uri: "/c", headers: ["Transfer-Encoding": "chunked", "host": "o"])))
-        try channel.writeOutbound(HTTPClientRequestPart.end(nil))
+        try channel.writeOutbound(UpstreamRequestPart.head(RequestHead(version: .http1_1, method: .GET, uri: "/c", headers: ["Transfer-Encoding": "chunked", "host": "o"])))
+        try channel.writeOutbound(UpstreamRequestPart.end(nil))
         #expect(try written(channel) == "GET /c HTTP/1.1\r\nhost: o\r\ntransfer-encoding: chunked\r\n\r\n0\r\n\r\n")
-        try channel.writeOutbound(HTTPClientRequestPart.head(HTTPRequestHead(version: .http1_1, method: .PUT, uri: "/u", headers: ["content-length": "2"])))
-        try channel.writeOutbound(HTTPClientRequestPart.body(.byteBuffer(ByteBuffer(string: "ok"))))
-        try channel.writeOutbound(HTTPClientRequestPart.end(nil))
+        try channel.writeOutbound(UpstreamRequestPart.head(RequestHead(version: .http1_1, method: .PUT, uri: "/u", headers: ["content-length": "2"])))
+        try channel.writeOutbound(UpstreamRequestPart.body(.byteBuffer(ByteBuffer(string: "ok"))))
+        try channel.writeOutbound(UpstreamRequestPart.end(nil))
         #expect(try written(channel) == "PUT /u HTTP/1.1\r\ncontent-length: 2\r\n\r\nok")
     }
 
@@ -173,11 +173,11 @@ import Testing
     /// refused rather than sent bare.
     @Test func aBodyAfterAnUnframedHeadWasSentIsRefused() throws {
         let channel = EmbeddedChannel(handler: RequestWriter())
-        channel.write(HTTPClientRequestPart.head(HTTPRequestHead(version: .http1_1, method: .DELETE, uri: "/x", headers: ["host": "o"])), promise: nil)
+        channel.write(UpstreamRequestPart.head(RequestHead(version: .http1_1, method: .DELETE, uri: "/x", headers: ["host": "o"])), promise: nil)
         channel.flush()
         #expect(try written(channel) == "DELETE /x HTTP/1.1\r\nhost: o\r\n\r\n")
         let late = channel.eventLoop.makePromise(of: Void.self)
-        channel.writeAndFlush(HTTPClientRequestPart.body(.byteBuffer(ByteBuffer(string: "GET /smuggled HTTP/1.1\r\n\r\n"))), promise: late)
+        channel.writeAndFlush(UpstreamRequestPart.body(.byteBuffer(ByteBuffer(string: "GET /smuggled HTTP/1.1\r\n\r\n"))), promise: late)
         #expect(throws: InvalidHeadError.self) { try late.futureResult.wait() }
         #expect(throws: InvalidHeadError.self) { try channel.throwIfErrorCaught() }
         #expect(try written(channel) == "")
@@ -199,12 +199,12 @@ import Testing
         }
         var written = 0
         for _ in 0..<3_000 {
-            var headers = HTTPHeaders()
+            var headers = HeaderFields()
             let fieldCount = Int.random(in: 1...4, using: &random)
             for _ in 0..<fieldCount {
-                headers.add(contentsOf: HTTPHeaders([(draw(0...6), draw(0...24))]))
+                headers.add(contentsOf: HeaderFields([(draw(0...6), draw(0...24))]))
             }
-            let head = HTTPResponseHead(version: .http1_1, status: .ok, headers: headers)
+            let head = ResponseHead(version: .http1_1, status: .ok, headers: headers)
             guard let draft = HeadWriter.draft(head, allocator: ByteBufferAllocator()),
                 let buffer = HeadWriter.finish(draft, of: head, edit: HeadWriter.FramingEdit(), allocator: ByteBufferAllocator())
             else { continue }
@@ -226,12 +226,12 @@ import Testing
         for (method, uri) in [(HTTPMethod.GET, "/a b"), (.GET, "/a\r\nx: y"), (.GET, ""), (.RAW(value: "GE T"), "/"), (.GET, "/é")] {
             let channel = EmbeddedChannel(handler: RequestWriter())
             let head = channel.eventLoop.makePromise(of: Void.self)
-            channel.write(HTTPClientRequestPart.head(HTTPRequestHead(version: .http1_1, method: method, uri: uri, headers: ["content-length": "0"])), promise: head)
+            channel.write(UpstreamRequestPart.head(RequestHead(version: .http1_1, method: method, uri: uri, headers: ["content-length": "0"])), promise: head)
             #expect(throws: InvalidHeadError.self, "\(method) \(uri)") { try head.futureResult.wait() }
             #expect(try written(channel) == "")
         }
         let channel = EmbeddedChannel(handler: RequestWriter())
-        try channel.writeOutbound(HTTPClientRequestPart.head(HTTPRequestHead(
+        try channel.writeOutbound(UpstreamRequestPart.head(RequestHead(
             version: .http1_1, method: .RAW(value: "PURGE-ALL"), uri: "/p%20q?a=[1]&b=~!$'()*+,;=:@", headers: ["content-length": "0"])))
         #expect(try written(channel) == "PURGE-ALL /p%20q?a=[1]&b=~!$'()*+,;=:@ HTTP/1.1\r\ncontent-length: 0\r\n\r\n")
     }

@@ -28,19 +28,28 @@ import Testing
             }
         }
 
-        static func fields(_ headers: HTTPHeaders) -> String {
+        static func fields<Fields: Sequence>(_ headers: Fields) -> String where Fields.Element == (name: String, value: String) {
             headers.map { "\($0.name)=\(String($0.value.reversed().drop { $0 == " " || $0 == "\t" }.reversed()))" }.joined(separator: "|")
         }
 
+        static func request(_ head: RequestHead) -> String {
+            "\(head.method.rawValue) \(head.uri) \(head.version) [\(fields(head.headers))]"
+        }
+
+        /// The same for llhttp's heads.
         static func request(_ head: HTTPRequestHead) -> String {
             "\(head.method.rawValue) \(head.uri) \(head.version) [\(fields(head.headers))]"
         }
 
-        static func response(_ head: HTTPResponseHead) -> String {
+        static func response(_ head: ResponseHead) -> String {
             "\(head.status.code) \(head.status.reasonPhrase) \(head.version) [\(fields(head.headers))]"
         }
 
         /// Without the reason phrase: NIO keeps none for a code it has no name for.
+        static func responseCode(_ head: ResponseHead) -> String {
+            "\(head.status.code) \(head.version) [\(fields(head.headers))]"
+        }
+
         static func responseCode(_ head: HTTPResponseHead) -> String {
             "\(head.status.code) \(head.version) [\(fields(head.headers))]"
         }
@@ -76,13 +85,13 @@ import Testing
     /// says which answer a HEAD; the connection's close comes after the last read.
     private func parseResponses(
         _ reads: [[UInt8]], heads: Set<Int> = [], leavingOutConnectionFields: Bool = false,
-        describing describe: (HTTPResponseHead) -> String = Transcript.response
+        describing describe: (ResponseHead) -> String = Transcript.response
     ) -> Outcome {
         var parser = HTTP1ResponseParser(maxHeadBytes: 4096, maxFieldCount: 20, leavingOutConnectionFields: leavingOutConnectionFields)
         var outcome = Outcome()
         var answered = 0
         parser.answeringHead = heads.contains(0)
-        func record(_ part: HTTPClientResponsePart) {
+        func record(_ part: UpstreamResponsePart) {
             outcome.transcript.record(part, describing: describe)
             if case .end = part {
                 answered += 1

@@ -17,11 +17,11 @@ import Testing
 
     private static let get = [(":method", "GET"), (":scheme", "https"), (":path", "/lp?ttclid=x"), (":authority", "lp.example:8443")]
 
-    private func read(_ payloads: [HTTP2Frame.FramePayload]) throws -> (parts: [HTTPServerRequestPart], channel: EmbeddedChannel) {
+    private func read(_ payloads: [HTTP2Frame.FramePayload]) throws -> (parts: [RequestPart], channel: EmbeddedChannel) {
         let channel = EmbeddedChannel(handler: HTTP2StreamCodec())
         for payload in payloads { try channel.writeInbound(payload) }
-        var parts: [HTTPServerRequestPart] = []
-        while let part = try channel.readInbound(as: HTTPServerRequestPart.self) { parts.append(part) }
+        var parts: [RequestPart] = []
+        while let part = try channel.readInbound(as: RequestPart.self) { parts.append(part) }
         return (parts, channel)
     }
 
@@ -89,13 +89,13 @@ import Testing
         let refused = NIOLockedValueBox<[HTTP2StreamCodec.RequestError]>([])
         let channel = EmbeddedChannel(handler: HTTP2StreamCodec { error in refused.withLockedValue { $0.append(error) } })
         #expect(throws: expected) { try channel.writeInbound(HTTP2Frame.FramePayload.headers(.init(headers: HPACKHeaders(fields)))) }
-        #expect(try channel.readInbound(as: HTTPServerRequestPart.self) == nil, "nothing reaches the proxy")
+        #expect(try channel.readInbound(as: RequestPart.self) == nil, "nothing reaches the proxy")
         guard case .rstStream(let code) = try channel.readOutbound(as: HTTP2Frame.FramePayload.self) else { Issue.record("no reset"); return }
         #expect(code == .protocolError)
         #expect(refused.withLockedValue { $0 } == [expected], "told to the access log")
         // A body already read for the reset stream reaches nothing either.
         try channel.writeInbound(HTTP2Frame.FramePayload.data(.init(data: .byteBuffer(ByteBuffer(string: "a=1")), endStream: true)))
-        #expect(try channel.readInbound(as: HTTPServerRequestPart.self) == nil)
+        #expect(try channel.readInbound(as: RequestPart.self) == nil)
     }
 
     /// What RFC 9113 allows that a stricter reading might refuse: `te: trailers`, pseudo-fields
@@ -117,8 +117,8 @@ import Testing
         let channel = EmbeddedChannel(handler: HTTP2StreamCodec())
         try channel.writeInbound(HTTP2Frame.FramePayload.headers(.init(headers: HPACKHeaders(post))))
         #expect(throws: expected) { try channel.writeInbound(HTTP2Frame.FramePayload.headers(.init(headers: HPACKHeaders(fields), endStream: true))) }
-        guard case .head = try channel.readInbound(as: HTTPServerRequestPart.self) else { Issue.record("no head"); return }
-        #expect(try channel.readInbound(as: HTTPServerRequestPart.self) == nil, "no end reaches the proxy")
+        guard case .head = try channel.readInbound(as: RequestPart.self) else { Issue.record("no head"); return }
+        #expect(try channel.readInbound(as: RequestPart.self) == nil, "no end reaches the proxy")
         guard case .rstStream(.protocolError) = try channel.readOutbound(as: HTTP2Frame.FramePayload.self) else { Issue.record("no reset"); return }
     }
 
@@ -127,22 +127,22 @@ import Testing
     @Test(arguments: [("x-a", "1\r\nx-b: 2"), ("x a", "1"), ("", "1"), ("x-a", "\u{7F}")])
     func responseFieldsThatMayNotBeSentFailTheWrite(name: String, value: String) throws {
         let channel = EmbeddedChannel(handler: HTTP2StreamCodec())
-        let head = HTTPResponseHead(version: .http1_1, status: .ok, headers: HTTPHeaders([("content-type", "text/plain"), (name, value)]))
-        #expect(throws: InvalidHeadError.self) { try channel.writeOutbound(HTTPServerResponsePart.head(head)) }
-        #expect(throws: InvalidHeadError.self) { try channel.writeOutbound(HTTPServerResponsePart.end(nil)) }
+        let head = ResponseHead(version: .http1_1, status: .ok, headers: HeaderFields([("content-type", "text/plain"), (name, value)]))
+        #expect(throws: InvalidHeadError.self) { try channel.writeOutbound(ResponsePart.head(head)) }
+        #expect(throws: InvalidHeadError.self) { try channel.writeOutbound(ResponsePart.end(nil)) }
         #expect(try channel.readOutbound(as: HTTP2Frame.FramePayload.self) == nil)
     }
 
     @Test func responsesFollowHTTP2FieldRulesAndNeverIndexCookies() throws {
         let channel = EmbeddedChannel(handler: HTTP2StreamCodec())
-        let head = HTTPResponseHead(version: .http1_1, status: .found, headers: HTTPHeaders([
+        let head = ResponseHead(version: .http1_1, status: .found, headers: HeaderFields([
             ("Location", "https://shop.example/?ttclid=x"), ("Set-Cookie", "ttclid=x; Secure"), ("Connection", "close"),
             ("Keep-Alive", "timeout=5"), ("Transfer-Encoding", "chunked"), ("Upgrade", "h2c"), ("TE", "trailers"), ("te", "gzip"),
             ("set-cookie", "v=1"), ("Cache-Control", "private"),
         ]))
-        try channel.writeOutbound(HTTPServerResponsePart.head(head))
-        try channel.writeOutbound(HTTPServerResponsePart.body(.byteBuffer(ByteBuffer(string: "moved"))))
-        try channel.writeOutbound(HTTPServerResponsePart.end(nil))
+        try channel.writeOutbound(ResponsePart.head(head))
+        try channel.writeOutbound(ResponsePart.body(.byteBuffer(ByteBuffer(string: "moved"))))
+        try channel.writeOutbound(ResponsePart.end(nil))
         guard case .headers(let block) = try channel.readOutbound(as: HTTP2Frame.FramePayload.self) else { Issue.record("no HEADERS"); return }
         #expect(!block.endStream)
         #expect(block.headers.map(\.name) == [":status", "location", "set-cookie", "te", "set-cookie", "cache-control"])
@@ -160,7 +160,7 @@ import Testing
         }
         #expect(end.endStream && empty.readableBytes == 0)
 
-        try channel.writeOutbound(HTTPServerResponsePart.end(HTTPHeaders([("X-Sum", "5")])))
+        try channel.writeOutbound(ResponsePart.end(HTTPHeaders([("X-Sum", "5")])))
         guard case .headers(let trailers) = try channel.readOutbound(as: HTTP2Frame.FramePayload.self) else { Issue.record("no trailers"); return }
         #expect(trailers.endStream && trailers.headers.map(\.name) == ["x-sum"])
     }

@@ -7,7 +7,7 @@ import NIOHTTP1
 enum DemoSite {
     static let router: LocalHTTPHandler.Router = { head, _ in page(for: head) }
 
-    private static func page(for head: HTTPRequestHead) -> LocalResponse {
+    private static func page(for head: RequestHead) -> LocalResponse {
         let parts = head.uri.split(separator: "?", maxSplits: 1, omittingEmptySubsequences: false)
         let path = parts.first.map(String.init) ?? "/"
         let query = parts.count > 1 ? String(parts[1]) : ""

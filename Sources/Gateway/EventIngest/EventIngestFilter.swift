@@ -15,7 +15,7 @@ final class EventIngestFilter: ProxyFilter {
         self.ingestor = ingestor
     }
 
-    func request(_ head: HTTPRequestHead, context: inout RequestContext) -> RequestDecision {
+    func request(_ head: RequestHead, context: inout RequestContext) -> RequestDecision {
         guard Self.target(head.uri, hasPath: path) else { return .proxy }
         guard head.method == .POST else {
             return .respond(LocalResponse(status: .methodNotAllowed, headers: ["allow": "POST", "content-type": "text/plain"], body: ByteBuffer(string: "POST events here.\n")))
@@ -35,7 +35,7 @@ final class EventIngestFilter: ProxyFilter {
 struct BrowserEventService: LocalService {
     let ingestor: EventIngestor
 
-    func handle(head: HTTPRequestHead, body: ByteBuffer, context: RequestContext) async -> LocalResponse {
+    func handle(head: RequestHead, body: ByteBuffer, context: RequestContext) async -> LocalResponse {
         let state = context.values[ClickStateKey.self]
         let enrichment = EventEnrichment(
             ttclid: state?.capture.value(for: "ttclid"), ttp: state?.ttp, ip: context.clientAddress, userAgent: context.userAgent,

@@ -13,7 +13,7 @@ struct ServerEventsEndpoint: Sendable {
     let apiKeys: Set<String>
     let pixels: [String: GatewayConfig.Events.Pixel]
 
-    func handle(head: HTTPRequestHead, body: ByteBuffer) async -> LocalResponse {
+    func handle(head: RequestHead, body: ByteBuffer) async -> LocalResponse {
         guard let key = Self.bearerKey(head.headers.first(name: "authorization")), apiKeys.contains(key) else {
             return json(.unauthorized, #"{"error":"a valid Authorization: Bearer <key> is required"}"#, extra: ["www-authenticate": "Bearer"])
         }
@@ -45,8 +45,8 @@ struct ServerEventsEndpoint: Sendable {
         return key.isEmpty ? nil : key
     }
 
-    private func json(_ status: HTTPResponseStatus, _ body: String, extra: HTTPHeaders = [:]) -> LocalResponse {
-        var headers: HTTPHeaders = ["content-type": "application/json", "cache-control": "no-store"]
+    private func json(_ status: HTTPResponseStatus, _ body: String, extra: HeaderFields = [:]) -> LocalResponse {
+        var headers: HeaderFields = ["content-type": "application/json", "cache-control": "no-store"]
         headers.add(contentsOf: extra)
         return LocalResponse(status: status, headers: headers, body: ByteBuffer(string: body.hasSuffix("\n") ? body : body + "\n"))
     }

@@ -11,7 +11,7 @@ enum ErrorPage {
             <p style="color:#777">ClickGate · request \(requestID)</p></body></html>
 
             """
-        var headers = HTTPHeaders()
+        var headers = HeaderFields()
         headers.add(name: "content-type", value: "text/html; charset=utf-8")
         headers.add(name: "cache-control", value: "no-store")
         return LocalResponse(status: status, headers: headers, body: ByteBuffer(string: body))

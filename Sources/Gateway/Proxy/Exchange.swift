@@ -13,14 +13,14 @@ final class Exchange {
     }
 
     var context: RequestContext
-    let requestHead: HTTPRequestHead
+    let requestHead: RequestHead
     let startedAt = NIODeadline.now()
     var mode: Mode = .proxying
 
-    var upstreamHead: HTTPRequestHead?
+    var upstreamHead: RequestHead?
     var upstream: UpstreamConnection?
     /// Request parts that arrived before the upstream connection was ready.
-    var pending: [HTTPClientRequestPart] = []
+    var pending: [UpstreamRequestPart] = []
     var collected = ByteBuffer()
     var upstreamNeedsFlush = false
     var reusedConnection = false
@@ -40,7 +40,7 @@ final class Exchange {
     var error: String?
 
     /// - Parameter connection: the request's `Connection` fields, read.
-    init(context: RequestContext, head: HTTPRequestHead, connection: ConnectionOptions) {
+    init(context: RequestContext, head: RequestHead, connection: ConnectionOptions) {
         self.context = context
         self.requestHead = head
         // NIO calls no HTTP/2 request keep-alive (its rule reads HTTP/1 headers); an HTTP/2 stream

@@ -22,7 +22,7 @@ enum GzipError: Error, CustomStringConvertible {
 
 /// What a client's `Accept-Encoding` allows (RFC 9110 §12.5.3): gzip unless it says `gzip;q=0`,
 /// or names neither gzip nor a `*` with a non-zero weight.
-func acceptsGzip(_ headers: HTTPHeaders) -> Bool {
+func acceptsGzip(_ headers: HeaderFields) -> Bool {
     var star = false
     for element in headers[canonicalForm: "accept-encoding"] {
         let parts = element.split(separator: ";").map { $0.trimmingCharacters(in: .whitespaces).lowercased() }
@@ -203,7 +203,7 @@ enum ResponseCoding {
     case gzip
 
     /// Nil for codings the gateway does not read (br, zstd, deflate, stacked codings): those bodies pass untouched.
-    init?(_ headers: HTTPHeaders) {
+    init?(_ headers: HeaderFields) {
         switch headers[canonicalForm: "content-encoding"].map({ $0.lowercased() }) {
         case [], ["identity"]: self = .identity
         case ["gzip"], ["x-gzip"]: self = .gzip
@@ -215,7 +215,7 @@ enum ResponseCoding {
     /// Content-Length (the length changes), no Accept-Ranges (ranges of the origin's bytes no longer
     /// apply), a weak ETag (same meaning, other bytes), `Vary: Accept-Encoding` (the coding follows
     /// the request's) and, for gzip, the coding the client accepts.
-    func fit(_ transform: any ResponseBodyTransform, head: inout HTTPResponseHead, request: HTTPRequestHead) -> any ResponseBodyTransform {
+    func fit(_ transform: any ResponseBodyTransform, head: inout ResponseHead, request: RequestHead) -> any ResponseBodyTransform {
         head.headers.remove(name: "content-length")
         head.headers.remove(name: "accept-ranges")
         if let etag = head.headers.first(name: "etag"), !etag.hasPrefix("W/") {

@@ -22,20 +22,20 @@ import NIOHTTP1
 /// takes the context `inout`, also those that only read it: that hands over the exchange's own
 /// context, where a borrowed one had to be copied out of the exchange first.
 public protocol ProxyFilter: AnyObject, Sendable {
-    func request(_ head: HTTPRequestHead, context: inout RequestContext) -> RequestDecision
-    func upstreamRequest(_ head: inout HTTPRequestHead, context: inout RequestContext)
-    func upstreamResponse(_ head: inout HTTPResponseHead, context: inout RequestContext)
-    func responseBody(for head: HTTPResponseHead, context: inout RequestContext) -> (any ResponseBodyTransform)?
-    func response(_ head: inout HTTPResponseHead, context: inout RequestContext)
+    func request(_ head: RequestHead, context: inout RequestContext) -> RequestDecision
+    func upstreamRequest(_ head: inout RequestHead, context: inout RequestContext)
+    func upstreamResponse(_ head: inout ResponseHead, context: inout RequestContext)
+    func responseBody(for head: ResponseHead, context: inout RequestContext) -> (any ResponseBodyTransform)?
+    func response(_ head: inout ResponseHead, context: inout RequestContext)
     func logging(_ fields: inout AccessLogFields, context: inout RequestContext)
 }
 
 extension ProxyFilter {
-    public func request(_ head: HTTPRequestHead, context: inout RequestContext) -> RequestDecision { .proxy }
-    public func upstreamRequest(_ head: inout HTTPRequestHead, context: inout RequestContext) {}
-    public func upstreamResponse(_ head: inout HTTPResponseHead, context: inout RequestContext) {}
-    public func responseBody(for head: HTTPResponseHead, context: inout RequestContext) -> (any ResponseBodyTransform)? { nil }
-    public func response(_ head: inout HTTPResponseHead, context: inout RequestContext) {}
+    public func request(_ head: RequestHead, context: inout RequestContext) -> RequestDecision { .proxy }
+    public func upstreamRequest(_ head: inout RequestHead, context: inout RequestContext) {}
+    public func upstreamResponse(_ head: inout ResponseHead, context: inout RequestContext) {}
+    public func responseBody(for head: ResponseHead, context: inout RequestContext) -> (any ResponseBodyTransform)? { nil }
+    public func response(_ head: inout ResponseHead, context: inout RequestContext) {}
     public func logging(_ fields: inout AccessLogFields, context: inout RequestContext) {}
 }
 
@@ -69,7 +69,7 @@ public protocol ResponseBodyTransform: AnyObject {
 /// exclusivity check, about a hundred instructions each.
 extension [any ProxyFilter] {
     /// The first decision that is not ``RequestDecision/proxy``; later filters do not run.
-    func request(_ head: HTTPRequestHead, context: inout RequestContext) -> RequestDecision {
+    func request(_ head: RequestHead, context: inout RequestContext) -> RequestDecision {
         for filter in self {
             let decision = filter.request(head, context: &context)
             if case .proxy = decision { continue }
@@ -78,23 +78,23 @@ extension [any ProxyFilter] {
         return .proxy
     }
 
-    func upstreamRequest(_ head: inout HTTPRequestHead, context: inout RequestContext) {
+    func upstreamRequest(_ head: inout RequestHead, context: inout RequestContext) {
         for filter in self { filter.upstreamRequest(&head, context: &context) }
     }
 
-    func upstreamResponse(_ head: inout HTTPResponseHead, context: inout RequestContext) {
+    func upstreamResponse(_ head: inout ResponseHead, context: inout RequestContext) {
         for filter in self { filter.upstreamResponse(&head, context: &context) }
     }
 
     /// The first filter's transform.
-    func responseBody(for head: HTTPResponseHead, context: inout RequestContext) -> (any ResponseBodyTransform)? {
+    func responseBody(for head: ResponseHead, context: inout RequestContext) -> (any ResponseBodyTransform)? {
         for filter in self {
             if let transform = filter.responseBody(for: head, context: &context) { return transform }
         }
         return nil
     }
 
-    func response(_ head: inout HTTPResponseHead, context: inout RequestContext) {
+    func response(_ head: inout ResponseHead, context: inout RequestContext) {
         for filter in self { filter.response(&head, context: &context) }
     }
 
@@ -116,10 +116,10 @@ public enum RequestDecision: Sendable {
 /// A response the gateway writes itself.
 public struct LocalResponse: Sendable {
     public var status: HTTPResponseStatus
-    public var headers: HTTPHeaders
+    public var headers: HeaderFields
     public var body: ByteBuffer
 
-    public init(status: HTTPResponseStatus, headers: HTTPHeaders = [:], body: ByteBuffer = ByteBuffer()) {
+    public init(status: HTTPResponseStatus, headers: HeaderFields = [:], body: ByteBuffer = ByteBuffer()) {
         self.status = status
         self.headers = headers
         self.body = body
@@ -132,7 +132,7 @@ public struct LocalResponse: Sendable {
 
 /// Answers a request from its complete body; runs off the event loop.
 public protocol LocalService: Sendable {
-    func handle(head: HTTPRequestHead, body: ByteBuffer, context: RequestContext) async -> LocalResponse
+    func handle(head: RequestHead, body: ByteBuffer, context: RequestContext) async -> LocalResponse
 }
 
 /// What the gateway knows about one request; filters read it and add their own values.

@@ -6,7 +6,7 @@ import NIOHTTP1
 /// Where ``ProxyHandler`` writes responses when its connection takes them without a pipeline
 /// hop (``HTTP1Connection``); an HTTP/2 stream's go through its pipeline.
 protocol ResponseWriter: AnyObject {
-    func write(_ part: HTTPServerResponsePart, promise: EventLoopPromise<Void>?)
+    func write(_ part: ResponsePart, promise: EventLoopPromise<Void>?)
     func flush()
 }
 
@@ -16,9 +16,9 @@ protocol ResponseWriter: AnyObject {
 /// Both channels live on the same event loop, so the handler drives its upstream connection by
 /// direct calls; neither side ever buffers more than one read while its partner is not writable.
 final class ProxyHandler: ChannelDuplexHandler, UpstreamSink {
-    typealias InboundIn = HTTPServerRequestPart
-    typealias OutboundIn = HTTPServerResponsePart
-    typealias OutboundOut = HTTPServerResponsePart
+    typealias InboundIn = RequestPart
+    typealias OutboundIn = ResponsePart
+    typealias OutboundOut = ResponsePart
 
     private let live: LiveConfiguration
     /// The engine of the current request, taken from `live` as each request begins.
@@ -160,7 +160,7 @@ final class ProxyHandler: ChannelDuplexHandler, UpstreamSink {
         return trusted
     }
 
-    private func begin(_ head: HTTPRequestHead, context: ChannelHandlerContext) {
+    private func begin(_ head: RequestHead, context: ChannelHandlerContext) {
         engine = live.engine
         let fields = HeaderRules.RequestFields(head.headers)
         let peerTrusted = peerIsTrusted
@@ -180,7 +180,7 @@ final class ProxyHandler: ChannelDuplexHandler, UpstreamSink {
         // HTTP/1 heads were held to these limits (more strictly: the whole head) by the parser.
         if downstream.httpVersion == "h2",
             head.headers.count > limits.maxHeaderCount
-                || head.headers.reduce(0, { $0 + $1.name.utf8.count + $1.value.utf8.count }) > limits.maxHeaderBytes
+                || head.headers.nameAndValueBytes > limits.maxHeaderBytes
         {
             return respondError(.requestHeaderFieldsTooLarge, detail: "The request headers are too large.", close: true)
         }
@@ -212,36 +212,30 @@ final class ProxyHandler: ChannelDuplexHandler, UpstreamSink {
         let upstream = site.config.upstream
         let rewritesHost = !site.config.preserveHost && upstream.scheme != .builtinDemo
         var upstreamHead = head
-        // Room for the forwarding fields, the request id, Host, chunked framing and the filters'.
-        upstreamHead.headers = HeaderRules.forwardable(head.headers, connection: fields.connection, room: 10) { name in
-            switch name.utf8.count {
-            case 4: rewritesHost && HeaderRules.sameName(name, "host")
-            case 12: HeaderRules.sameName(name, "x-request-id")
+        upstreamHead.headers = HeaderRules.forwardable(head.headers, connection: fields.connection) { name in
+            switch name.count {
+            case 4: rewritesHost && name.matches("host")
+            case 12: name.matches("x-request-id")
             default: false
             }
         }
         // `Transfer-Encoding` is hop-by-hop, but a chunked body is chunked toward the origin too.
         if framing == .chunked { upstreamHead.headers.add(name: "transfer-encoding", value: "chunked") }
         if downstream.httpVersion == "h2" { HeaderRules.joinCookieCrumbs(&upstreamHead.headers) }
-        // The gateway's own fields, appended as one block.
-        var added: [(String, String)] = []
-        added.reserveCapacity(6)
         HeaderRules.applyForwarding(
-            &upstreamHead.headers, adding: &added, peer: downstream.peerAddress, peerTrusted: peerTrusted, scheme: downstream.scheme,
-            host: host)
+            &upstreamHead.headers, peer: downstream.peerAddress, peerTrusted: peerTrusted, scheme: downstream.scheme, host: host)
 
         if let expect = fields.expect, HeaderRules.sameName(expect, "100-continue") {
             upstreamHead.headers.remove(name: "expect")
-            send(.head(HTTPResponseHead(version: head.version, status: .continue)), context: context, flush: true)
+            send(.head(ResponseHead(version: head.version, status: .continue)), context: context, flush: true)
         }
         upstreamHead.version = .http1_1
-        added.append(("x-request-id", exchange.context.requestID))
+        upstreamHead.headers.add(name: "x-request-id", value: exchange.context.requestID)
         if rewritesHost {
             let defaultPort = upstream.scheme == .https ? 443 : 80
             let authority = upstream.port == defaultPort ? upstream.host : HostPort(host: upstream.host, port: upstream.port).description
-            added.append(("host", authority))
+            upstreamHead.headers.add(name: "host", value: authority)
         }
-        HeaderRules.append(added, to: &upstreamHead.headers)
         engine.filters.upstreamRequest(&upstreamHead, context: &exchange.context)
         exchange.upstreamHead = upstreamHead
         connectUpstream(exchange, context: context)
@@ -410,7 +404,7 @@ final class ProxyHandler: ChannelDuplexHandler, UpstreamSink {
         clocks.upstream?.disarm()
     }
 
-    func upstreamResponseHead(_ head: consuming HTTPResponseHead) {
+    func upstreamResponseHead(_ head: consuming ResponseHead) {
         guard let exchange, let context else { return }
         clocks.upstream?.disarm()
         exchange.responseHeadAt = .now()
@@ -532,7 +526,7 @@ final class ProxyHandler: ChannelDuplexHandler, UpstreamSink {
 
     /// `head` is the caller's, changed in place: a copy left with the caller made the filters' first
     /// change copy every field.
-    private func sendResponseHead(_ head: inout HTTPResponseHead, exchange: Exchange, context: ChannelHandlerContext) {
+    private func sendResponseHead(_ head: inout ResponseHead, exchange: Exchange, context: ChannelHandlerContext) {
         // Set only when it differs: setting copies the head's shared storage.
         if head.version != .http1_1 { head.version = .http1_1 }
         engine.filters.response(&head, context: &exchange.context)
@@ -562,7 +556,7 @@ final class ProxyHandler: ChannelDuplexHandler, UpstreamSink {
         disarmClocks()
         exchange.mode = .discarding
         if close { exchange.keepAlive = false }
-        var head = HTTPResponseHead(version: .http1_1, status: response.status, headers: response.headers)
+        var head = ResponseHead(version: .http1_1, status: response.status, headers: response.headers)
         head.headers.replaceOrAdd(name: "content-length", value: String(response.body.readableBytes))
         sendResponseHead(&head, exchange: exchange, context: context)
         if response.body.readableBytes > 0, exchange.requestHead.method != .HEAD {
@@ -628,7 +622,7 @@ final class ProxyHandler: ChannelDuplexHandler, UpstreamSink {
         log(exchange, status: exchange.responseEnded ? Int(exchange.status?.code ?? 0) : 499)
     }
 
-    private func send(_ part: HTTPServerResponsePart, context: ChannelHandlerContext, flush: Bool = false) {
+    private func send(_ part: ResponsePart, context: ChannelHandlerContext, flush: Bool = false) {
         if let responses {
             responses.write(part, promise: nil)
             if flush { responses.flush() }

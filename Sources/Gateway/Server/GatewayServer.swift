@@ -341,7 +341,11 @@ public final class GatewayServer: Service, Sendable {
             .serverChannelOption(.socketOption(.so_reuseaddr), value: 1)
             .childChannelInitializer { channel in
                 channel.eventLoop.makeCompletedFuture {
-                    try channel.pipeline.syncOperations.configureHTTPServerPipeline()
+                    // The proxy's own HTTP/1 handling, with fixed limits: these endpoints take small requests.
+                    let connection = HTTP1Connection(
+                        parser: HTTP1RequestParser(maxHeadBytes: 16 * 1024, maxFieldCount: 100),
+                        headerTimeout: .seconds(10), idleTimeout: .seconds(60)) { _, _ in }
+                    try channel.pipeline.syncOperations.addHandler(connection)
                     try channel.pipeline.syncOperations.addHandler(LocalHTTPHandler(router: router))
                 }
             }

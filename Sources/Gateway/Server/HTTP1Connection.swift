@@ -19,12 +19,12 @@ import NIOHTTP1
 ///   `connection: close`.
 final class HTTP1Connection: ChannelDuplexHandler {
     typealias InboundIn = ByteBuffer
-    typealias InboundOut = HTTPServerRequestPart
-    typealias OutboundIn = HTTPServerResponsePart
+    typealias InboundOut = RequestPart
+    typealias OutboundIn = ResponsePart
     typealias OutboundOut = IOData
 
     private enum Waiting {
-        case part(HTTPServerRequestPart)
+        case part(RequestPart)
         case refused(HTTP1ParseError)
     }
 
@@ -89,7 +89,7 @@ final class HTTP1Connection: ChannelDuplexHandler {
         parsing = true
         defer { parsing = false }
         while true {
-            let part: HTTPServerRequestPart
+            let part: RequestPart
             do {
                 guard let next = try parser.next() else { return }
                 part = next
@@ -101,7 +101,7 @@ final class HTTP1Connection: ChannelDuplexHandler {
         }
     }
 
-    private func received(_ part: HTTPServerRequestPart, context: ChannelHandlerContext) {
+    private func received(_ part: RequestPart, context: ChannelHandlerContext) {
         if case .head(let head) = part {
             encoder.requestArrived(head.method)
             requestsInFlight += 1
@@ -148,7 +148,7 @@ final class HTTP1Connection: ChannelDuplexHandler {
         }
     }
 
-    private func deliver(_ part: HTTPServerRequestPart, context: ChannelHandlerContext) {
+    private func deliver(_ part: RequestPart, context: ChannelHandlerContext) {
         switch part {
         case .head: exchange = (requestEnded: false, responseEnded: false)
         case .body: break
@@ -175,7 +175,7 @@ final class HTTP1Connection: ChannelDuplexHandler {
         send(unwrapOutboundIn(data), context: context, promise: promise)
     }
 
-    private func send(_ part: HTTPServerResponsePart, context: ChannelHandlerContext, promise: EventLoopPromise<Void>?) {
+    private func send(_ part: ResponsePart, context: ChannelHandlerContext, promise: EventLoopPromise<Void>?) {
         switch part {
         case .head(var head) where head.status.code >= 200:
             responseInProgress = true
@@ -265,7 +265,7 @@ final class HTTP1Connection: ChannelDuplexHandler {
 /// ``ProxyHandler`` writes its responses here directly: a pipeline hop boxed each part and cast
 /// it back (2,100 instructions a proxied request).
 extension HTTP1Connection: ResponseWriter {
-    func write(_ part: HTTPServerResponsePart, promise: EventLoopPromise<Void>?) {
+    func write(_ part: ResponsePart, promise: EventLoopPromise<Void>?) {
         guard let context else {
             promise?.fail(ChannelError.ioOnClosedChannel)
             return

@@ -4,13 +4,13 @@ import NIOHTTP1
 /// Serves small local HTTP/1.1 endpoints (the admin listener, the demo origin) from a router
 /// over whole requests. Bodies are capped; it is not for the proxy path.
 final class LocalHTTPHandler: ChannelInboundHandler {
-    typealias InboundIn = HTTPServerRequestPart
-    typealias OutboundOut = HTTPServerResponsePart
-    typealias Router = @Sendable (HTTPRequestHead, ByteBuffer) async -> LocalResponse
+    typealias InboundIn = RequestPart
+    typealias OutboundOut = ResponsePart
+    typealias Router = @Sendable (RequestHead, ByteBuffer) async -> LocalResponse
 
     private let router: Router
     private let maxBody: Int
-    private var head: HTTPRequestHead?
+    private var head: RequestHead?
     private var body = ByteBuffer()
 
     init(maxBody: Int = 1 << 20, router: @escaping Router) {
@@ -46,7 +46,7 @@ final class LocalHTTPHandler: ChannelInboundHandler {
 
 extension LocalResponse {
     /// Writes the whole response from a handler whose outbound messages are
-    /// `HTTPServerResponsePart`s; closes the connection after it unless it is kept alive.
+    /// `ResponsePart`s; closes the connection after it unless it is kept alive.
     func write(to context: ChannelHandlerContext, keepAlive: Bool, isHead: Bool = false) {
         let parts = parts(keepAlive: keepAlive, isHead: isHead)
         for part in parts.dropLast() { context.write(NIOAny(part), promise: nil) }
@@ -55,8 +55,8 @@ extension LocalResponse {
     }
 
     /// The head (with its length, and `connection: close` unless kept alive), the body, the end.
-    func parts(keepAlive: Bool, isHead: Bool = false) -> [HTTPServerResponsePart] {
-        var head = HTTPResponseHead(version: .http1_1, status: status, headers: headers)
+    func parts(keepAlive: Bool, isHead: Bool = false) -> [ResponsePart] {
+        var head = ResponseHead(version: .http1_1, status: status, headers: headers)
         head.headers.replaceOrAdd(name: "content-length", value: String(body.readableBytes))
         if !keepAlive { head.headers.replaceOrAdd(name: "connection", value: "close") }
         if isHead || body.readableBytes == 0 { return [.head(head), .end(nil)] }

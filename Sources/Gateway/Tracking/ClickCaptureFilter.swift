@@ -72,7 +72,7 @@ final class ClickCaptureFilter: ProxyFilter {
     private let cookieDomains: [(domain: String, dotted: String)?]
     /// By ``cookieSlot(site:secure:withDomain:)``.
     private let cookieTemplates: [CookieTemplates]
-    /// The tracking headers' names in lower case, for ``HeaderRules/sameName(_:_:)``.
+    /// The tracking headers' names in lower case.
     private let gatewayFieldNames: [String]
 
     /// The cookies this filter sets, for one site, scheme and domain choice.
@@ -134,16 +134,16 @@ final class ClickCaptureFilter: ProxyFilter {
         ((site ?? cookieDomains.count) * 2 + (secure ? 1 : 0)) * 2 + (withDomain ? 1 : 0)
     }
 
-    func request(_ head: HTTPRequestHead, context: inout RequestContext) -> RequestDecision {
-        // One pass for the fields this filter reads: each `HTTPHeaders` lookup walks every field.
+    func request(_ head: RequestHead, context: inout RequestContext) -> RequestDecision {
+        // One pass for the fields this filter reads: each lookup by name walks every field.
         var cookieFields: [String] = []
         var globalPrivacyControl: String?
         var carriesGatewayFields = false
-        for (name, value) in head.headers {
-            switch name.utf8.count {
-            case 6 where HeaderRules.sameName(name, "cookie"): cookieFields.append(value)
-            case 7 where HeaderRules.sameName(name, "sec-gpc"): if globalPrivacyControl == nil { globalPrivacyControl = value }
-            default: if gatewayFieldNames.contains(where: { HeaderRules.sameName(name, $0) }) { carriesGatewayFields = true }
+        head.headers.forEach { name, value in
+            switch name.count {
+            case 6 where name.matches("cookie"): cookieFields.append(String(decoding: value, as: UTF8.self))
+            case 7 where name.matches("sec-gpc"): if globalPrivacyControl == nil { globalPrivacyControl = String(decoding: value, as: UTF8.self) }
+            default: if gatewayFieldNames.contains(where: { $0.withUTF8Buffer { HeaderFields.sameName(name, $0) } }) { carriesGatewayFields = true }
             }
         }
         let cookies = RequestCookies(headers: cookieFields)
@@ -166,7 +166,7 @@ final class ClickCaptureFilter: ProxyFilter {
         return .proxy
     }
 
-    func upstreamRequest(_ head: inout HTTPRequestHead, context: inout RequestContext) {
+    func upstreamRequest(_ head: inout RequestHead, context: inout RequestContext) {
         // Only the gateway speaks these headers: whatever a client sent under those names goes.
         // Looked for first (in the request phase's pass): `remove(name:)` rebuilds the block even
         // when nothing matches.
@@ -176,34 +176,28 @@ final class ClickCaptureFilter: ProxyFilter {
             if head.headers.contains(name: tracking.visitorHeader) { head.headers.remove(name: tracking.visitorHeader) }
         }
         guard let state else { return }
-        var added: [(String, String)] = []
-        added.reserveCapacity(2)
         if let ttclid = state.capture.fromURL.first(where: { $0.kind.parameter == "ttclid" })?.value
             ?? (state.trackingAllowed ? state.capture.value(for: "ttclid") : nil)
         {
-            added.append((tracking.clickIDHeader, ttclid))
+            head.headers.add(name: tracking.clickIDHeader, value: ttclid)
         }
-        if state.trackingAllowed { added.append((tracking.visitorHeader, state.visitorID)) }
-        HeaderRules.append(added, to: &head.headers)
+        if state.trackingAllowed { head.headers.add(name: tracking.visitorHeader, value: state.visitorID) }
     }
 
-    func response(_ head: inout HTTPResponseHead, context: inout RequestContext) {
+    func response(_ head: inout ResponseHead, context: inout RequestContext) {
         guard let state = context.values[ClickStateKey.self], state.trackingAllowed else { return }
         let site = context.site?.index
         // The site's cookie domain when the request's host is in it (else host-only cookies).
         let withDomain = site.flatMap { cookieDomains[$0] }.map { context.host == $0.domain || context.host.hasSuffix($0.dotted) } ?? false
         let templates = cookieTemplates[cookieSlot(site: site, secure: context.scheme == "https", withDomain: withDomain)]
         let now = Int64(Date().timeIntervalSince1970 * 1000)
-        var cookies: [(String, String)] = []
-        cookies.reserveCapacity(state.capture.fromURL.count + 2)
         for id in state.capture.fromURL {
             if let value = templates.clickIDs[id.kind.parameter]?.headerValue(id.kind.cookieValue(for: id.value, unixMilliseconds: now)) {
-                cookies.append(("set-cookie", value))
+                head.headers.add(name: "set-cookie", value: value)
             }
         }
-        if state.isNewVisitor, let value = templates.visitor?.headerValue(state.visitorID) { cookies.append(("set-cookie", value)) }
-        if let ttp = state.ttp, let value = templates.ttp?.headerValue(ttp) { cookies.append(("set-cookie", value)) }
-        HeaderRules.append(cookies, to: &head.headers)
+        if state.isNewVisitor, let value = templates.visitor?.headerValue(state.visitorID) { head.headers.add(name: "set-cookie", value: value) }
+        if let ttp = state.ttp, let value = templates.ttp?.headerValue(ttp) { head.headers.add(name: "set-cookie", value: value) }
     }
 
     func logging(_ fields: inout AccessLogFields, context: inout RequestContext) {

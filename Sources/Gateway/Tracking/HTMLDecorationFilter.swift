@@ -29,7 +29,7 @@ final class HTMLDecorationFilter: ProxyFilter {
 
     var isEmpty: Bool { allowlists.allSatisfy { $0 == nil } }
 
-    func upstreamRequest(_ head: inout HTTPRequestHead, context: inout RequestContext) {
+    func upstreamRequest(_ head: inout RequestHead, context: inout RequestContext) {
         guard let site = context.site, let allowlist = allowlists[site.index], let state = context.values[ClickStateKey.self] else { return }
         let ids = state.carriedClickIDs
         guard !ids.isEmpty else { return }
@@ -40,18 +40,18 @@ final class HTMLDecorationFilter: ProxyFilter {
         head.headers.replaceOrAdd(name: "accept-encoding", value: acceptsGzip(head.headers) ? "gzip" : "identity")
     }
 
-    func upstreamResponse(_ head: inout HTTPResponseHead, context: inout RequestContext) {
+    func upstreamResponse(_ head: inout ResponseHead, context: inout RequestContext) {
         if rewriter(for: head, context: context) != nil { HeaderRules.keepOutOfSharedCaches(&head.headers) }
     }
 
-    func responseBody(for head: HTTPResponseHead, context: inout RequestContext) -> (any ResponseBodyTransform)? {
+    func responseBody(for head: ResponseHead, context: inout RequestContext) -> (any ResponseBodyTransform)? {
         guard let rewriter = rewriter(for: head, context: context) else { return nil }
         decorated.increment()
         return DecoratingTransform(decorator: HTMLLinkDecorator(rewriter: rewriter))
     }
 
     /// The rewriter for an HTML page this request's click ids go into; nil for anything else.
-    private func rewriter(for head: HTTPResponseHead, context: RequestContext) -> RedirectRewriter? {
+    private func rewriter(for head: ResponseHead, context: RequestContext) -> RedirectRewriter? {
         guard let rewriter = context.values[DecorationKey.self], head.status == .ok,
             head.headers.first(name: "content-type")?.lowercased().hasPrefix("text/html") == true
         else { return nil }

@@ -22,7 +22,7 @@ final class RedirectPreservationFilter: ProxyFilter {
         rewriteRefresh = config.tracking.rewriteRefresh
     }
 
-    func upstreamResponse(_ head: inout HTTPResponseHead, context: inout RequestContext) {
+    func upstreamResponse(_ head: inout ResponseHead, context: inout RequestContext) {
         let isRedirect = Self.redirectStatuses.contains(head.status.code)
         guard isRedirect || (rewriteRefresh && head.headers.contains(name: "refresh")),
             let state = context.values[ClickStateKey.self], let site = context.site

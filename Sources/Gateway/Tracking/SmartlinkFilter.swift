@@ -42,7 +42,7 @@ final class SmartlinkFilter: ProxyFilter {
 
     var isEmpty: Bool { links.isEmpty }
 
-    func request(_ head: HTTPRequestHead, context: inout RequestContext) -> RequestDecision {
+    func request(_ head: RequestHead, context: inout RequestContext) -> RequestDecision {
         let target = URLReference(head.uri) ?? URLReference(path: head.uri)
         guard let candidates = links[target.path] else {
             if folders.contains(where: { target.path.hasPrefix($0) }) { return .respond(Self.notFound) }

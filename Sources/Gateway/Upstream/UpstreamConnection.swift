@@ -4,7 +4,7 @@ import NIOHTTP1
 /// Receives what one upstream connection produces while it is leased for a request.
 protocol UpstreamSink: AnyObject {
     /// The head is the sink's alone: its fields change in place, with no copy.
-    func upstreamResponseHead(_ head: consuming HTTPResponseHead)
+    func upstreamResponseHead(_ head: consuming ResponseHead)
     func upstreamResponseBody(_ body: ByteBuffer)
     func upstreamResponseEnd()
     func upstreamReadComplete()
@@ -67,7 +67,7 @@ final class UpstreamConnection: ChannelDuplexHandler {
         }
     }
 
-    private func deliver(_ part: consuming HTTPClientResponsePart, context: ChannelHandlerContext) {
+    private func deliver(_ part: consuming UpstreamResponsePart, context: ChannelHandlerContext) {
         guard let sink else {
             // A response while nobody asked for one: this connection is out of step for good.
             reusable = false
@@ -122,7 +122,7 @@ final class UpstreamConnection: ChannelDuplexHandler {
 
     // MARK: Driven by the leasing proxy handler
 
-    func write(_ part: HTTPClientRequestPart) {
+    func write(_ part: UpstreamRequestPart) {
         guard let context else { return }
         if case .head(let head) = part { parser.answeringHead = head.method == .HEAD }
         encoder.write(part, context: context, promise: nil)

@@ -26,7 +26,7 @@ final class ResponseEncoder {
         requestsArrived += 1
     }
 
-    func write(_ part: HTTPServerResponsePart, context: ChannelHandlerContext, promise: EventLoopPromise<Void>?) {
+    func write(_ part: ResponsePart, context: ChannelHandlerContext, promise: EventLoopPromise<Void>?) {
         guard !refusal.rejects(promise) else { return }
         switch part {
         case .head(let head):
@@ -76,12 +76,12 @@ final class ResponseEncoder {
 final class UpstreamRequestEncoder {
     private var body = BodyFraming()
     /// A head waiting to learn whether a body follows.
-    private var held: (head: HTTPRequestHead, draft: HeadWriter.Draft, promise: EventLoopPromise<Void>?)?
+    private var held: (head: RequestHead, draft: HeadWriter.Draft, promise: EventLoopPromise<Void>?)?
     /// The request in progress went out without framing: it can carry no body.
     private var unframed = false
     private var refusal = Refusal()
 
-    func write(_ part: HTTPClientRequestPart, context: ChannelHandlerContext, promise: EventLoopPromise<Void>?) {
+    func write(_ part: UpstreamRequestPart, context: ChannelHandlerContext, promise: EventLoopPromise<Void>?) {
         guard !refusal.rejects(promise) else { return }
         switch part {
         case .head(let head):
@@ -138,7 +138,7 @@ final class UpstreamRequestEncoder {
 
     @discardableResult
     private func writeHead(
-        _ head: HTTPRequestHead, draft: consuming HeadWriter.Draft, edit: HeadWriter.FramingEdit, context: ChannelHandlerContext,
+        _ head: RequestHead, draft: consuming HeadWriter.Draft, edit: HeadWriter.FramingEdit, context: ChannelHandlerContext,
         promise: EventLoopPromise<Void>?
     ) -> Bool {
         // A chunked head always carries the encoder's own `transfer-encoding: chunked` (see `FramingEdit`).

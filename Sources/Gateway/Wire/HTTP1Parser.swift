@@ -236,20 +236,19 @@ struct HTTP1Parser<Head: HTTP1ParsableHead> {
         case .chunked: state = .chunkSize
         case .untilClose: state = .untilClose
         }
-        head.headers = HTTPHeaders(fields.pairs)
+        head.headers = fields.headers
         messageClosesConnection = !fields.framing.connection.keepAlive(in: head.version)
         return head
     }
 
     private struct Fields {
-        var pairs: [(String, String)] = []
+        var headers: HeaderFields
         var framing = HTTP1FramingFields()
     }
 
     /// Field lines from `start` through the empty line that ends `bytes`.
     private func parseFields(_ bytes: UnsafeBufferPointer<UInt8>, from start: Int) throws(HTTP1ParseError) -> Fields {
-        var fields = Fields()
-        fields.pairs.reserveCapacity(16)
+        var fields = Fields(headers: HeaderFields(reservingBytes: bytes.count - start + roomForAddedFields, fields: 16))
         // Read once: a static's every read checks that it is initialised.
         let token = ByteClass.token
         let fieldValue = ByteClass.fieldValue
@@ -259,7 +258,7 @@ struct HTTP1Parser<Head: HTTP1ParsableHead> {
                 guard index + 1 < bytes.count, bytes[index + 1] == lf else { throw .malformed("header section not ended by CRLF") }
                 let named = fields.framing.connection.otherFields
                 if leavesOutConnectionFields, !named.isEmpty {
-                    fields.pairs.removeAll { field in named.contains { $0 == field.0.lowercased() } }
+                    fields.headers.removeAll { field, _ in named.contains { $0.withUTF8Buffer { HeaderFields.sameName(field, $0) } } }
                 }
                 return fields
             }
@@ -286,7 +285,7 @@ struct HTTP1Parser<Head: HTTP1ParsableHead> {
             var valueEnd = index
             while valueEnd > valueStart, bytes[valueEnd - 1] == space || bytes[valueEnd - 1] == tab { valueEnd -= 1 }
             index += 2
-            guard fields.pairs.count < maxFieldCount else {
+            guard fields.headers.count < maxFieldCount else {
                 throw HTTP1ParseError(status: .requestHeaderFieldsTooLarge, reason: "more than \(maxFieldCount) header fields")
             }
             let name = UnsafeBufferPointer(rebasing: bytes[nameStart..<nameEnd])
@@ -303,7 +302,7 @@ struct HTTP1Parser<Head: HTTP1ParsableHead> {
                 fields.framing.connection.read(value)
             }
             if leavesOutConnectionFields, ConnectionSpecific.isField(name) { continue }
-            fields.pairs.append((String(decoding: name, as: UTF8.self), String(decoding: value, as: UTF8.self)))
+            fields.headers.appendChecked(name: name, value: value)
         }
     }
 
@@ -350,13 +349,17 @@ struct HTTP1Parser<Head: HTTP1ParsableHead> {
             return nil
         }
         guard length <= maxHeadBytes else { throw tooLarge }
-        var fields = try input.withUnsafeReadableBytes { raw throws(HTTP1ParseError) in
+        let fields = try input.withUnsafeReadableBytes { raw throws(HTTP1ParseError) in
             try parseFields(UnsafeBufferPointer(start: raw.baseAddress!.assumingMemoryBound(to: UInt8.self), count: length), from: 0)
         }
         input.moveReaderIndex(forwardBy: length)
         // Framing fields mean nothing in trailers (RFC 9110 §6.5.1) and are not passed on.
-        fields.pairs.removeAll { HeaderRules.sameName($0.0, "content-length") || HeaderRules.sameName($0.0, "transfer-encoding") }
-        return endMessage(fields.pairs.isEmpty ? nil : HTTPHeaders(fields.pairs))
+        var trailers: [(String, String)] = []
+        fields.headers.forEach { name, value in
+            guard !name.matches("content-length"), !name.matches("transfer-encoding") else { return }
+            trailers.append((String(decoding: name, as: UTF8.self), String(decoding: value, as: UTF8.self)))
+        }
+        return endMessage(trailers.isEmpty ? nil : HTTPHeaders(trailers))
     }
 }
 
@@ -449,15 +452,15 @@ protocol HTTP1ParsableHead: Equatable {
     /// An interim (1xx) response, dropped before the final one.
     var isInterim: Bool { get }
     var version: HTTPVersion { get }
-    var headers: HTTPHeaders { get set }
+    var headers: HeaderFields { get set }
 }
 
-typealias HTTP1RequestParser = HTTP1Parser<HTTPRequestHead>
-typealias HTTP1ResponseParser = HTTP1Parser<HTTPResponseHead>
+typealias HTTP1RequestParser = HTTP1Parser<RequestHead>
+typealias HTTP1ResponseParser = HTTP1Parser<ResponseHead>
 
-extension HTTPRequestHead: HTTP1ParsableHead {
+extension RequestHead: HTTP1ParsableHead {
     /// CONNECT is refused (405): an edge gateway opens no tunnels.
-    static func readStartLine(_ bytes: UnsafeBufferPointer<UInt8>, at index: inout Int) throws(HTTP1ParseError) -> HTTPRequestHead {
+    static func readStartLine(_ bytes: UnsafeBufferPointer<UInt8>, at index: inout Int) throws(HTTP1ParseError) -> RequestHead {
         while index < bytes.count, ByteClass.token.admits(bytes[index]) { index += 1 }
         let methodEnd = index
         guard methodEnd > 0, index < bytes.count, bytes[index] == space else { throw .malformed("malformed method") }
@@ -472,7 +475,7 @@ extension HTTPRequestHead: HTTP1ParsableHead {
         index += 2
         let method = Bytes.method(UnsafeBufferPointer(rebasing: bytes[0..<methodEnd]))
         if method == .CONNECT { throw HTTP1ParseError(status: .methodNotAllowed, reason: "CONNECT is not served") }
-        return HTTPRequestHead(version: version, method: method, uri: String(decoding: UnsafeBufferPointer(rebasing: bytes[targetStart..<targetEnd]), as: UTF8.self))
+        return RequestHead(version: version, method: method, uri: String(decoding: UnsafeBufferPointer(rebasing: bytes[targetStart..<targetEnd]), as: UTF8.self))
     }
 
     func framing(_ fields: HTTP1FramingFields, answeringHead: Bool) throws(HTTP1ParseError) -> HTTP1BodyFraming {
@@ -491,8 +494,8 @@ extension HTTPRequestHead: HTTP1ParsableHead {
     var isInterim: Bool { false }
 }
 
-extension HTTPResponseHead: HTTP1ParsableHead {
-    static func readStartLine(_ bytes: UnsafeBufferPointer<UInt8>, at index: inout Int) throws(HTTP1ParseError) -> HTTPResponseHead {
+extension ResponseHead: HTTP1ParsableHead {
+    static func readStartLine(_ bytes: UnsafeBufferPointer<UInt8>, at index: inout Int) throws(HTTP1ParseError) -> ResponseHead {
         let version = try Bytes.version(bytes, at: &index)
         guard bytes.count - index >= 6, bytes[index] == space else { throw .malformed("malformed status line") }
         var code = 0
@@ -515,7 +518,7 @@ extension HTTPResponseHead: HTTP1ParsableHead {
         index += 2
         guard code >= 100 else { throw .malformed("status code below 100") }
         if code == 101 { throw .malformed("101 Switching Protocols to a request that asked for no upgrade") }
-        return HTTPResponseHead(version: version, status: HTTPResponseStatus(statusCode: code, reasonPhrase: reason))
+        return ResponseHead(version: version, status: HTTPResponseStatus(statusCode: code, reasonPhrase: reason))
     }
 
     func framing(_ fields: HTTP1FramingFields, answeringHead: Bool) throws(HTTP1ParseError) -> HTTP1BodyFraming {
@@ -580,6 +583,9 @@ private enum Bytes {
     }
 }
 
+/// Room in a parsed head for the fields filters usually add (forwarding fields, cookies), so
+/// they go in without copying the head's bytes.
+private let roomForAddedFields = 384
 /// A chunk-size line, extensions included, may not be longer than this.
 private let maxChunkLine = 4096
 private let cr = UInt8(ascii: "\r")

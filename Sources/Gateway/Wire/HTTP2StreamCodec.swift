@@ -23,8 +23,8 @@ import NIOHTTP2
 /// sent fails the write, as the HTTP/1 encoder's refusal does.
 final class HTTP2StreamCodec: ChannelDuplexHandler {
     typealias InboundIn = HTTP2Frame.FramePayload
-    typealias InboundOut = HTTPServerRequestPart
-    typealias OutboundIn = HTTPServerResponsePart
+    typealias InboundOut = RequestPart
+    typealias OutboundIn = ResponsePart
     typealias OutboundOut = HTTP2Frame.FramePayload
 
     private enum Reading {
@@ -90,7 +90,7 @@ final class HTTP2StreamCodec: ChannelDuplexHandler {
         case .end(let trailers?):
             var block = HPACKHeaders()
             block.reserveCapacity(trailers.count)
-            guard Self.addFields(trailers, to: &block) else { return refusal.refuse(context, promise) }
+            guard Self.addFields(HeaderFields(trailers.map { ($0.name, $0.value) }), to: &block) else { return refusal.refuse(context, promise) }
             context.write(wrapOutboundOut(.headers(.init(headers: block, endStream: true))), promise: promise)
         case .end(nil):
             context.write(wrapOutboundOut(.data(.init(data: .byteBuffer(ByteBuffer()), endStream: true))), promise: promise)
@@ -100,32 +100,16 @@ final class HTTP2StreamCodec: ChannelDuplexHandler {
     /// HTTP/2 field names are lower case and carry nothing connection-specific (RFC 9113 §8.2).
     /// False when a field may not be sent at all: a name that is not a token, a control byte in
     /// a value.
-    static func addFields(_ fields: HTTPHeaders, to block: inout HPACKHeaders) -> Bool {
-        for (name, value) in fields {
-            guard value.withUTF8Buffer(ByteClass.fieldValue.admits(all:)) else { return false }
-            // One pass over the name's bytes: the string views' own iteration costs several times more.
-            let outbound: OutboundName = name.withUTF8Buffer { bytes in
-                guard !bytes.isEmpty, ByteClass.token.admits(all: bytes) else { return .refused }
-                if ConnectionSpecific.isField(bytes), !(bytes.count == 2 && value.withUTF8Buffer { $0.matches("trailers") }) { return .leftOut }
-                guard bytes.hasASCIIUppercase else { return .sent(name) }
-                return String(asciiLowercasing: bytes).map(OutboundName.sent) ?? .refused
-            }
-            let lower: String
-            switch outbound {
-            case .sent(let name): lower = name
-            case .leftOut: continue
-            case .refused: return false
-            }
-            let secret = lower.utf8.count == 10 && lower.withUTF8Buffer { $0.matches("set-cookie", ignoringCase: false) }
-            block.add(name: lower, value: value, indexing: secret ? .neverIndexed : .indexable)
+    static func addFields(_ fields: HeaderFields, to block: inout HPACKHeaders) -> Bool {
+        // The block's names are tokens and its values hold no control byte unless it is unwritable.
+        guard fields.isWritable else { return false }
+        fields.forEach { name, value in
+            if ConnectionSpecific.isField(name), !(name.count == 2 && value.matches("trailers")) { return }
+            let lower = name.hasASCIIUppercase ? String(asciiLowercasing: name)! : String(decoding: name, as: UTF8.self)
+            let secret = name.count == 10 && name.matches("set-cookie")
+            block.add(name: lower, value: String(decoding: value, as: UTF8.self), indexing: secret ? .neverIndexed : .indexable)
         }
         return true
-    }
-
-    private enum OutboundName {
-        case sent(String)
-        case leftOut
-        case refused
     }
 
     /// Why a request's block is malformed (RFC 9113 §8.1.1, §8.2, §8.3).
@@ -158,15 +142,14 @@ final class HTTP2StreamCodec: ChannelDuplexHandler {
     /// once each, before any regular field (`Host` from `:authority` unless the block has one).
     /// A body-bearing method without `Content-Length` is framed as NIO's codec frames it:
     /// `content-length: 0` when the stream already ended, else chunked.
-    static func requestHead(_ block: HPACKHeaders, endStream: Bool) throws(RequestError) -> HTTPRequestHead {
+    static func requestHead(_ block: HPACKHeaders, endStream: Bool) throws(RequestError) -> RequestHead {
         var method: String?
         var path: String?
         var scheme: String?
         var authority: String?
         var hasHost = false
         var hasContentLength = false
-        var fields: [(String, String)] = []
-        fields.reserveCapacity(block.count + 1)
+        var fields = HeaderFields(reservingBytes: 512, fields: block.count + 1)
         for (name, value, _) in block {
             guard name.utf8.first == UInt8(ascii: ":") else {
                 try checkRegularField(name, value)
@@ -175,7 +158,7 @@ final class HTTP2StreamCodec: ChannelDuplexHandler {
                 case 14 where name == "content-length": hasContentLength = true
                 default: break
                 }
-                fields.append((name, value))
+                fields.appendChecked(name, value)
                 continue
             }
             guard fields.isEmpty else { throw .misplacedPseudoField(name) }
@@ -197,14 +180,22 @@ final class HTTP2StreamCodec: ChannelDuplexHandler {
         guard let path else { throw .missingPseudoField(":path") }
         guard scheme != nil else { throw .missingPseudoField(":scheme") }
         guard let authority else { throw .missingPseudoField(":authority") }
-        if !hasHost { fields.insert(("host", authority), at: 0) }
+        if !hasHost {
+            // Host first, as a client would have sent it.
+            var withHost = HeaderFields(reservingBytes: 512, fields: fields.count + 2)
+            withHost.appendChecked("host", authority)
+            withHost.add(contentsOf: fields)
+            fields = withHost
+        }
         let httpMethod = HTTPMethod(rawValue: method)
         switch httpMethod {
         case .GET, .HEAD, .DELETE, .CONNECT, .TRACE: break
         default:
-            if !hasContentLength { fields.append(endStream ? ("content-length", "0") : ("transfer-encoding", "chunked")) }
+            if !hasContentLength {
+                if endStream { fields.appendChecked("content-length", "0") } else { fields.appendChecked("transfer-encoding", "chunked") }
+            }
         }
-        return HTTPRequestHead(version: HTTPVersion(major: 2, minor: 0), method: httpMethod, uri: path, headers: HTTPHeaders(fields))
+        return RequestHead(version: HTTPVersion(major: 2, minor: 0), method: httpMethod, uri: path, headers: fields)
     }
 
     static func trailers(_ block: HPACKHeaders) throws(RequestError) -> HTTPHeaders {
