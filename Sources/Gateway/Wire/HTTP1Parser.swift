@@ -248,7 +248,8 @@ struct HTTP1Parser<Head: HTTP1ParsableHead> {
 
     /// Field lines from `start` through the empty line that ends `bytes`.
     private func parseFields(_ bytes: UnsafeBufferPointer<UInt8>, from start: Int) throws(HTTP1ParseError) -> Fields {
-        var fields = Fields(headers: HeaderFields(reservingBytes: bytes.count - start + roomForAddedFields, fields: 16))
+        let section = UnsafeBufferPointer(rebasing: bytes[start...])
+        var fields = Fields(headers: HeaderFields(receivedSection: section, room: roomForAddedFields, fields: 16))
         // Read once: a static's every read checks that it is initialised.
         let token = ByteClass.token
         let fieldValue = ByteClass.fieldValue
@@ -302,7 +303,12 @@ struct HTTP1Parser<Head: HTTP1ParsableHead> {
                 fields.framing.connection.read(value)
             }
             if leavesOutConnectionFields, ConnectionSpecific.isField(name) { continue }
-            fields.headers.appendChecked(name: name, value: value)
+            // Most lines are already laid out as they are written; the others are written anew.
+            if valueStart == nameEnd + 2, bytes[nameEnd + 1] == space, valueEnd + 2 == index {
+                fields.headers.indexReceivedLine(start: nameStart - start, nameEnd: nameEnd - start, valueEnd: valueEnd - start)
+            } else {
+                fields.headers.appendChecked(name: name, value: value)
+            }
         }
     }
 

@@ -40,6 +40,24 @@ public struct HeaderFields: Sendable {
         lines.reserveCapacity(fieldCount)
     }
 
+    /// A block that starts as a copy of a parsed head's field section, with room for `extra` more
+    /// bytes: the lines already laid out as `name: value` CRLF are then indexed where they lie
+    /// (``indexReceivedLine(start:nameEnd:valueEnd:)``), one copy for the whole section instead of
+    /// one a field.
+    init(receivedSection section: UnsafeBufferPointer<UInt8>, room extra: Int, fields fieldCount: Int) {
+        bytes = FieldBytes(capacity: section.count + extra)
+        if let source = section.baseAddress {
+            bytes.append(count: section.count) { $0.update(from: source, count: section.count) }
+        }
+        lines.reserveCapacity(fieldCount)
+    }
+
+    /// Indexes a line of the received section (offsets from its start) whose name is a token, whose
+    /// name is followed by exactly `: `, and whose value, ending right before CRLF, holds no control byte.
+    mutating func indexReceivedLine(start: Int, nameEnd: Int, valueEnd: Int) {
+        lines.append(Line(start: Int32(truncatingIfNeeded: start), nameEnd: Int32(truncatingIfNeeded: nameEnd), valueEnd: Int32(truncatingIfNeeded: valueEnd)))
+    }
+
     public init(_ fields: [(String, String)]) {
         self.init(reservingBytes: fields.reduce(0) { $0 + $1.0.utf8.count + $1.1.utf8.count + 4 }, fields: fields.count)
         for (name, value) in fields { add(name: name, value: value) }
