@@ -43,6 +43,13 @@ import Testing
         }
         let fine: HeaderFields = ["x-note": "a\tcafé", "x-empty": ""]
         #expect(fine.isWritable && fine.first(name: "x-empty") == "")
+        // A value written in place is checked the same way.
+        for (value, writable) in [("v=1; Path=/", true), ("v=1\r\nx: y", false), ("v\u{0}", false)] {
+            var written: HeaderFields = ["host": "a"]
+            let bytes = Array(value.utf8)
+            written.add(name: "set-cookie", valueLength: bytes.count) { out in out.update(from: bytes, count: bytes.count) }
+            #expect(written.isWritable == writable && written.first(name: "set-cookie") == value, "\(value.debugDescription)")
+        }
     }
 
     /// Random edits on a block and on a plain list of pairs give the same fields, the same

@@ -191,13 +191,15 @@ final class ClickCaptureFilter: ProxyFilter {
         let withDomain = site.flatMap { cookieDomains[$0] }.map { context.host == $0.domain || context.host.hasSuffix($0.dotted) } ?? false
         let templates = cookieTemplates[cookieSlot(site: site, secure: context.scheme == "https", withDomain: withDomain)]
         let now = Int64(Date().timeIntervalSince1970 * 1000)
-        for id in state.capture.fromURL {
-            if let value = templates.clickIDs[id.kind.parameter]?.headerValue(id.kind.cookieValue(for: id.value, unixMilliseconds: now)) {
-                head.headers.add(name: "set-cookie", value: value)
-            }
+        // Each value written straight into the head, with no string made for it.
+        func setCookie(_ template: SetCookie.Template?, _ value: String) {
+            template?.withHeaderValueWriter(value) { length, write in head.headers.add(name: "set-cookie", valueLength: length, writingValue: write) }
         }
-        if state.isNewVisitor, let value = templates.visitor?.headerValue(state.visitorID) { head.headers.add(name: "set-cookie", value: value) }
-        if let ttp = state.ttp, let value = templates.ttp?.headerValue(ttp) { head.headers.add(name: "set-cookie", value: value) }
+        for id in state.capture.fromURL {
+            setCookie(templates.clickIDs[id.kind.parameter], id.kind.cookieValue(for: id.value, unixMilliseconds: now))
+        }
+        if state.isNewVisitor { setCookie(templates.visitor, state.visitorID) }
+        if let ttp = state.ttp { setCookie(templates.ttp, ttp) }
     }
 
     func logging(_ fields: inout AccessLogFields, context: inout RequestContext) {

@@ -100,6 +100,29 @@ public struct HeaderFields: Sendable {
         }
     }
 
+    /// Appends a field whose value `write` puts in place (`length` bytes), with no string made for
+    /// it; name and value are checked as ``add(name:value:)`` checks them.
+    public mutating func add(name: String, valueLength length: Int, writingValue write: (UnsafeMutablePointer<UInt8>) -> Void) {
+        name.withUTF8Buffer { name in
+            let start = bytes.count
+            let nameEnd = start + name.count
+            bytes.append(count: name.count + length + 4) { out in
+                if let source = name.baseAddress { out.update(from: source, count: name.count) }
+                out[name.count] = UInt8(ascii: ":")
+                out[name.count + 1] = UInt8(ascii: " ")
+                write(out + name.count + 2)
+                out[name.count + 2 + length] = UInt8(ascii: "\r")
+                out[name.count + 3 + length] = UInt8(ascii: "\n")
+            }
+            let line = Line(start: Int32(start), nameEnd: Int32(nameEnd), valueEnd: Int32(nameEnd + 2 + length))
+            let valid = withBytes { bytes in
+                !name.isEmpty && ByteClass.token.admits(all: name) && ByteClass.fieldValue.admits(all: Self.value(of: line, in: bytes))
+            }
+            if !valid { isWritable = false }
+            lines.append(line)
+        }
+    }
+
     mutating func add(name: UnsafeBufferPointer<UInt8>, value: UnsafeBufferPointer<UInt8>) {
         var first = 0
         var last = value.count
