@@ -16,7 +16,7 @@ enum HeaderRules {
         var kept = headers
         kept.removeAll { name, _ in
             ConnectionSpecific.isField(name) || dropping(name)
-                || (!named.isEmpty && named.contains { $0.withUTF8Buffer { HeaderFields.sameName(name, $0) } })
+                || (!named.isEmpty && named.contains { HeaderFields.sameName(name, $0) })
         }
         return kept
     }
@@ -62,19 +62,6 @@ enum HeaderRules {
 
     private static let forwardingNames = ["x-forwarded-for", "x-forwarded-proto", "x-forwarded-host", "forwarded"]
 
-    /// Whether a field name equals a lower-case one, ignoring the field name's ASCII case. The
-    /// length test first: it is O(1) and settles nearly every comparison on the hot path.
-    static func sameName(_ name: String, _ lower: String) -> Bool {
-        guard name.utf8.count == lower.utf8.count else { return false }
-        // A byte loop over the buffers, not `elementsEqual`'s iterators.
-        return name.withUTF8Buffer { a in
-            lower.withUTF8Buffer { b in
-                for i in 0..<a.count where a[i] != b[i] && a[i].asciiLowercased != b[i] { return false }
-                return true
-            }
-        }
-    }
-
     /// Whether a message leaves its connection open (``ConnectionOptions``). NIO's `isKeepAlive`,
     /// for heads its own decoder did not parse, splits every `Connection` value into Characters:
     /// 4,000 instructions a head.
@@ -106,7 +93,7 @@ enum HeaderRules {
     static func applyForwarding(_ headers: inout HeaderFields, peer: String, peerTrusted: Bool, scheme: String, host: String) {
         let element = forwardedElement(for: peer, scheme: scheme, host: host)
         guard peerTrusted else {
-            headers.removeAll { name, _ in forwardingNames.contains { $0.withUTF8Buffer { HeaderFields.sameName(name, $0) } } }
+            headers.removeAll { name, _ in forwardingNames.contains { HeaderFields.sameName(name, $0) } }
             headers.add(name: "x-forwarded-for", value: peer)
             headers.add(name: "x-forwarded-proto", value: scheme)
             headers.add(name: "x-forwarded-host", value: host)

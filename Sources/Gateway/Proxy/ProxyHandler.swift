@@ -225,7 +225,7 @@ final class ProxyHandler: ChannelDuplexHandler, UpstreamSink {
         HeaderRules.applyForwarding(
             &upstreamHead.headers, peer: downstream.peerAddress, peerTrusted: peerTrusted, scheme: downstream.scheme, host: host)
 
-        if let expect = fields.expect, HeaderRules.sameName(expect, "100-continue") {
+        if fields.expect?.withUTF8Buffer({ $0.matches("100-continue") }) == true {
             upstreamHead.headers.remove(name: "expect")
             send(.head(ResponseHead(version: head.version, status: .continue)), context: context, flush: true)
         }

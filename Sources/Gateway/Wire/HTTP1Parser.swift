@@ -259,7 +259,7 @@ struct HTTP1Parser<Head: HTTP1ParsableHead> {
                 guard index + 1 < bytes.count, bytes[index + 1] == lf else { throw .malformed("header section not ended by CRLF") }
                 let named = fields.framing.connection.otherFields
                 if leavesOutConnectionFields, !named.isEmpty {
-                    fields.headers.removeAll { field, _ in named.contains { $0.withUTF8Buffer { HeaderFields.sameName(field, $0) } } }
+                    fields.headers.removeAll { field, _ in named.contains { HeaderFields.sameName(field, $0) } }
                 }
                 return fields
             }

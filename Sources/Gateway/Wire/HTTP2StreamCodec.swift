@@ -90,7 +90,7 @@ final class HTTP2StreamCodec: ChannelDuplexHandler {
         case .end(let trailers?):
             var block = HPACKHeaders()
             block.reserveCapacity(trailers.count)
-            guard Self.addFields(HeaderFields(trailers.map { ($0.name, $0.value) }), to: &block) else { return refusal.refuse(context, promise) }
+            guard Self.addFields(HeaderFields(trailers), to: &block) else { return refusal.refuse(context, promise) }
             context.write(wrapOutboundOut(.headers(.init(headers: block, endStream: true))), promise: promise)
         case .end(nil):
             context.write(wrapOutboundOut(.data(.init(data: .byteBuffer(ByteBuffer()), endStream: true))), promise: promise)
@@ -180,13 +180,8 @@ final class HTTP2StreamCodec: ChannelDuplexHandler {
         guard let path else { throw .missingPseudoField(":path") }
         guard scheme != nil else { throw .missingPseudoField(":scheme") }
         guard let authority else { throw .missingPseudoField(":authority") }
-        if !hasHost {
-            // Host first, as a client would have sent it.
-            var withHost = HeaderFields(reservingBytes: 512, fields: fields.count + 2)
-            withHost.appendChecked("host", authority)
-            withHost.add(contentsOf: fields)
-            fields = withHost
-        }
+        // Host first, as a client would have sent it.
+        if !hasHost { fields.prependChecked("host", authority) }
         let httpMethod = HTTPMethod(rawValue: method)
         switch httpMethod {
         case .GET, .HEAD, .DELETE, .CONNECT, .TRACE: break

@@ -64,9 +64,7 @@ enum HeadWriter {
 
     /// Writes trailer fields and the blank line that ends a chunked body (after its `0` chunk).
     static func write(trailers: HTTPHeaders, to buffer: inout ByteBuffer) -> Bool {
-        var fields = HeaderFields(reservingBytes: 0, fields: trailers.count)
-        for (name, value) in trailers { fields.add(name: name, value: value) }
-        return write(fields, edit: FramingEdit(), to: &buffer) != nil
+        write(HeaderFields(trailers), edit: FramingEdit(), to: &buffer) != nil
     }
 
     private static func draft(_ head: some SerializableHead, edit: FramingEdit, allocator: ByteBufferAllocator) -> Draft? {
@@ -140,8 +138,6 @@ enum HeadWriter {
             self.base = base
             self.limit = limit
         }
-
-        var room: Int { limit - written }
 
         @discardableResult
         mutating func byte(_ byte: UInt8) -> Bool {

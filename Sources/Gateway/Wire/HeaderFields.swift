@@ -93,6 +93,13 @@ public struct HeaderFields: Sendable {
         }
     }
 
+    /// ``appendChecked(_:_:)``, the field put first: its bytes go at the end like any other's, only
+    /// its place in the index moves.
+    mutating func prependChecked(_ name: String, _ value: String) {
+        appendChecked(name, value)
+        lines.insert(lines.removeLast(), at: 0)
+    }
+
     /// Appends a field. Surrounding whitespace is trimmed from the value, as a parser would.
     public mutating func add(name: String, value: String) {
         name.withUTF8Buffer { name in
@@ -155,7 +162,7 @@ public struct HeaderFields: Sendable {
     }
 
     public mutating func remove(name: String) {
-        name.withUTF8Buffer { name in removeAll { field, _ in Self.sameName(field, name) } }
+        removeAll { field, _ in Self.sameName(field, name) }
     }
 
     /// Removes the fields `drop` picks, given each field's name and value. The lines are copied
@@ -248,6 +255,10 @@ public struct HeaderFields: Sendable {
         guard a.count == b.count else { return false }
         for i in 0..<a.count where a[i] != b[i] && a[i].asciiLowercased != b[i].asciiLowercased { return false }
         return true
+    }
+
+    static func sameName(_ a: UnsafeBufferPointer<UInt8>, _ b: String) -> Bool {
+        b.withUTF8Buffer { sameName(a, $0) }
     }
 
     private func withBytes<Result>(_ body: (UnsafeBufferPointer<UInt8>) throws -> Result) rethrows -> Result {

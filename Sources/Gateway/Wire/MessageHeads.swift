@@ -31,6 +31,14 @@ public struct ResponseHead: Sendable, Equatable {
     }
 }
 
+extension HeaderFields {
+    /// NIO's trailers as a block, each field checked as it is added.
+    init(_ trailers: HTTPHeaders) {
+        self.init(reservingBytes: 0, fields: trailers.count)
+        for (name, value) in trailers { add(name: name, value: value) }
+    }
+}
+
 /// The parts of a request as a client sends it (trailers stay NIO's `HTTPHeaders`: rare, and
 /// `HTTPPart` fixes their type).
 typealias RequestPart = HTTPPart<RequestHead, ByteBuffer>
