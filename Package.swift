@@ -3,13 +3,6 @@ import PackageDescription
 
 let strict: [SwiftSetting] = [.enableUpcomingFeature("ExistentialAny")]
 
-/// The proxy's hot path (the Gateway module) is built for release without Swift's run-time
-/// exclusivity checks: a check on every access to a class's stored property (ours, and those of
-/// NIO's `ByteBuffer` inlined into ours) cost about 70 instructions, 5 % of a proxied request
-/// (callgrind, docs/PERFORMANCE.md). The compile-time checks stay, and debug builds, which every
-/// test runs, keep the run-time ones: an overlapping access fails a test rather than ship.
-let hotPath: [SwiftSetting] = strict + [.unsafeFlags(["-enforce-exclusivity=unchecked"], .when(configuration: .release))]
-
 let package = Package(
     name: "ClickGate",
     platforms: [.macOS(.v14)],
@@ -87,7 +80,7 @@ let package = Package(
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
                 .product(name: "UnixSignals", package: "swift-service-lifecycle"),
             ],
-            swiftSettings: hotPath
+            swiftSettings: strict
         ),
         // The tools behind `clickgate trace|extract|url|events test`: what a marketer's engineer runs.
         .target(

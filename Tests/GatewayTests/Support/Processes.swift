@@ -94,8 +94,10 @@ func curl(_ arguments: [String]) async throws -> ProcessResult {
     try await runProcess("/usr/bin/curl", ["-sS", "--max-time", "120", "--cacert", TestFiles.caFile] + arguments)
 }
 
-/// Where `swift build` put the `clickgate` executable (beside this test bundle).
+/// The `clickgate` executable the process-level tests run: `CLICKGATE_BINARY` when set (the test
+/// command's release phase), else the one `swift build` put beside this test bundle.
 let clickgateBinary: String = {
+    if let chosen = ProcessInfo.processInfo.environment["CLICKGATE_BINARY"], !chosen.isEmpty { return chosen }
     let bundleDir = URL(fileURLWithPath: CommandLine.arguments[0]).deletingLastPathComponent()
     let candidates = [bundleDir.appendingPathComponent("clickgate").path, ".build/debug/clickgate"]
     return candidates.first(where: FileManager.default.isExecutableFile(atPath:)) ?? candidates[0]
