@@ -91,20 +91,20 @@ enum HeaderRules {
     /// Sets X-Forwarded-For/-Proto/-Host and `Forwarded`. Client-sent values survive only when the
     /// peer is a trusted proxy.
     static func applyForwarding(_ headers: inout HeaderFields, peer: String, peerTrusted: Bool, scheme: String, host: String) {
-        let element = forwardedElement(for: peer, scheme: scheme, host: host)
+        let element = ForwardedElement(address: peer, scheme: scheme, host: host)
         guard peerTrusted else {
             headers.removeAll { name, _ in forwardingNames.contains { HeaderFields.sameName(name, $0) } }
             headers.add(name: "x-forwarded-for", value: peer)
             headers.add(name: "x-forwarded-proto", value: scheme)
             headers.add(name: "x-forwarded-host", value: host)
-            headers.add(name: "forwarded", value: element)
+            headers.add(name: "forwarded", valueLength: element.length) { element.write(to: $0) }
             return
         }
         headers.replaceOrAdd(name: "x-forwarded-for", value: (forwardedChain(headers) + [peer]).joined(separator: ", "))
         if !headers.contains(name: "x-forwarded-proto") { headers.add(name: "x-forwarded-proto", value: scheme) }
         if !headers.contains(name: "x-forwarded-host") { headers.add(name: "x-forwarded-host", value: host) }
         let previous = headers["forwarded"].joined(separator: ", ")
-        headers.replaceOrAdd(name: "forwarded", value: previous.isEmpty ? element : "\(previous), \(element)")
+        headers.replaceOrAdd(name: "forwarded", value: previous.isEmpty ? element.text : "\(previous), \(element.text)")
     }
 
     /// The X-Forwarded-For hops, oldest first.
@@ -112,10 +112,52 @@ enum HeaderRules {
         headers["x-forwarded-for"].flatMap { $0.split(separator: ",") }.map { $0.trimmingCharacters(in: .whitespaces) }.filter { !$0.isEmpty }
     }
 
-    /// RFC 7239: IPv6 nodes are quoted and bracketed.
-    static func forwardedElement(for address: String, scheme: String, host: String) -> String {
-        let ipv6 = address.withUTF8Buffer { $0.contains(UInt8(ascii: ":")) }
-        return String(concatenating: ipv6 ? "for=\"[" : "for=", address, ipv6 ? "]\";proto=" : ";proto=", scheme, ";host=\"", host, "\"")
+    /// One hop's `Forwarded` element (RFC 7239), IPv6 nodes quoted and bracketed. Written
+    /// straight into the head on the common path (a string made for it first cost ≈ 1,500
+    /// instructions a request).
+    struct ForwardedElement: ~Copyable {
+        let address: String
+        let scheme: String
+        let host: String
+        private let beforeAddress: StaticString
+        private let afterAddress: StaticString
+        private static let beforeHost: StaticString = ";host=\""
+        private static let afterHost: StaticString = "\""
+
+        init(address: String, scheme: String, host: String) {
+            (self.address, self.scheme, self.host) = (address, scheme, host)
+            let ipv6 = address.withUTF8Buffer { $0.contains(UInt8(ascii: ":")) }
+            beforeAddress = ipv6 ? "for=\"[" : "for="
+            afterAddress = ipv6 ? "]\";proto=" : ";proto="
+        }
+
+        var length: Int {
+            beforeAddress.utf8CodeUnitCount + address.utf8.count + afterAddress.utf8CodeUnitCount + scheme.utf8.count
+                + Self.beforeHost.utf8CodeUnitCount + host.utf8.count + Self.afterHost.utf8CodeUnitCount
+        }
+
+        func write(to out: UnsafeMutablePointer<UInt8>) {
+            var cursor = out
+            func put(_ bytes: UnsafeBufferPointer<UInt8>) {
+                guard let source = bytes.baseAddress else { return }
+                cursor.update(from: source, count: bytes.count)
+                cursor += bytes.count
+            }
+            beforeAddress.withUTF8Buffer(put)
+            address.withUTF8Buffer(put)
+            afterAddress.withUTF8Buffer(put)
+            scheme.withUTF8Buffer(put)
+            Self.beforeHost.withUTF8Buffer(put)
+            host.withUTF8Buffer(put)
+            Self.afterHost.withUTF8Buffer(put)
+        }
+
+        var text: String {
+            String(unsafeUninitializedCapacity: length) { buffer in
+                write(to: buffer.baseAddress!)
+                return buffer.count
+            }
+        }
     }
 
     /// An answer that carries one visitor's click id (a rewritten redirect, a decorated page) must not
