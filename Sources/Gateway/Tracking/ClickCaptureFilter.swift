@@ -143,7 +143,7 @@ final class ClickCaptureFilter: ProxyFilter {
             switch name.count {
             case 6 where name.matches("cookie"): cookieFields.append(String(decoding: value, as: UTF8.self))
             case 7 where name.matches("sec-gpc"): if globalPrivacyControl == nil { globalPrivacyControl = String(decoding: value, as: UTF8.self) }
-            default: if gatewayFieldNames.contains { HeaderFields.sameName(name, $0) } { carriesGatewayFields = true }
+            default: if gatewayFieldNames.contains(where: { HeaderFields.sameName(name, $0) }) { carriesGatewayFields = true }
             }
         }
         let cookies = RequestCookies(headers: cookieFields)
