@@ -87,8 +87,7 @@ final class Chromium: Sendable {
                 return channel.pipeline.addHTTPClientHandlers(withClientUpgrade: (upgraders: [upgrader], completionHandler: { _ in }))
             }
             .connect(host: "127.0.0.1", port: port).get()
-        var head = HTTPRequestHead(version: .http1_1, method: .GET, uri: path)
-        head.headers.add(name: "Host", value: "127.0.0.1:\(port)")
+        let head = HTTPRequestHead(version: .http1_1, method: .GET, uri: path, headers: ["Host": "127.0.0.1:\(port)"])
         // Head and end in one go on the loop: once the 101 arrives, nothing more may be written.
         try await channel.eventLoop.flatSubmit {
             channel.write(HTTPClientRequestPart.head(head), promise: nil)

@@ -132,7 +132,7 @@ final class GatewayProcess: Sendable {
         // Access and debug lines go to stderr, which the test keeps.
         try (yaml + "\nlog: { access: stderr, level: debug }\n").write(toFile: configPath, atomically: true, encoding: .utf8)
         let stderrPath = scratch + "/stderr-\(UUID().uuidString.prefix(6)).log"
-        FileManager.default.createFile(atPath: stderrPath, contents: nil)
+        guard FileManager.default.createFile(atPath: stderrPath, contents: nil) else { throw ProcessStartError(log: "cannot create \(stderrPath)") }
         // NIO's strict mode turns misuse (like scheduling on a stopped event loop) into a crash.
         let variables = ProcessInfo.processInfo.environment.merging(environment.merging(["SWIFTNIO_STRICT": "1"]) { a, _ in a }) { _, new in new }
         let log = try FileHandle(forWritingTo: URL(fileURLWithPath: stderrPath))
@@ -221,7 +221,7 @@ enum RawHTTP {
 
         func channelRead(context: ChannelHandlerContext, data: NIOAny) {
             var buffer = unwrapInboundIn(data)
-            received.withLockedValue { $0.writeBuffer(&buffer) }
+            received.withLockedValue { _ = $0.writeBuffer(&buffer) }
         }
     }
 }

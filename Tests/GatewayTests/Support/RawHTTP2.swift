@@ -55,7 +55,7 @@ enum RawHTTP2 {
         if readPaused {
             // TLS must finish its handshake first; after that, stop reading.
             try await Task.sleep(for: .milliseconds(300))
-            try await channel.setOption(.autoRead, value: false)
+            try await channel.setOption(.autoRead, value: false).get()
             try await channel.setOption(.socketOption(.so_rcvbuf), value: 4096)
         }
         do {
