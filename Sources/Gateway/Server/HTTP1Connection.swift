@@ -38,6 +38,9 @@ final class HTTP1Connection: ChannelDuplexHandler {
     private let encoder = ResponseEncoder()
     private let onRefused: @Sendable (HTTPResponseStatus, String) -> Void
     private var context: ChannelHandlerContext?
+    /// The proxy that takes request parts by call (``ResponseWriter/handRequests(to:)``); without
+    /// one (the admin and demo listeners) they go down the pipeline.
+    private var receiver: (any RequestReceiver)?
     /// Heads parsed whose responses have not ended (passed on or waiting).
     private var requestsInFlight = 0
     /// The exchange passed on: it is over when both its request and its response have ended, in
@@ -76,6 +79,8 @@ final class HTTP1Connection: ChannelDuplexHandler {
         headerClock.stop()
         idleClock.stop()
         self.context = nil
+        // The proxy holds this connection too.
+        receiver = nil
     }
 
     // MARK: Inbound
@@ -156,7 +161,11 @@ final class HTTP1Connection: ChannelDuplexHandler {
             exchange?.requestEnded = true
             if exchange?.responseEnded == true { exchange = nil }
         }
-        context.fireChannelRead(wrapInboundOut(part))
+        if let receiver {
+            receiver.receive(part)
+        } else {
+            context.fireChannelRead(wrapInboundOut(part))
+        }
     }
 
     private func refuse(_ refusal: HTTP1ParseError, context: ChannelHandlerContext) {
@@ -275,5 +284,9 @@ extension HTTP1Connection: ResponseWriter {
 
     func flush() {
         context?.flush()
+    }
+
+    func handRequests(to receiver: any RequestReceiver) {
+        self.receiver = receiver
     }
 }
