@@ -3,10 +3,10 @@ import Logging
 import NIOCore
 import NIOHTTP1
 
-/// The connection a ``ProxyHandler`` talks to by calls instead of pipeline hops
-/// (``HTTP1Connection``): responses written, request parts handed over. An HTTP/2 stream's parts
-/// go through its pipeline. A part through the pipeline is boxed in `NIOAny` and cast back on
-/// the other side: ≈ 600 instructions a request part.
+/// The handler before a ``ProxyHandler`` (``HTTP1Connection``, an HTTP/2 stream's
+/// ``HTTP2StreamCodec``), which it talks to by calls instead of pipeline hops: responses
+/// written, request parts handed over. A part through the pipeline is boxed in `NIOAny` and cast
+/// back on the other side: ≈ 600 instructions a request part.
 protocol ResponseWriter: AnyObject {
     func write(_ part: ResponsePart, promise: EventLoopPromise<Void>?)
     func flush()
@@ -57,14 +57,13 @@ final class ProxyHandler: ChannelDuplexHandler, UpstreamSink {
     }
     private var clocks = Clocks()
     private let clockPool: StreamClockPool<ProxyHandler>?
-    private let responses: (any ResponseWriter)?
+    private let responses: any ResponseWriter
 
     /// - Parameters:
-    ///   - responses: the HTTP/1 connection the responses go to directly (nil for an HTTP/2
-    ///     stream, whose responses go through its pipeline).
+    ///   - responses: the handler before this one, where the responses go.
     ///   - clockPool: an HTTP/2 stream's connection's clocks.
     init(
-        live: LiveConfiguration, downstream: DownstreamInfo, responses: (any ResponseWriter)? = nil,
+        live: LiveConfiguration, downstream: DownstreamInfo, responses: any ResponseWriter,
         clockPool: StreamClockPool<ProxyHandler>? = nil
     ) {
         self.live = live
@@ -76,7 +75,7 @@ final class ProxyHandler: ChannelDuplexHandler, UpstreamSink {
 
     func handlerAdded(context: ChannelHandlerContext) {
         self.context = context
-        responses?.handRequests(to: self)
+        responses.handRequests(to: self)
     }
 
     func handlerRemoved(context: ChannelHandlerContext) {
@@ -241,7 +240,7 @@ final class ProxyHandler: ChannelDuplexHandler, UpstreamSink {
 
         if fields.expect?.withUTF8Buffer({ $0.matches("100-continue") }) == true {
             upstreamHead.headers.remove(name: "expect")
-            send(.head(ResponseHead(version: head.version, status: .continue)), context: context, flush: true)
+            send(.head(ResponseHead(version: head.version, status: .continue)), flush: true)
         }
         upstreamHead.version = .http1_1
         upstreamHead.headers.add(name: "x-request-id", value: exchange.context.requestID)
@@ -435,7 +434,7 @@ final class ProxyHandler: ChannelDuplexHandler, UpstreamSink {
     }
 
     func upstreamResponseBody(_ body: ByteBuffer) {
-        guard let exchange, let context else { return }
+        guard let exchange, context != nil else { return }
         clocks.upstream?.touch()
         var body = body
         if let transform = exchange.bodyTransform {
@@ -450,13 +449,13 @@ final class ProxyHandler: ChannelDuplexHandler, UpstreamSink {
         guard body.readableBytes > 0 else { return }
         exchange.responseBodyBytes += body.readableBytes
         exchange.downstreamNeedsFlush = true
-        send(.body(.byteBuffer(body)), context: context)
+        send(.body(.byteBuffer(body)))
     }
 
     func upstreamReadComplete() {
-        guard let exchange, exchange.downstreamNeedsFlush, let context else { return }
+        guard let exchange, exchange.downstreamNeedsFlush, context != nil else { return }
         exchange.downstreamNeedsFlush = false
-        flushResponses(context)
+        responses.flush()
     }
 
     func upstreamResponseEnd() {
@@ -475,7 +474,7 @@ final class ProxyHandler: ChannelDuplexHandler, UpstreamSink {
         do {
             if let rest = try exchange.bodyTransform?.finish(), rest.readableBytes > 0 {
                 exchange.responseBodyBytes += rest.readableBytes
-                send(.body(.byteBuffer(rest)), context: context)
+                send(.body(.byteBuffer(rest)))
             }
         } catch {
             return upstreamFailed(error, exchange: exchange)
@@ -554,7 +553,7 @@ final class ProxyHandler: ChannelDuplexHandler, UpstreamSink {
         }
         exchange.status = head.status
         exchange.responseHeadSent = true
-        send(.head(head), context: context)
+        send(.head(head))
     }
 
     private func respondError(_ status: HTTPResponseStatus, detail: String, close: Bool) {
@@ -575,7 +574,7 @@ final class ProxyHandler: ChannelDuplexHandler, UpstreamSink {
         sendResponseHead(&head, exchange: exchange, context: context)
         if response.body.readableBytes > 0, exchange.requestHead.method != .HEAD {
             exchange.responseBodyBytes = response.body.readableBytes
-            send(.body(.byteBuffer(response.body)), context: context)
+            send(.body(.byteBuffer(response.body)))
         }
         exchange.responseEnded = true
         resumeReads(.connecting)
@@ -584,7 +583,7 @@ final class ProxyHandler: ChannelDuplexHandler, UpstreamSink {
             finish(exchange, writingEnd: true)
         } else {
             // The rest of the request body is read and dropped; the exchange ends with it.
-            send(.end(nil), context: context, flush: true)
+            send(.end(nil), flush: true)
         }
     }
 
@@ -606,7 +605,7 @@ final class ProxyHandler: ChannelDuplexHandler, UpstreamSink {
         // Before the end is written: that write may hand us the next pipelined request at once.
         if mustClose { closing = true }
         if writingEnd {
-            send(.end(nil), context: context, flush: true)
+            send(.end(nil), flush: true)
         }
         if mustClose { context.close(promise: nil) }
         if waitForRequest {
@@ -636,19 +635,9 @@ final class ProxyHandler: ChannelDuplexHandler, UpstreamSink {
         log(exchange, status: exchange.responseEnded ? Int(exchange.status?.code ?? 0) : 499)
     }
 
-    private func send(_ part: ResponsePart, context: ChannelHandlerContext, flush: Bool = false) {
-        if let responses {
-            responses.write(part, promise: nil)
-            if flush { responses.flush() }
-        } else if flush {
-            context.writeAndFlush(wrapOutboundOut(part), promise: nil)
-        } else {
-            context.write(wrapOutboundOut(part), promise: nil)
-        }
-    }
-
-    private func flushResponses(_ context: ChannelHandlerContext) {
-        if let responses { responses.flush() } else { context.flush() }
+    private func send(_ part: ResponsePart, flush: Bool = false) {
+        responses.write(part, promise: nil)
+        if flush { responses.flush() }
     }
 
     // MARK: Logging phase

@@ -417,9 +417,10 @@ public final class GatewayServer: Service, Sendable {
             // string interpolation), and the loop's cached succeeded future rather than a new one.
             let streamSync = streamChannel.pipeline.syncOperations
             do {
-                try streamSync.addHandler(HTTP2StreamCodec(onRefused: refused), name: "h2-stream-codec")
+                let codec = HTTP2StreamCodec(onRefused: refused)
+                try streamSync.addHandler(codec, name: "h2-stream-codec")
                 try streamSync.addHandler(
-                    ProxyHandler(live: live, downstream: downstream, clockPool: clockPool.value),
+                    ProxyHandler(live: live, downstream: downstream, responses: codec, clockPool: clockPool.value),
                     name: "proxy")
             } catch {
                 return streamChannel.eventLoop.makeFailedFuture(error)

@@ -37,10 +37,24 @@ final class HTTP2StreamCodec: ChannelDuplexHandler {
     private var reading = Reading.head
     private var refusal = Refusal()
     private let onRefused: @Sendable (RequestError) -> Void
+    private var context: ChannelHandlerContext?
+    /// The stream's proxy, which takes request parts by call (``ResponseWriter/handRequests(to:)``);
+    /// without one they go down the pipeline.
+    private var receiver: (any RequestReceiver)?
 
     /// - Parameter onRefused: told of each request refused, for the access log.
     init(onRefused: @escaping @Sendable (RequestError) -> Void = { _ in }) {
         self.onRefused = onRefused
+    }
+
+    func handlerAdded(context: ChannelHandlerContext) {
+        self.context = context
+    }
+
+    func handlerRemoved(context: ChannelHandlerContext) {
+        self.context = nil
+        // The proxy holds this codec too.
+        receiver = nil
     }
 
     func channelRead(context: ChannelHandlerContext, data: NIOAny) {
@@ -49,21 +63,29 @@ final class HTTP2StreamCodec: ChannelDuplexHandler {
         case .headers(let block):
             do throws(RequestError) {
                 if reading == .bodyAndTrailers {
-                    context.fireChannelRead(wrapInboundOut(.end(try Self.trailers(block.headers))))
+                    deliver(.end(try Self.trailers(block.headers)), context: context)
                     return
                 }
                 reading = .bodyAndTrailers
-                context.fireChannelRead(wrapInboundOut(.head(try Self.requestHead(block.headers, endStream: block.endStream))))
+                deliver(.head(try Self.requestHead(block.headers, endStream: block.endStream)), context: context)
             } catch {
                 return refuse(error, context: context)
             }
-            if block.endStream { context.fireChannelRead(wrapInboundOut(.end(nil))) }
+            if block.endStream { deliver(.end(nil), context: context) }
         case .data(let data):
             guard case .byteBuffer(let bytes) = data.data else { preconditionFailure("a DATA frame read from the network holds bytes") }
-            if bytes.readableBytes > 0 { context.fireChannelRead(wrapInboundOut(.body(bytes))) }
-            if data.endStream { context.fireChannelRead(wrapInboundOut(.end(nil))) }
+            if bytes.readableBytes > 0 { deliver(.body(bytes), context: context) }
+            if data.endStream { deliver(.end(nil), context: context) }
         default:
             break
+        }
+    }
+
+    private func deliver(_ part: RequestPart, context: ChannelHandlerContext) {
+        if let receiver {
+            receiver.receive(part)
+        } else {
+            context.fireChannelRead(wrapInboundOut(part))
         }
     }
 
@@ -77,8 +99,12 @@ final class HTTP2StreamCodec: ChannelDuplexHandler {
     }
 
     func write(context: ChannelHandlerContext, data: NIOAny, promise: EventLoopPromise<Void>?) {
+        send(unwrapOutboundIn(data), context: context, promise: promise)
+    }
+
+    private func send(_ part: ResponsePart, context: ChannelHandlerContext, promise: EventLoopPromise<Void>?) {
         guard !refusal.rejects(promise) else { return }
-        switch unwrapOutboundIn(data) {
+        switch part {
         case .head(let head):
             var block = HPACKHeaders()
             block.reserveCapacity(head.headers.count + 1)
@@ -224,5 +250,23 @@ final class HTTP2StreamCodec: ChannelDuplexHandler {
         guard let forbidden else { throw .malformedFieldName(name) }
         guard !forbidden else { throw .connectionSpecificField(name) }
         guard value.withUTF8Buffer(ByteClass.fieldValue.admits(all:)) else { throw .malformedFieldValue(name) }
+    }
+}
+
+extension HTTP2StreamCodec: ResponseWriter {
+    func write(_ part: ResponsePart, promise: EventLoopPromise<Void>?) {
+        guard let context else {
+            promise?.fail(ChannelError.ioOnClosedChannel)
+            return
+        }
+        send(part, context: context, promise: promise)
+    }
+
+    func flush() {
+        context?.flush()
+    }
+
+    func handRequests(to receiver: any RequestReceiver) {
+        self.receiver = receiver
     }
 }
