@@ -90,15 +90,22 @@ def cpu_split(before, after, requests):
 
 
 def rss_kib(pids):
-    """Resident memory of the processes and their children, in KiB."""
-    total = 0
+    """Resident memory of the processes and their children, in KiB: (all, anonymous). The rest is
+    file-backed, mostly the binary's code, and moves by megabytes with its layout and the page cache."""
+    total = anonymous = 0
     for pid in process_tree(pids):
         try:
             with open(f"/proc/{pid}/status") as f:
-                total += next(int(line.split()[1]) for line in f if line.startswith("VmRSS:"))
-        except (FileNotFoundError, StopIteration, ProcessLookupError):
+                fields = {line.split(":")[0]: int(line.split()[1]) for line in f if line.startswith(("VmRSS:", "RssAnon:"))}
+            total += fields["VmRSS"]
+            anonymous += fields["RssAnon"]
+        except (FileNotFoundError, KeyError, ProcessLookupError):
             pass
-    return total
+    return total, anonymous
+
+
+def rss_cell(kib):
+    return f"{kib[0] / 1024:.1f} ({kib[1] / 1024:.1f} anon)"
 
 
 class Setup:
@@ -376,9 +383,9 @@ def main():
             spreads.append((max(r["rps"] for r in runs) - min(r["rps"] for r in runs)) / rps * 100)
             cells.append(f"{rps:,.0f} ({statistics.median(r['p50'] for r in runs):.2f}/{statistics.median(r['p99'] for r in runs):.2f})")
         print(f"| {scenario} | {' | '.join(cells)} | {medians['clickgate'] / medians['nginx']:.2f}× | ≤{max(spreads):.0f} % |")
-    print(f"| RSS idle, MiB | {' | '.join(f'{idle_rss[n] / 1024:.1f}' for n in names)} | | |")
+    print(f"| RSS idle, MiB | {' | '.join(rss_cell(idle_rss[n]) for n in names)} | | |")
     # A proxy that could not hold them all says how many it held.
-    cells = [f"{idle[n] / 1024:.1f}" + (f" ({idle_counts[n]:,})" if idle_counts[n] != args.idle else "") for n in names]
+    cells = [rss_cell(idle[n]) + (f" ({idle_counts[n]:,} connections)" if idle_counts[n] != args.idle else "") for n in names]
     print(f"| RSS with {args.idle:,} idle TLS keep-alive connections, MiB | {' | '.join(cells)} | | |")
     print_table_head(
         f"CPU a request (connection, for new TLS), medians: the proxy's user and kernel µs; idle share of the proxy's core {PROXY_CORE} / the load's core {LOAD_CORE}",
