@@ -8,10 +8,43 @@ import NIOHTTP1
 /// written, request parts handed over. A part through the pipeline is boxed in `NIOAny` and cast
 /// back on the other side: ≈ 600 instructions a request part.
 protocol ResponseWriter: AnyObject {
-    func write(_ part: ResponsePart, promise: EventLoopPromise<Void>?)
-    func flush()
+    /// The handler's own context; nil once it is removed.
+    var context: ChannelHandlerContext? { get }
+    /// Where request parts go by call; nil: down the pipeline. Cleared when the handler is
+    /// removed, as the proxy holds the handler too.
+    var receiver: (any RequestReceiver)? { get set }
+    /// Writes a response part the handler's way.
+    func send(_ part: ResponsePart, context: ChannelHandlerContext, promise: EventLoopPromise<Void>?)
+}
+
+extension ResponseWriter {
+    func write(_ part: ResponsePart, promise: EventLoopPromise<Void>?) {
+        guard let context else {
+            promise?.fail(ChannelError.ioOnClosedChannel)
+            return
+        }
+        send(part, context: context, promise: promise)
+    }
+
+    func flush() {
+        context?.flush()
+    }
+
     /// Request parts go to `receiver` from now on, not down the pipeline.
-    func handRequests(to receiver: any RequestReceiver)
+    func handRequests(to receiver: any RequestReceiver) {
+        self.receiver = receiver
+    }
+}
+
+extension ResponseWriter where Self: ChannelInboundHandler, Self.InboundOut == RequestPart {
+    /// A request part to the proxy by a call when one registered, else down the pipeline.
+    func pass(_ part: RequestPart, context: ChannelHandlerContext) {
+        if let receiver {
+            receiver.receive(part)
+        } else {
+            context.fireChannelRead(wrapInboundOut(part))
+        }
+    }
 }
 
 /// Takes request parts from a ``ResponseWriter`` connection.

@@ -37,10 +37,9 @@ final class HTTP1Connection: ChannelDuplexHandler {
     /// Writes the responses; told each request's method, so answers to HEAD go out without a body.
     private let encoder = ResponseEncoder()
     private let onRefused: @Sendable (HTTPResponseStatus, String) -> Void
-    private var context: ChannelHandlerContext?
-    /// The proxy that takes request parts by call (``ResponseWriter/handRequests(to:)``); without
-    /// one (the admin and demo listeners) they go down the pipeline.
-    private var receiver: (any RequestReceiver)?
+    private(set) var context: ChannelHandlerContext?
+    /// The proxy, when one registered (the admin and demo listeners have none).
+    var receiver: (any RequestReceiver)?
     /// Heads parsed whose responses have not ended (passed on or waiting).
     private var requestsInFlight = 0
     /// The exchange passed on: it is over when both its request and its response have ended, in
@@ -161,11 +160,7 @@ final class HTTP1Connection: ChannelDuplexHandler {
             exchange?.requestEnded = true
             if exchange?.responseEnded == true { exchange = nil }
         }
-        if let receiver {
-            receiver.receive(part)
-        } else {
-            context.fireChannelRead(wrapInboundOut(part))
-        }
+        pass(part, context: context)
     }
 
     private func refuse(_ refusal: HTTP1ParseError, context: ChannelHandlerContext) {
@@ -184,7 +179,7 @@ final class HTTP1Connection: ChannelDuplexHandler {
         send(unwrapOutboundIn(data), context: context, promise: promise)
     }
 
-    private func send(_ part: ResponsePart, context: ChannelHandlerContext, promise: EventLoopPromise<Void>?) {
+    func send(_ part: ResponsePart, context: ChannelHandlerContext, promise: EventLoopPromise<Void>?) {
         switch part {
         case .head(var head) where head.status.code >= 200:
             responseInProgress = true
@@ -273,20 +268,4 @@ final class HTTP1Connection: ChannelDuplexHandler {
 
 /// ``ProxyHandler`` writes its responses here directly: a pipeline hop boxed each part and cast
 /// it back (2,100 instructions a proxied request).
-extension HTTP1Connection: ResponseWriter {
-    func write(_ part: ResponsePart, promise: EventLoopPromise<Void>?) {
-        guard let context else {
-            promise?.fail(ChannelError.ioOnClosedChannel)
-            return
-        }
-        send(part, context: context, promise: promise)
-    }
-
-    func flush() {
-        context?.flush()
-    }
-
-    func handRequests(to receiver: any RequestReceiver) {
-        self.receiver = receiver
-    }
-}
+extension HTTP1Connection: ResponseWriter {}

@@ -37,10 +37,9 @@ final class HTTP2StreamCodec: ChannelDuplexHandler {
     private var reading = Reading.head
     private var refusal = Refusal()
     private let onRefused: @Sendable (RequestError) -> Void
-    private var context: ChannelHandlerContext?
-    /// The stream's proxy, which takes request parts by call (``ResponseWriter/handRequests(to:)``);
-    /// without one they go down the pipeline.
-    private var receiver: (any RequestReceiver)?
+    private(set) var context: ChannelHandlerContext?
+    /// The stream's proxy, when one registered.
+    var receiver: (any RequestReceiver)?
 
     /// - Parameter onRefused: told of each request refused, for the access log.
     init(onRefused: @escaping @Sendable (RequestError) -> Void = { _ in }) {
@@ -63,29 +62,21 @@ final class HTTP2StreamCodec: ChannelDuplexHandler {
         case .headers(let block):
             do throws(RequestError) {
                 if reading == .bodyAndTrailers {
-                    deliver(.end(try Self.trailers(block.headers)), context: context)
+                    pass(.end(try Self.trailers(block.headers)), context: context)
                     return
                 }
                 reading = .bodyAndTrailers
-                deliver(.head(try Self.requestHead(block.headers, endStream: block.endStream)), context: context)
+                pass(.head(try Self.requestHead(block.headers, endStream: block.endStream)), context: context)
             } catch {
                 return refuse(error, context: context)
             }
-            if block.endStream { deliver(.end(nil), context: context) }
+            if block.endStream { pass(.end(nil), context: context) }
         case .data(let data):
             guard case .byteBuffer(let bytes) = data.data else { preconditionFailure("a DATA frame read from the network holds bytes") }
-            if bytes.readableBytes > 0 { deliver(.body(bytes), context: context) }
-            if data.endStream { deliver(.end(nil), context: context) }
+            if bytes.readableBytes > 0 { pass(.body(bytes), context: context) }
+            if data.endStream { pass(.end(nil), context: context) }
         default:
             break
-        }
-    }
-
-    private func deliver(_ part: RequestPart, context: ChannelHandlerContext) {
-        if let receiver {
-            receiver.receive(part)
-        } else {
-            context.fireChannelRead(wrapInboundOut(part))
         }
     }
 
@@ -102,7 +93,7 @@ final class HTTP2StreamCodec: ChannelDuplexHandler {
         send(unwrapOutboundIn(data), context: context, promise: promise)
     }
 
-    private func send(_ part: ResponsePart, context: ChannelHandlerContext, promise: EventLoopPromise<Void>?) {
+    func send(_ part: ResponsePart, context: ChannelHandlerContext, promise: EventLoopPromise<Void>?) {
         guard !refusal.rejects(promise) else { return }
         switch part {
         case .head(let head):
@@ -253,20 +244,6 @@ final class HTTP2StreamCodec: ChannelDuplexHandler {
     }
 }
 
-extension HTTP2StreamCodec: ResponseWriter {
-    func write(_ part: ResponsePart, promise: EventLoopPromise<Void>?) {
-        guard let context else {
-            promise?.fail(ChannelError.ioOnClosedChannel)
-            return
-        }
-        send(part, context: context, promise: promise)
-    }
-
-    func flush() {
-        context?.flush()
-    }
-
-    func handRequests(to receiver: any RequestReceiver) {
-        self.receiver = receiver
-    }
-}
+/// The stream's ``ProxyHandler`` writes its responses here and takes its request parts from here
+/// by calls, not pipeline hops.
+extension HTTP2StreamCodec: ResponseWriter {}
