@@ -72,18 +72,30 @@ public struct HeaderFields: Sendable {
     /// Appends a field whose name is a token and whose value holds no control byte and no
     /// surrounding whitespace, as a parser checked them: nothing is checked again.
     mutating func appendChecked(name: UnsafeBufferPointer<UInt8>, value: UnsafeBufferPointer<UInt8>) {
+        appendLine(name: name, valueLength: value.count) { out in
+            if let source = value.baseAddress { out.update(from: source, count: value.count) }
+        }
+    }
+
+    /// Writes `name: value` CRLF at the end, the value put in place by `write`, and indexes it.
+    /// Returns the line.
+    @discardableResult
+    private mutating func appendLine(
+        name: UnsafeBufferPointer<UInt8>, valueLength length: Int, writingValue write: (UnsafeMutablePointer<UInt8>) -> Void
+    ) -> Line {
         let start = bytes.count
-        let length = name.count + value.count + 4
-        bytes.append(count: length) { out in
+        bytes.append(count: name.count + length + 4) { out in
             if let source = name.baseAddress { out.update(from: source, count: name.count) }
             out[name.count] = UInt8(ascii: ":")
             out[name.count + 1] = UInt8(ascii: " ")
-            if let source = value.baseAddress { (out + name.count + 2).update(from: source, count: value.count) }
-            out[length - 2] = UInt8(ascii: "\r")
-            out[length - 1] = UInt8(ascii: "\n")
+            write(out + name.count + 2)
+            out[name.count + 2 + length] = UInt8(ascii: "\r")
+            out[name.count + 3 + length] = UInt8(ascii: "\n")
         }
         let nameEnd = start + name.count
-        lines.append(Line(start: Int32(start), nameEnd: Int32(nameEnd), valueEnd: Int32(nameEnd + 2 + value.count)))
+        let line = Line(start: Int32(start), nameEnd: Int32(nameEnd), valueEnd: Int32(nameEnd + 2 + length))
+        lines.append(line)
+        return line
     }
 
     /// ``appendChecked(name:value:)`` for strings.
@@ -111,22 +123,11 @@ public struct HeaderFields: Sendable {
     /// it; name and value are checked as ``add(name:value:)`` checks them.
     public mutating func add(name: String, valueLength length: Int, writingValue write: (UnsafeMutablePointer<UInt8>) -> Void) {
         name.withUTF8Buffer { name in
-            let start = bytes.count
-            let nameEnd = start + name.count
-            bytes.append(count: name.count + length + 4) { out in
-                if let source = name.baseAddress { out.update(from: source, count: name.count) }
-                out[name.count] = UInt8(ascii: ":")
-                out[name.count + 1] = UInt8(ascii: " ")
-                write(out + name.count + 2)
-                out[name.count + 2 + length] = UInt8(ascii: "\r")
-                out[name.count + 3 + length] = UInt8(ascii: "\n")
-            }
-            let line = Line(start: Int32(start), nameEnd: Int32(nameEnd), valueEnd: Int32(nameEnd + 2 + length))
+            let line = appendLine(name: name, valueLength: length, writingValue: write)
             let valid = withBytes { bytes in
                 !name.isEmpty && ByteClass.token.admits(all: name) && ByteClass.fieldValue.admits(all: Self.value(of: line, in: bytes))
             }
             if !valid { isWritable = false }
-            lines.append(line)
         }
     }
 
