@@ -122,7 +122,7 @@ import Testing
         #expect(untrusted.status == 2)
         #expect(untrusted.stdout.contains("TLS handshake with shop.test:\(port) failed"), "\(untrusted.stdout)")
         let insecure = try await clickgate(["trace", "--insecure"] + resolve + [start])
-        #expect(insecure.status == 0, "\(insecure.stdout)")
+        #expect(insecure.status == 0, "\(insecure.stdout)\n\(gateway.log)")
     }
 
     @Test func extractListsClickIDsFromArgumentsAndStandardInput() async throws {

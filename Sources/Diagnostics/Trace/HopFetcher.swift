@@ -126,8 +126,9 @@ struct HopFetcher: Sendable {
         let remote = channel.channel.remoteAddress?.ipAddress
         do {
             return try await channel.executeThenClose { inbound, outbound in
-                try await outbound.write(.head(head))
-                try await outbound.write(.end(nil))
+                // One write: with `Connection: close` a quick server answers the head and closes
+                // before a separate `.end` write could reach the closed channel.
+                try await outbound.write(contentsOf: [.head(head), .end(nil)])
                 var status = 0
                 var headers: [(name: String, value: String)] = []
                 var firstByte = NIODeadline.now()
