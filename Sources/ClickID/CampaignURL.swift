@@ -18,7 +18,7 @@ public struct CampaignURL: Sendable, Equatable {
         guard let reference = URLReference(base) else {
             throw Problem(description: "--base is not a URL (spaces and control characters must be percent-encoded): \(base)")
         }
-        guard let scheme = reference.normalizedScheme, scheme == "http" || scheme == "https", let host = reference.host, !host.isEmpty else {
+        guard reference.isWeb, let host = reference.host, !host.isEmpty else {
             throw Problem(description: "--base must be an absolute http:// or https:// URL with a host, such as https://shop.example/landing")
         }
         var notes: [String] = []

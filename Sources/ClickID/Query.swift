@@ -57,6 +57,12 @@ public enum Query {
             return (UnsafeBufferPointer(rebasing: bytes[start..<equals]), UnsafeBufferPointer(rebasing: bytes[(equals + 1)..<end]))
         }
 
+        /// The next piece's name, and the whole piece (`name=value`) as it stands.
+        public mutating func nextWhole() -> (name: UnsafeBufferPointer<UInt8>, piece: UnsafeBufferPointer<UInt8>)? {
+            guard let (start, equals, end) = nextRange() else { return nil }
+            return (UnsafeBufferPointer(rebasing: bytes[start..<(equals ?? end)]), UnsafeBufferPointer(rebasing: bytes[start..<end]))
+        }
+
         /// The next non-empty piece: where it starts, its first `=` and where it ends.
         fileprivate mutating func nextRange() -> (start: Int, equals: Int?, end: Int)? {
             while offset < bytes.count {
@@ -180,23 +186,27 @@ public enum Query {
     /// A raw query piece made safe for any header: bytes outside the URL's allowed set (and `;`) are escaped,
     /// existing escapes are kept as they are.
     public static func sanitizedPiece(_ raw: Substring) -> String {
-        raw.withUTF8Buffer { bytes in
-            // Nearly every piece is safe as it came: one check, one copy.
-            if pieceByte.admits(all: bytes) { return String(decoding: bytes, as: UTF8.self) }
-            let hex: StaticString = "0123456789ABCDEF"
-            var out: [UInt8] = []
-            out.reserveCapacity(bytes.count * 3)
-            for byte in bytes {
-                if pieceByte.admits(byte) {
-                    out.append(byte)
-                } else {
-                    out.append(UInt8(ascii: "%"))
-                    out.append(hex.utf8Start[Int(byte >> 4)])
-                    out.append(hex.utf8Start[Int(byte & 0xf)])
-                }
+        raw.withUTF8Buffer(sanitizedPiece)
+    }
+
+    /// The same for the bytes of a piece. `=` passes unescaped, so a whole `name=value` piece
+    /// comes out as its two parts would one by one.
+    public static func sanitizedPiece(_ bytes: UnsafeBufferPointer<UInt8>) -> String {
+        // Nearly every piece is safe as it came: one check, one copy.
+        if pieceByte.admits(all: bytes) { return String(decoding: bytes, as: UTF8.self) }
+        let hex: StaticString = "0123456789ABCDEF"
+        var out: [UInt8] = []
+        out.reserveCapacity(bytes.count * 3)
+        for byte in bytes {
+            if pieceByte.admits(byte) {
+                out.append(byte)
+            } else {
+                out.append(UInt8(ascii: "%"))
+                out.append(hex.utf8Start[Int(byte >> 4)])
+                out.append(hex.utf8Start[Int(byte & 0xf)])
             }
-            return String(decoding: out, as: UTF8.self)
         }
+        return String(decoding: out, as: UTF8.self)
     }
 
     /// A query item as one header-safe `name=value` piece (`=` passes unescaped, so the parts can

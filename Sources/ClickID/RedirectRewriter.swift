@@ -56,18 +56,33 @@ public struct RedirectRewriter: Sendable {
         pathReferencesAllowed = Self.allows(scheme: requestURL.scheme, authority: requestURL.authority, in: allowlist)
     }
 
-    /// Pieces of `query` whose decoded name matches a pattern (`utm_*` is a prefix, others exact).
+    /// Pieces of `query` whose decoded name matches a pattern (`utm_*` is a prefix, others exact),
+    /// each name once. Asked on every redirect: names are matched as bytes, decoded only when they
+    /// hold an escape or `+`, and a string is made only for a piece that passes.
     public static func passThroughPieces(from query: String?, patterns: [String]) -> [(name: String, piece: String)] {
-        var out: [(String, String)] = []
-        var seen = Set<String>()
-        for item in Query.items(query) {
-            guard let name = Query.percentDecoded(item.name), !seen.contains(name) else { continue }
-            let matches = patterns.contains { $0.utf8.last == UInt8(ascii: "*") ? name.utf8.starts(with: $0.utf8.dropLast()) : name == $0 }
-            guard matches else { continue }
-            seen.insert(name)
-            out.append((name, Query.sanitizedPiece(item)))
+        guard let query, !patterns.isEmpty else { return [] }
+        var out: [(name: String, piece: String)] = []
+        query.withUTF8Buffer { bytes in
+            var pieces = Query.Pieces(bytes)
+            while let (raw, piece) = pieces.nextWhole() {
+                let name: String
+                if raw.contains(where: { $0 == 0x25 || $0 == 0x2b }) {
+                    guard let decoded = Query.percentDecoded(raw), patterns.contains(where: { Self.name(decoded.utf8, matches: $0) }) else { continue }
+                    name = decoded
+                } else {
+                    guard patterns.contains(where: { Self.name(raw, matches: $0) }) else { continue }
+                    name = String(decoding: raw, as: UTF8.self)
+                }
+                guard !out.contains(where: { $0.name == name }) else { continue }
+                out.append((name, Query.sanitizedPiece(piece)))
+            }
         }
         return out
+    }
+
+    private static func name(_ name: some Collection<UInt8>, matches pattern: String) -> Bool {
+        let pattern = pattern.utf8
+        return pattern.last == UInt8(ascii: "*") ? name.starts(with: pattern.dropLast()) : name.elementsEqual(pattern)
     }
 
     /// Whether `location`, resolved against the request URL, is an http(s) URL on an allowed host.
@@ -104,9 +119,7 @@ public struct RedirectRewriter: Sendable {
     }
 
     private static func allows(scheme: String?, authority: String?, in allowlist: HostAllowlist) -> Bool {
-        guard let scheme = scheme?.lowercased(), scheme == "http" || scheme == "https", let authority,
-            let host = URLReference.host(of: authority)
-        else { return false }
+        guard URLReference.isWeb(scheme: scheme), let authority, let host = URLReference.host(of: authority) else { return false }
         return allowlist.allows(host)
     }
 

@@ -66,8 +66,7 @@ public struct TrackingParameters: Sendable, Equatable {
                 if Self.isUnfilledMacro(value) { warnings.append("\(name)\(place) is the macro \(value): the ad platform did not fill it in") }
                 continue
             }
-            if nestedIn.count < Self.maxNesting, let decoded, let inner = URLReference(decoded), let scheme = inner.normalizedScheme,
-                scheme == "http" || scheme == "https", inner.host != nil
+            if nestedIn.count < Self.maxNesting, let decoded, let inner = URLReference(decoded), inner.isWeb, inner.host != nil
             {
                 collect(inner, registry: registry, nestedIn: nestedIn + [name])
             }

@@ -116,6 +116,19 @@ public struct URLReference: Sendable, Equatable {
     /// The scheme lower-cased: schemes are case-insensitive.
     public var normalizedScheme: String? { scheme?.lowercased() }
 
+    /// Whether the scheme is `http` or `https`, in any case.
+    public var isWeb: Bool { Self.isWeb(scheme: scheme) }
+
+    /// ``isWeb`` for a scheme on its own, compared as bytes: asked on every rewritten redirect,
+    /// where lower-casing it first made a string.
+    static func isWeb(scheme: String?) -> Bool {
+        guard var scheme, scheme.utf8.count == 4 || scheme.utf8.count == 5 else { return false }
+        return scheme.withUTF8 { bytes in
+            bytes[0] | 0x20 == UInt8(ascii: "h") && bytes[1] | 0x20 == UInt8(ascii: "t") && bytes[2] | 0x20 == UInt8(ascii: "t")
+                && bytes[3] | 0x20 == UInt8(ascii: "p") && (bytes.count == 4 || bytes[4] | 0x20 == UInt8(ascii: "s"))
+        }
+    }
+
     public var text: String {
         String(
             concatenating: scheme ?? "", scheme == nil ? "" : ":", authority == nil ? "" : "//", authority ?? "", path,

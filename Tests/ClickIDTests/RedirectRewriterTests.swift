@@ -75,6 +75,18 @@ private func rewriter(
         #expect(pieces.map(\.piece) == ["utm_source=a%3Bb", "utm_term=%22x%22"])
     }
 
+    /// Names match after decoding (an escaped name passes as it was written, once per decoded
+    /// name); a name whose escape is broken, or that only starts like an exact pattern, stays out.
+    @Test func passThroughMatchesDecodedNames() {
+        let query = "utm%5Fsource=a&utm_source=b&utm_%zz=c&gclid=d&gclidx=e&utm+x=f&UTM_medium=g&utm_=h"
+        let pieces = RedirectRewriter.passThroughPieces(from: query, patterns: ["utm_*", "gclid"])
+        #expect(pieces.map(\.name) == ["utm_source", "gclid", "utm_"])
+        #expect(pieces.map(\.piece) == ["utm%5Fsource=a", "gclid=d", "utm_=h"])
+        #expect(RedirectRewriter.passThroughPieces(from: query, patterns: []).isEmpty)
+        #expect(RedirectRewriter.passThroughPieces(from: nil, patterns: ["utm_*"]).isEmpty)
+        #expect(RedirectRewriter.passThroughPieces(from: "utm+x=1", patterns: ["utm x"]).map(\.piece) == ["utm+x=1"])
+    }
+
     @Test(arguments: [
         ("0; url=/offer", "0; url=/offer?ttclid=E.C.P.abc123&utm_source=tiktok&utm_campaign=spring%20sale"),
         ("5;URL='https://checkout.example-pay.com/p'", "5;URL='https://checkout.example-pay.com/p?ttclid=E.C.P.abc123&utm_source=tiktok&utm_campaign=spring%20sale'"),
@@ -96,6 +108,13 @@ private func rewriter(
     func rfc3986ResolutionExamples(reference: String, expected: String) throws {
         let base = try #require(URLReference("http://a/b/c/d;p?q"))
         #expect(try #require(URLReference(reference)).resolved(against: base).text == expected)
+    }
+
+    @Test func webSchemesInAnyCase() {
+        let web = ["http://a/", "HTTPS://a/", "hTtP://a/", "https:x"]
+        let other = ["ftp://a/", "httpx://a/", "htt://a/", "httpss://a/", "/path", "//a/", "mailto:x", "hxxp://a/", "http2://a/"]
+        #expect(web.allSatisfy { URLReference($0)?.isWeb == true })
+        #expect(other.allSatisfy { URLReference($0)?.isWeb == false })
     }
 
     /// A path the dot-segment check lets through unchanged is one the algorithm leaves unchanged:

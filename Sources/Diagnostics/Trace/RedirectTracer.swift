@@ -32,7 +32,7 @@ public struct RedirectTracer: Sendable {
 
     public func trace(_ start: String) async -> TraceReport {
         var report = TraceReport(start: start, userAgent: userAgent)
-        guard var url = URLReference(start), let scheme = url.normalizedScheme, scheme == "http" || scheme == "https", url.host != nil else {
+        guard var url = URLReference(start), url.isWeb, url.host != nil else {
             report.outcome = .error
             report.error = "not an absolute http(s) URL: \(start) (give the whole URL, starting with https://)"
             return report
@@ -86,7 +86,7 @@ public struct RedirectTracer: Sendable {
                 break
             }
             let nextURL = reference.resolved(against: url)
-            guard let nextScheme = nextURL.normalizedScheme, nextScheme == "http" || nextScheme == "https" else {
+            guard nextURL.isWeb else {
                 report.outcome = .error
                 report.error = "hop \(hop.number): its \(signal.kind.rawValue) leads to \(nextURL.text), which is not http(s)"
                 break

@@ -166,21 +166,21 @@ public struct HeaderFields: Sendable {
         removeAll { field, _ in Self.sameName(field, name) }
     }
 
-    /// Removes the fields `drop` picks, given each field's name and value. The lines are copied
-    /// only once one is dropped; the bytes stay.
+    /// Removes the fields `drop` picks, given each field's name and value. The index is written
+    /// only once a line is dropped, compacted where it is (a new array cost ≈ 500 instructions a
+    /// replaced `Location`); the bytes stay.
     mutating func removeAll(where drop: (_ name: UnsafeBufferPointer<UInt8>, _ value: UnsafeBufferPointer<UInt8>) -> Bool) {
-        let kept: [Line]? = withBytes { bytes in
-            var kept: [Line]?
-            for (index, line) in lines.enumerated() {
-                if drop(Self.name(of: line, in: bytes), Self.value(of: line, in: bytes)) {
-                    if kept == nil { kept = Array(lines[..<index]) }
-                } else {
-                    kept?.append(line)
-                }
+        let bytes = self.bytes
+        bytes.withBytes { bytes in
+            func dropped(_ line: Line) -> Bool { drop(Self.name(of: line, in: bytes), Self.value(of: line, in: bytes)) }
+            guard let first = lines.firstIndex(where: dropped) else { return }
+            var kept = first
+            for index in (first + 1)..<lines.count where !dropped(lines[index]) {
+                lines[kept] = lines[index]
+                kept += 1
             }
-            return kept
+            lines.removeSubrange(kept...)
         }
-        if let kept { lines = kept }
     }
 
     // MARK: Reading
