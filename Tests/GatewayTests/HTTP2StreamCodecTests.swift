@@ -164,4 +164,15 @@ import Testing
         guard case .headers(let trailers) = try channel.readOutbound(as: HTTP2Frame.FramePayload.self) else { Issue.record("no trailers"); return }
         #expect(trailers.endStream && trailers.headers.map(\.name) == ["x-sum"])
     }
+
+    /// The common names come out as literals, every other name lower-cased as it is.
+    @Test(arguments: [
+        ("Date", "date"), ("ETAG", "etag"), ("Vary", "vary"), ("Server", "server"), ("LOCATION", "location"), ("set-cookie", "set-cookie"),
+        ("Content-Type", "content-type"), ("Last-Modified", "last-modified"), ("Cache-Control", "cache-control"),
+        ("Accept-Ranges", "accept-ranges"), ("Content-Length", "content-length"), ("Content-Encoding", "content-encoding"),
+        ("Dave", "dave"), ("X-Served-By", "x-served-by"), ("content-typf", "content-typf"), ("a", "a"), ("", ""), ("X_Y-1", "x_y-1"),
+    ])
+    func fieldNamesAreLowerCased(name: String, expected: String) {
+        #expect(name.withUTF8Buffer(HTTP2StreamCodec.lowercased) == expected)
+    }
 }

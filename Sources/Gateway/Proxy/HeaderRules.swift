@@ -94,9 +94,11 @@ enum HeaderRules {
         let element = ForwardedElement(address: peer, scheme: scheme, host: host)
         guard peerTrusted else {
             headers.removeAll { name, _ in forwardingNames.contains { HeaderFields.sameName(name, $0) } }
-            headers.add(name: "x-forwarded-for", value: peer)
-            headers.add(name: "x-forwarded-proto", value: scheme)
-            headers.add(name: "x-forwarded-host", value: host)
+            // The peer's address as the gateway formatted it, its own scheme, and the Host the
+            // parser (or the HTTP/2 codec) checked.
+            headers.appendChecked("x-forwarded-for", peer)
+            headers.appendChecked("x-forwarded-proto", scheme)
+            headers.appendChecked("x-forwarded-host", host)
             headers.add(name: "forwarded", valueLength: element.length) { element.write(to: $0) }
             return
         }

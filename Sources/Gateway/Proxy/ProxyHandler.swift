@@ -275,7 +275,8 @@ final class ProxyHandler: ChannelDuplexHandler, UpstreamSink {
             send(.head(ResponseHead(version: head.version, status: .continue)), flush: true)
         }
         upstreamHead.version = .http1_1
-        upstreamHead.headers.add(name: "x-request-id", value: exchange.context.requestID)
+        // `RequestID` made it or admitted a trusted peer's sane token.
+        upstreamHead.headers.appendChecked("x-request-id", exchange.context.requestID)
         if rewritesHost {
             let defaultPort = upstream.scheme == .https ? 443 : 80
             let authority = upstream.port == defaultPort ? upstream.host : HostPort(host: upstream.host, port: upstream.port).description

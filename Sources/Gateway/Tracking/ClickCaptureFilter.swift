@@ -176,12 +176,14 @@ final class ClickCaptureFilter: ProxyFilter {
             if head.headers.contains(name: tracking.visitorHeader) { head.headers.remove(name: tracking.visitorHeader) }
         }
         guard let state else { return }
+        // Names checked as tokens when the configuration loaded; a captured id is URL-safe
+        // (`ClickIDValue`), a visitor id hex.
         if let ttclid = state.capture.fromURL.first(where: { $0.kind.parameter == "ttclid" })?.value
             ?? (state.trackingAllowed ? state.capture.value(for: "ttclid") : nil)
         {
-            head.headers.add(name: tracking.clickIDHeader, value: ttclid)
+            head.headers.appendChecked(tracking.clickIDHeader, ttclid)
         }
-        if state.trackingAllowed { head.headers.add(name: tracking.visitorHeader, value: state.visitorID) }
+        if state.trackingAllowed { head.headers.appendChecked(tracking.visitorHeader, state.visitorID) }
     }
 
     func response(_ head: inout ResponseHead, context: inout RequestContext) {

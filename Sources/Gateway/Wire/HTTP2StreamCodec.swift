@@ -122,11 +122,33 @@ final class HTTP2StreamCodec: ChannelDuplexHandler {
         guard fields.isWritable else { return false }
         fields.forEach { name, value in
             if ConnectionSpecific.isField(name), !(name.count == 2 && value.matches("trailers")) { return }
-            let lower = name.hasASCIIUppercase ? String(asciiLowercasing: name)! : String(decoding: name, as: UTF8.self)
             let secret = name.count == 10 && name.matches("set-cookie")
-            block.add(name: lower, value: String(decoding: value, as: UTF8.self), indexing: secret ? .neverIndexed : .indexable)
+            block.add(name: lowercased(name), value: String(decoding: value, as: UTF8.self), indexing: secret ? .neverIndexed : .indexable)
         }
         return true
+    }
+
+    /// A field name in lower case, the ones nearly every response carries as literals: making
+    /// a string of each name cost ≈ 200 instructions, nine names a response.
+    static func lowercased(_ name: UnsafeBufferPointer<UInt8>) -> String {
+        switch name.count {
+        case 4:
+            if name.matches("date") { return "date" }
+            if name.matches("etag") { return "etag" }
+            if name.matches("vary") { return "vary" }
+        case 6: if name.matches("server") { return "server" }
+        case 8: if name.matches("location") { return "location" }
+        case 10: if name.matches("set-cookie") { return "set-cookie" }
+        case 12: if name.matches("content-type") { return "content-type" }
+        case 13:
+            if name.matches("last-modified") { return "last-modified" }
+            if name.matches("cache-control") { return "cache-control" }
+            if name.matches("accept-ranges") { return "accept-ranges" }
+        case 14: if name.matches("content-length") { return "content-length" }
+        case 16: if name.matches("content-encoding") { return "content-encoding" }
+        default: break
+        }
+        return name.hasASCIIUppercase ? String(asciiLowercasing: name)! : String(decoding: name, as: UTF8.self)
     }
 
     /// Why a request's block is malformed (RFC 9113 §8.1.1, §8.2, §8.3).

@@ -98,10 +98,16 @@ public struct HeaderFields: Sendable {
         return line
     }
 
-    /// ``appendChecked(name:value:)`` for strings.
+    /// ``appendChecked(name:value:)`` for strings: a field the gateway composed from values
+    /// already held to a field's rules (a parsed or decoded field, an address it formatted, an id
+    /// it validated), where ``add(name:value:)`` would scan both again (≈ 300 instructions a
+    /// field). Debug builds, which the in-process tests run, still check.
     mutating func appendChecked(_ name: String, _ value: String) {
         name.withUTF8Buffer { name in
-            value.withUTF8Buffer { value in appendChecked(name: name, value: value) }
+            value.withUTF8Buffer { value in
+                assert(!name.isEmpty && ByteClass.token.admits(all: name) && ByteClass.fieldValue.admits(all: value), "unchecked field \(name)")
+                appendChecked(name: name, value: value)
+            }
         }
     }
 
