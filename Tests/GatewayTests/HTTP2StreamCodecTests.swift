@@ -165,6 +165,54 @@ import Testing
         #expect(trailers.endStream && trailers.headers.map(\.name) == ["x-sum"])
     }
 
+    /// The response's end rides on its last frame as END_STREAM when nothing flushed that frame
+    /// first; a flush lets a held frame go as it is, and the end then comes as an empty DATA.
+    @Test func theEndRidesOnTheLastFrame() throws {
+        func frames(_ parts: [ResponsePart?]) throws -> [(kind: String, endStream: Bool, bytes: Int)] {
+            let channel = EmbeddedChannel(handler: HTTP2StreamCodec())
+            var promises: [EventLoopFuture<Void>] = []
+            for part in parts {
+                guard let part else {
+                    channel.flush()
+                    continue
+                }
+                let promise = channel.eventLoop.makePromise(of: Void.self)
+                channel.write(part, promise: promise)
+                promises.append(promise.futureResult)
+            }
+            channel.flush()
+            for promise in promises { try promise.wait() }
+            var out: [(String, Bool, Int)] = []
+            while let payload = try channel.readOutbound(as: HTTP2Frame.FramePayload.self) {
+                switch payload {
+                case .headers(let headers): out.append(("HEADERS", headers.endStream, 0))
+                case .data(let data): out.append(("DATA", data.endStream, data.data.readableBytes))
+                default: out.append(("other", false, 0))
+                }
+            }
+            #expect(try channel.finish().isClean)
+            return out
+        }
+        let head = ResponsePart.head(ResponseHead(version: .http1_1, status: .ok, headers: ["content-type": "text/html"]))
+        let body = ResponsePart.body(.byteBuffer(ByteBuffer(string: "<p>hi</p>")))
+        func shape(_ frames: [(kind: String, endStream: Bool, bytes: Int)]) -> [String] {
+            frames.map { "\($0.kind)\($0.endStream ? "+end" : "")\($0.kind == "DATA" ? " \($0.bytes)" : "")" }
+        }
+        #expect(shape(try frames([head, body, body, .end(nil)])) == ["HEADERS", "DATA 9", "DATA+end 9"])
+        #expect(shape(try frames([head, .end(nil)])) == ["HEADERS+end"])
+        #expect(shape(try frames([head, body, nil, .end(nil)])) == ["HEADERS", "DATA 9", "DATA+end 0"])
+        #expect(shape(try frames([head, body, .end(HTTPHeaders([("x-sum", "5")]))])) == ["HEADERS", "DATA 9", "HEADERS+end"])
+    }
+
+    /// A frame still held when the stream goes fails its write.
+    @Test func aHeldFrameFailsWhenTheStreamCloses() throws {
+        let channel = EmbeddedChannel(handler: HTTP2StreamCodec())
+        let promise = channel.eventLoop.makePromise(of: Void.self)
+        channel.write(ResponsePart.head(ResponseHead(version: .http1_1, status: .ok, headers: [:])), promise: promise)
+        _ = try? channel.finish()
+        #expect(throws: ChannelError.self) { try promise.futureResult.wait() }
+    }
+
     /// The common names come out as literals, every other name lower-cased as it is.
     @Test(arguments: [
         ("Date", "date"), ("ETAG", "etag"), ("Vary", "vary"), ("Server", "server"), ("LOCATION", "location"), ("set-cookie", "set-cookie"),

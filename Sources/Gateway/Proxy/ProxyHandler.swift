@@ -15,6 +15,8 @@ protocol ResponseWriter: AnyObject {
     var receiver: (any RequestReceiver)? { get set }
     /// Writes a response part the handler's way.
     func send(_ part: ResponsePart, context: ChannelHandlerContext, promise: EventLoopPromise<Void>?)
+    /// Sends what was written; a handler that holds a part back lets it go first.
+    func flush()
 }
 
 extension ResponseWriter {
