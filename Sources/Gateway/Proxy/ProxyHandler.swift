@@ -639,8 +639,21 @@ final class ProxyHandler: ChannelDuplexHandler, UpstreamSink {
         let mustClose = !exchange.keepAlive || (!exchange.requestEnded && !waitForRequest)
         // Before the end is written: that write may hand us the next pipelined request at once.
         if mustClose { closing = true }
+        if writingEnd, mustClose, downstream.httpVersion == "h2" {
+            // Closing a stream resets it at once, and nio-http2 drops what it still holds for the
+            // stream (its flushes wait for the connection's read to complete): the client saw the
+            // head and a RST_STREAM, not the answer. The stream closes once its end is written.
+            let ended = context.eventLoop.makePromise(of: Void.self)
+            responses.write(.end(nil), promise: ended)
+            responses.flush()
+            ended.futureResult.assumeIsolated().whenComplete { _ in context.close(promise: nil) }
+            return
+        }
         if writingEnd {
             send(.end(nil), flush: true)
+        } else if mustClose {
+            // What was written of a response cut short still goes, ahead of the close.
+            responses.flush()
         }
         if mustClose { context.close(promise: nil) }
         if waitForRequest {
