@@ -18,13 +18,19 @@ import Testing
         return text
     }
 
-    /// Writes response parts through the encoder, the way ``HTTP1Connection`` does.
+    /// Writes response parts through the encoder, the way ``HTTP1Connection`` does behind TLS
+    /// (writes gathered until a flush: what is written reads the same either way).
     private final class ResponseWriter: ChannelOutboundHandler {
         typealias OutboundIn = ResponsePart
-        let encoder = ResponseEncoder()
+        let encoder = ResponseEncoder(gathering: true)
 
         func write(context: ChannelHandlerContext, data: NIOAny, promise: EventLoopPromise<Void>?) {
             encoder.write(unwrapOutboundIn(data), context: context, promise: promise)
+        }
+
+        func flush(context: ChannelHandlerContext) {
+            encoder.flush(context: context)
+            context.flush()
         }
     }
 

@@ -361,7 +361,8 @@ public final class GatewayServer: Service, Sendable {
         let accessLog = engine.accessLog
         let connection = HTTP1Connection(
             parser: HTTP1RequestParser(maxHeadBytes: config.limits.maxHeaderBytes, maxFieldCount: config.limits.maxHeaderCount),
-            headerTimeout: TimeAmount(config.timeouts.header), idleTimeout: TimeAmount(config.timeouts.idle)
+            headerTimeout: TimeAmount(config.timeouts.header), idleTimeout: TimeAmount(config.timeouts.idle),
+            gatheringWrites: scheme == "https"
         ) { status, reason in
             accessLog.info("access", metadata: [
                 "client": "\(peer)", "proto": "h1", "status": "\(status.code)", "error": "refused by the HTTP/1 parser: \(reason)",

@@ -35,7 +35,7 @@ final class HTTP1Connection: ChannelDuplexHandler {
     private let headerTimeout: TimeAmount
     private let idleTimeout: TimeAmount
     /// Writes the responses; told each request's method, so answers to HEAD go out without a body.
-    private let encoder = ResponseEncoder()
+    private let encoder: ResponseEncoder
     private let onRefused: @Sendable (HTTPResponseStatus, String) -> Void
     private(set) var context: ChannelHandlerContext?
     /// The proxy, when one registered (the admin and demo listeners have none).
@@ -58,11 +58,14 @@ final class HTTP1Connection: ChannelDuplexHandler {
         connection.context?.close(promise: nil)
     }
 
-    /// - Parameter onRefused: told of each request the parser refused, for the access log.
+    /// - Parameters:
+    ///   - gatheringWrites: behind TLS, where each write is a record (``WriteGather``).
+    ///   - onRefused: told of each request the parser refused, for the access log.
     init(
-        parser: HTTP1RequestParser, headerTimeout: TimeAmount, idleTimeout: TimeAmount,
+        parser: HTTP1RequestParser, headerTimeout: TimeAmount, idleTimeout: TimeAmount, gatheringWrites: Bool = false,
         onRefused: @escaping @Sendable (HTTPResponseStatus, String) -> Void
     ) {
+        self.encoder = ResponseEncoder(gathering: gatheringWrites)
         self.parser = parser
         self.headerTimeout = headerTimeout
         self.idleTimeout = idleTimeout
@@ -80,6 +83,7 @@ final class HTTP1Connection: ChannelDuplexHandler {
         self.context = nil
         // The proxy holds this connection too.
         receiver = nil
+        encoder.discard()
     }
 
     // MARK: Inbound
@@ -179,6 +183,17 @@ final class HTTP1Connection: ChannelDuplexHandler {
         send(unwrapOutboundIn(data), context: context, promise: promise)
     }
 
+    func flush(context: ChannelHandlerContext) {
+        encoder.flush(context: context)
+        context.flush()
+    }
+
+    /// The proxy's flush, by call: what the encoder gathered goes first.
+    func flush() {
+        guard let context else { return }
+        flush(context: context)
+    }
+
     func send(_ part: ResponsePart, context: ChannelHandlerContext, promise: EventLoopPromise<Void>?) {
         switch part {
         case .head(var head) where head.status.code >= 200:
@@ -257,7 +272,7 @@ final class HTTP1Connection: ChannelDuplexHandler {
         for part in parts.dropLast() { encoder.write(part, context: context, promise: nil) }
         let written = context.eventLoop.makePromise(of: Void.self)
         encoder.write(parts[parts.count - 1], context: context, promise: written)
-        context.flush()
+        flush(context: context)
         written.futureResult.assumeIsolated().whenComplete { _ in context.close(promise: nil) }
     }
 

@@ -1,15 +1,21 @@
 import NIOCore
 
-/// Between the HTTP/2 handler and TLS: the flushes of one event-loop tick become one.
+/// Between the HTTP/2 handler and TLS: the flushes of one event-loop tick become one, and the
+/// frames written before it a few TLS records (``WriteGather``).
 ///
 /// A stream's response is written when its upstream connection reads it, outside the HTTP/2
 /// connection's own reads, where the HTTP/2 handler coalesces nothing: each stream's flush was one
 /// TLS record and one `write` on the socket. Deferred to the loop's task phase, which runs after
 /// every ready socket of the tick was read, the responses completed in a tick leave together.
 final class TickFlushCoalescer: ChannelOutboundHandler, RemovableChannelHandler {
-    typealias OutboundIn = NIOAny
+    typealias OutboundIn = IOData
 
     private var flushScheduled = false
+    private var gather = WriteGather()
+
+    func write(context: ChannelHandlerContext, data: NIOAny, promise: EventLoopPromise<Void>?) {
+        gather.write(unwrapOutboundIn(data), promise: promise, context: context)
+    }
 
     func flush(context: ChannelHandlerContext) {
         guard !flushScheduled else { return }
@@ -27,11 +33,13 @@ final class TickFlushCoalescer: ChannelOutboundHandler, RemovableChannelHandler 
 
     func handlerRemoved(context: ChannelHandlerContext) {
         flushNowIfScheduled(context)
+        gather.discard()
     }
 
     private func flushNowIfScheduled(_ context: ChannelHandlerContext) {
         guard flushScheduled else { return }
         flushScheduled = false
+        gather.release(context: context)
         context.flush()
     }
 }

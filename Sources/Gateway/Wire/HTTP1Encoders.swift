@@ -20,6 +20,13 @@ final class ResponseEncoder {
     /// The answer in progress may carry no body (it answers a HEAD).
     private var bodyless = false
     private var refusal = Refusal()
+    /// Behind TLS only: in plaintext a write saved is not worth the copy (callgrind: +830
+    /// instructions a plaintext request gathered, −2,850 a TLS one).
+    private var gather: WriteGather?
+
+    init(gathering: Bool = false) {
+        gather = gathering ? WriteGather() : nil
+    }
 
     func requestArrived(_ method: HTTPMethod) {
         if method == .HEAD { unansweredHeads.append(requestsArrived) }
@@ -50,17 +57,33 @@ final class ResponseEncoder {
             // A HEAD answer still says `chunked` (what a GET would get) but sends no chunks.
             body = BodyFraming(chunked: edit.addChunked && !bodyless)
             guard let buffer = HeadWriter.finish(draft, of: head, edit: edit, allocator: allocator) else { return refusal.refuse(context, promise) }
-            context.write(NIOAny(IOData.byteBuffer(buffer)), promise: promise)
+            output(.byteBuffer(buffer), promise, context)
         case .body(let part):
             if bodyless {
                 promise?.fail(NIOHTTPResponseEncoderError.responseBodyNotAllowed)
             } else {
-                body.write(part, context: context, promise: promise)
+                body.write(part, context: context, promise: promise) { output($0, $1, context) }
             }
         case .end(let trailers):
             bodyless = false
-            guard body.end(trailers, context: context, promise: promise) else { return refusal.refuse(context, promise) }
+            let ended = body.end(trailers, context: context, promise: promise) { output($0, $1, context) }
+            guard ended else { return refusal.refuse(context, promise) }
         }
+    }
+
+    private func output(_ data: IOData, _ promise: EventLoopPromise<Void>?, _ context: ChannelHandlerContext) {
+        guard gather != nil else { return context.write(NIOAny(data), promise: promise) }
+        gather!.write(data, promise: promise, context: context)
+    }
+
+    /// Call before flushing the channel: what was gathered goes first.
+    func flush(context: ChannelHandlerContext) {
+        gather?.release(context: context)
+    }
+
+    /// The connection's handler is gone.
+    func discard() {
+        gather?.discard()
     }
 }
 
@@ -110,14 +133,15 @@ final class UpstreamRequestEncoder {
                     return
                 }
             }
-            body.write(part, context: context, promise: promise)
+            body.write(part, context: context, promise: promise) { context.write(NIOAny($0), promise: $1) }
         case .end(let trailers):
             guard releaseHeld(chunked: false, context: context) else {
                 promise?.fail(InvalidHeadError())
                 return
             }
             unframed = false
-            guard body.end(trailers, context: context, promise: promise) else { return refusal.refuse(context, promise) }
+            let ended = body.end(trailers, context: context, promise: promise) { context.write(NIOAny($0), promise: $1) }
+            guard ended else { return refusal.refuse(context, promise) }
         }
     }
 
@@ -184,26 +208,27 @@ struct BodyFraming {
         self.chunked = chunked
     }
 
-    func write(_ part: IOData, context: ChannelHandlerContext, promise: EventLoopPromise<Void>?) {
+    /// Where the framed bytes go: the channel, or a ``WriteGather`` in front of it.
+    typealias Output = (_ data: IOData, _ promise: EventLoopPromise<Void>?) -> Void
+
+    /// `context` lends its allocator to the chunk framing; the bytes go to `output`.
+    func write(_ part: IOData, context: ChannelHandlerContext, promise: EventLoopPromise<Void>?, to output: Output) {
         // An empty chunk would end the body early; its write still goes down to keep promises in order.
-        guard chunked, part.readableBytes > 0 else {
-            context.write(NIOAny(part), promise: promise)
-            return
-        }
+        guard chunked, part.readableBytes > 0 else { return output(part, promise) }
         var size = context.channel.allocator.buffer(capacity: 20)
         size.writeString(String(part.readableBytes, radix: 16))
         size.writeStaticString("\r\n")
-        context.write(NIOAny(IOData.byteBuffer(size)), promise: nil)
-        context.write(NIOAny(part), promise: nil)
+        output(.byteBuffer(size), nil)
+        output(part, nil)
         // Writes complete in order, so the last one's promise stands for all three.
-        context.write(NIOAny(IOData.byteBuffer(ByteBuffer(string: "\r\n"))), promise: promise)
+        output(.byteBuffer(ByteBuffer(string: "\r\n")), promise)
     }
 
     /// False when the trailers may not be sent.
-    func end(_ trailers: HTTPHeaders?, context: ChannelHandlerContext, promise: EventLoopPromise<Void>?) -> Bool {
+    func end(_ trailers: HTTPHeaders?, context: ChannelHandlerContext, promise: EventLoopPromise<Void>?, to output: Output) -> Bool {
         guard chunked else {
             // Nothing to write, but the promise must not complete ahead of earlier writes.
-            if let promise { context.write(NIOAny(IOData.byteBuffer(ByteBuffer())), promise: promise) }
+            if let promise { output(.byteBuffer(ByteBuffer()), promise) }
             return true
         }
         var buffer = context.channel.allocator.buffer(capacity: 5)
@@ -213,7 +238,7 @@ struct BodyFraming {
         } else {
             buffer.writeStaticString("\r\n")
         }
-        context.write(NIOAny(IOData.byteBuffer(buffer)), promise: promise)
+        output(.byteBuffer(buffer), promise)
         return true
     }
 }

@@ -134,7 +134,7 @@ final class HTTP2StreamCodec: ChannelDuplexHandler {
             guard let (payload, heldPromise) = held.take() else {
                 return context.write(wrapOutboundOut(.data(.init(data: .byteBuffer(ByteBuffer()), endStream: true))), promise: promise)
             }
-            context.write(wrapOutboundOut(Self.ending(payload)), promise: Self.joined(heldPromise, promise))
+            context.write(wrapOutboundOut(Self.ending(payload)), promise: EventLoopPromise.joined(heldPromise, promise))
         }
     }
 
@@ -160,13 +160,6 @@ final class HTTP2StreamCodec: ChannelDuplexHandler {
         default:
             preconditionFailure("only HEADERS and DATA are held")
         }
-    }
-
-    /// One promise for a write that completes two parts.
-    private static func joined(_ first: EventLoopPromise<Void>?, _ second: EventLoopPromise<Void>?) -> EventLoopPromise<Void>? {
-        guard let first else { return second }
-        if let second { first.futureResult.cascade(to: second) }
-        return first
     }
 
     /// HTTP/2 field names are lower case and carry nothing connection-specific (RFC 9113 §8.2).
