@@ -11,7 +11,11 @@ import Testing
     /// connection's coalescer do.
     private final class Gathering: ChannelOutboundHandler {
         typealias OutboundIn = IOData
-        var gather = WriteGather()
+        var gather: WriteGather
+
+        init(copiesFirstWrite: Bool = false) {
+            gather = WriteGather(copiesFirstWrite: copiesFirstWrite)
+        }
 
         func write(context: ChannelHandlerContext, data: NIOAny, promise: EventLoopPromise<Void>?) {
             gather.write(unwrapOutboundIn(data), promise: promise, context: context)
@@ -88,6 +92,24 @@ import Testing
         #expect(first != nil)
         #expect(try gatheredAddress() == first)
         #expect(try channel.finish().isClean)
+    }
+
+    /// Copied at once, a writer's buffer is its own again before the flush (nio-http2 reuses its
+    /// frame buffer, and makes a new one while the last is still held below).
+    @Test func aFirstWriteCanBeCopiedSoItsBufferIsFreeAtOnce() throws {
+        func address(_ buffer: ByteBuffer) -> UInt? {
+            buffer.withUnsafeReadableBytes { $0.baseAddress.map { UInt(bitPattern: $0) } }
+        }
+        for copies in [false, true] {
+            let channel = EmbeddedChannel(handler: Gathering(copiesFirstWrite: copies))
+            let frame = ByteBuffer(string: "a frame")
+            channel.write(frame, promise: nil)
+            channel.flush()
+            let out = try outbound(channel)
+            #expect(out.map { String(buffer: $0) } == ["a frame"])
+            #expect((out.first.flatMap(address) == address(frame)) == !copies)
+            #expect(try channel.finish().isClean)
+        }
     }
 
     /// An empty write only orders a promise: alone it goes on; behind gathered bytes it completes with them.

@@ -11,7 +11,8 @@ final class TickFlushCoalescer: ChannelOutboundHandler, RemovableChannelHandler 
     typealias OutboundIn = IOData
 
     private var flushScheduled = false
-    private var gather = WriteGather()
+    /// nio-http2 encodes every frame into one buffer of its own, replaced while the last is held.
+    private var gather = WriteGather(copiesFirstWrite: true)
 
     func write(context: ChannelHandlerContext, data: NIOAny, promise: EventLoopPromise<Void>?) {
         gather.write(unwrapOutboundIn(data), promise: promise, context: context)

@@ -19,6 +19,13 @@ struct WriteGather {
     /// Whether `pending` is a buffer of our own, or the first write's, held without a copy.
     private var owned = false
     private var promise: EventLoopPromise<Void>?
+    /// For a writer that reuses its buffer (nio-http2's frames): copied at once, the buffer is
+    /// its own again by its next write instead of being replaced.
+    private let copiesFirstWrite: Bool
+
+    init(copiesFirstWrite: Bool = false) {
+        self.copiesFirstWrite = copiesFirstWrite
+    }
 
     mutating func write(_ data: IOData, promise: EventLoopPromise<Void>?, context: ChannelHandlerContext) {
         guard case .byteBuffer(let bytes) = data, bytes.readableBytes <= Self.copyLimit else {
@@ -32,7 +39,13 @@ struct WriteGather {
             return
         }
         guard var gathered = pending.take() else {
-            (pending, owned, self.promise) = (bytes, false, promise)
+            guard copiesFirstWrite else {
+                (pending, owned, self.promise) = (bytes, false, promise)
+                return
+            }
+            var own = GatherBuffers.ofThisThread.take(allocator: context.channel.allocator)
+            own.writeImmutableBuffer(bytes)
+            (pending, owned, self.promise) = (own, true, promise)
             return
         }
         if gathered.readableBytes + bytes.readableBytes > Self.bufferSize {
