@@ -37,6 +37,11 @@ import Testing
         return out
     }
 
+    /// Where a buffer's bytes lie: the same address, the same memory.
+    private func address(_ buffer: ByteBuffer) -> UInt? {
+        buffer.withUnsafeReadableBytes { $0.baseAddress.map { UInt(bitPattern: $0) } }
+    }
+
     private func bytes(_ count: Int, _ byte: Character) -> ByteBuffer {
         ByteBuffer(string: String(repeating: byte, count: count))
     }
@@ -87,7 +92,7 @@ import Testing
             channel.flush()
             let out = try outbound(channel)
             #expect(out.map(\.readableBytes) == [WriteGather.bufferSize, half])
-            return Set(out.compactMap { $0.withUnsafeReadableBytes { $0.baseAddress.map { UInt(bitPattern: $0) } } })
+            return Set(out.compactMap(address))
         }
         let first = try gatheredAddresses()
         #expect(first.count == 2)
@@ -98,9 +103,6 @@ import Testing
     /// Copied at once, a writer's buffer is its own again before the flush (nio-http2 reuses its
     /// frame buffer, and makes a new one while the last is still held below).
     @Test func aFirstWriteCanBeCopiedSoItsBufferIsFreeAtOnce() throws {
-        func address(_ buffer: ByteBuffer) -> UInt? {
-            buffer.withUnsafeReadableBytes { $0.baseAddress.map { UInt(bitPattern: $0) } }
-        }
         for copies in [false, true] {
             let channel = EmbeddedChannel(handler: Gathering(copiesFirstWrite: copies))
             let frame = ByteBuffer(string: "a frame")

@@ -46,15 +46,12 @@ struct WriteGather {
         }
         guard var gathered = pending.take() else { return begin(bytes, promise: promise, context: context) }
         if gathered.readableBytes + bytes.readableBytes > Self.bufferSize {
+            // Lent: a write held uncopied and one more fit in a record (two halves of `copyLimit`).
             context.write(NIOAny(IOData.byteBuffer(gathered)), promise: self.promise.take())
-            if owned { full.append(gathered) }
+            full.append(gathered)
             return begin(bytes, promise: promise, context: context)
         }
-        if !owned {
-            var own = GatherBuffers.ofThisThread.take(allocator: context.channel.allocator)
-            own.writeImmutableBuffer(gathered)
-            (gathered, owned) = (own, true)
-        }
+        if !owned { (gathered, owned) = (Self.lentCopy(of: gathered, context: context), true) }
         gathered.writeImmutableBuffer(bytes)
         pending = gathered
         self.promise = EventLoopPromise.joined(self.promise, promise)
@@ -65,9 +62,13 @@ struct WriteGather {
             (pending, owned, self.promise) = (bytes, false, promise)
             return
         }
-        var own = GatherBuffers.ofThisThread.take(allocator: context.channel.allocator)
-        own.writeImmutableBuffer(bytes)
-        (pending, owned, self.promise) = (own, true, promise)
+        (pending, owned, self.promise) = (Self.lentCopy(of: bytes, context: context), true, promise)
+    }
+
+    private static func lentCopy(of bytes: ByteBuffer, context: ChannelHandlerContext) -> ByteBuffer {
+        var lent = GatherBuffers.ofThisThread.take(allocator: context.channel.allocator)
+        lent.writeImmutableBuffer(bytes)
+        return lent
     }
 
     /// What was gathered goes down the pipeline; call right before flushing.
