@@ -46,7 +46,7 @@ struct WriteGather {
         }
         guard var gathered = pending.take() else { return begin(bytes, promise: promise, context: context) }
         if gathered.readableBytes + bytes.readableBytes > Self.bufferSize {
-            // Lent: a write held uncopied and one more fit in a record (two halves of `copyLimit`).
+            // Lent: two writes of at most `copyLimit` fit in a record, so one held uncopied never fills it.
             context.write(NIOAny(IOData.byteBuffer(gathered)), promise: self.promise.take())
             full.append(gathered)
             return begin(bytes, promise: promise, context: context)
