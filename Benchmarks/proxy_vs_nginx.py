@@ -26,6 +26,8 @@ import time
 
 PROXY_CORE, LOAD_CORE = "0", "1"
 CLICK = "E.C.P.bench0123456789"
+# The idle row after a larger response: a TLS stack may keep buffers the size of what it last sent.
+ASSET_BYTES, ASSET_CONNECTIONS = 256 * 1024, 2000
 
 
 def free_port():
@@ -134,6 +136,9 @@ class Setup:
         page = "<!doctype html><html><head><title>Spring offer</title></head><body>" + "<p>Landing page text for the benchmark.</p>" * 45 + "</body></html>\n"
         with open(f"{w}/site/lp", "w") as f:
             f.write(page[:2048])
+        # A larger response (a script bundle, an image) for the idle row after one.
+        with open(f"{w}/site/asset", "w") as f:
+            f.write((page * (ASSET_BYTES // len(page) + 1))[:ASSET_BYTES])
         os.chmod(w, 0o755)
         subprocess.run(["chmod", "-R", "a+rX", f"{w}/site"], check=True)
         subprocess.run([self.binary, "certs", "dev", "--dir", f"{w}/certs"], check=True, stdout=subprocess.DEVNULL)
@@ -301,11 +306,11 @@ def h2load(url, seconds, work):
     return {"rps": rps, "p50": pick(0.5), "p99": pick(0.99), "errors": f"{failed} failed" if failed else "", "requests": rps * (seconds + 1)}
 
 
-async def hold_idle(port, count):
-    """Opens `count` TLS keep-alive connections, one request each, and keeps them open."""
+async def hold_idle(port, count, path):
+    """Opens `count` TLS keep-alive connections, one request for `path` each, and keeps them open."""
     context = ssl.create_default_context()
     context.check_hostname, context.verify_mode = False, ssl.CERT_NONE
-    request = f"GET /lp?ttclid={CLICK} HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n".encode()
+    request = f"GET {path}?ttclid={CLICK} HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n".encode()
     semaphore = asyncio.Semaphore(64)
     streams = []
 
@@ -322,9 +327,9 @@ async def hold_idle(port, count):
     return streams
 
 
-def idle_connections_rss(setup, name, count):
+def idle_connections_rss(setup, name, count, path="/lp"):
     async def run():
-        streams = await hold_idle(setup.ports[name][1], count)
+        streams = await hold_idle(setup.ports[name][1], count, path)
         await asyncio.sleep(2)
         rss = rss_kib(setup.pids[name])
         for writer in streams:
@@ -367,6 +372,7 @@ def main():
                           f"  user {result['user_us']:.1f} µs  kernel {result['kernel_us']:.1f} µs  idle {result['proxy_idle']:.0f}/{result['load_idle']:.0f} % {result['errors']}", file=sys.stderr, flush=True)
         idle_counts = {name: min(args.idle, setup.max_idle[name]) for name in setup.ports}
         idle = {name: idle_connections_rss(setup, name, idle_counts[name]) for name in setup.ports}
+        after_asset = {name: idle_connections_rss(setup, name, ASSET_CONNECTIONS, "/asset") for name in setup.ports}
     finally:
         setup.stop()
 
@@ -387,6 +393,8 @@ def main():
     # A proxy that could not hold them all says how many it held.
     cells = [rss_cell(idle[n]) + (f" ({idle_counts[n]:,} connections)" if idle_counts[n] != args.idle else "") for n in names]
     print(f"| RSS with {args.idle:,} idle TLS keep-alive connections, MiB | {' | '.join(cells)} | | |")
+    print(f"| RSS with {ASSET_CONNECTIONS:,} idle TLS keep-alive connections, each after a {ASSET_BYTES // 1024} KiB response, MiB"
+          f" | {' | '.join(rss_cell(after_asset[n]) for n in names)} | | |")
     print_table_head(
         f"CPU a request (connection, for new TLS), medians: the proxy's user and kernel µs; idle share of the proxy's core {PROXY_CORE} / the load's core {LOAD_CORE}",
         ["scenario", *(f"{n} user / kernel µs, idle %" for n in names)])

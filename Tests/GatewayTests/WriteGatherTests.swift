@@ -5,7 +5,7 @@ import Testing
 @testable import Gateway
 
 /// Small writes leave a flush gathered into one buffer, in order, with every promise kept;
-/// large writes go on uncopied; nothing gathered outlives the channel.
+/// large writes go on uncopied; no flush brings more than a record; nothing held outlives the channel.
 @Suite struct WriteGatherTests {
     /// Gathers what is written through it until a flush, as the HTTP/1 encoder and the HTTP/2
     /// connection's coalescer do.
@@ -22,12 +22,30 @@ import Testing
         }
 
         func flush(context: ChannelHandlerContext) {
-            gather.release(context: context)
+            WriteGather.writeOut(gather.takeForFlush(), context: context)
             context.flush()
         }
 
         func handlerRemoved(context: ChannelHandlerContext) {
             gather.discard()
+        }
+    }
+
+    /// Below the gathering: the ciphertext each flush brings as TLS would encrypt it, a record a write.
+    private final class FlushRecorder: ChannelOutboundHandler {
+        typealias OutboundIn = IOData
+        private(set) var flushed: [Int] = []
+        private var unflushed = 0
+
+        func write(context: ChannelHandlerContext, data: NIOAny, promise: EventLoopPromise<Void>?) {
+            if case .byteBuffer(let bytes) = unwrapOutboundIn(data) { unflushed += bytes.readableBytes + WriteGather.recordOverhead }
+            context.write(data, promise: promise)
+        }
+
+        func flush(context: ChannelHandlerContext) {
+            if unflushed > 0 { flushed.append(unflushed) }
+            unflushed = 0
+            context.flush()
         }
     }
 
@@ -82,6 +100,42 @@ import Testing
         #expect(try channel.finish().isClean)
     }
 
+    /// swift-nio-ssl encrypts what one flush brings into a buffer it keeps at the largest size
+    /// it grew to: no flush brings more than the budget, also when small and large writes
+    /// alternate (a chunked body's framing around its chunks), each flush is filled, and every
+    /// byte arrives in order with the promises kept.
+    @Test func noFlushBringsTLSMoreThanItsBudget() throws {
+        let recorder = FlushRecorder()
+        let channel = EmbeddedChannel(handlers: [recorder, Gathering()])
+        let budget = WriteGather.flushBudget
+        let large = channel.eventLoop.makePromise(of: Void.self)
+        let last = channel.eventLoop.makePromise(of: Void.self)
+        var expected = ""
+        func write(_ count: Int, _ byte: Character, _ promise: EventLoopPromise<Void>? = nil) {
+            channel.write(bytes(count, byte), promise: promise)
+            expected += String(repeating: byte, count: count)
+        }
+        write(100, "h")
+        write(budget * 3 + budget / 2, "l", large)
+        for chunk in ["1", "2", "3"] as [Character] {
+            write(8, "\r")
+            write(WriteGather.copyLimit + 1, chunk)
+        }
+        write(WriteGather.copyLimit, "a")
+        write(WriteGather.copyLimit, "b")
+        write(10, "c", last)
+        channel.flush()
+        let out = try outbound(channel)
+        #expect(out.map { String(buffer: $0) }.joined() == expected)
+        #expect(recorder.flushed.reduce(0, +) == expected.utf8.count + out.count * WriteGather.recordOverhead)
+        #expect(recorder.flushed.allSatisfy { $0 <= budget })
+        // Filled: only the last flush falls short of the budget by more than a record's overhead.
+        #expect(recorder.flushed.dropLast().allSatisfy { $0 > budget - WriteGather.recordOverhead })
+        try large.futureResult.wait()
+        try last.futureResult.wait()
+        #expect(try channel.finish().isClean)
+    }
+
     /// The thread's buffers are lent again once what was gathered in them has left: no new
     /// buffer a flush, also when a flush's writes fill more than one.
     @Test func theBuffersAreLentAgainOnceTheirBytesHaveLeft() throws {
@@ -132,11 +186,13 @@ import Testing
         #expect(try channel.finish().isClean)
     }
 
-    @Test func whatIsStillGatheredWhenTheChannelGoesFailsItsWrites() throws {
+    @Test func whatIsStillHeldWhenTheChannelGoesFailsItsWrites() throws {
         let channel = EmbeddedChannel(handler: Gathering())
-        let promise = channel.eventLoop.makePromise(of: Void.self)
-        channel.write(ByteBuffer(string: "never flushed"), promise: promise)
+        let promises = (0..<3).map { _ in channel.eventLoop.makePromise(of: Void.self) }
+        channel.write(ByteBuffer(string: "never flushed"), promise: promises[0])
+        channel.write(bytes(WriteGather.copyLimit + 1, "x"), promise: promises[1])
+        channel.write(ByteBuffer(string: "nor this"), promise: promises[2])
         _ = try? channel.finish()
-        #expect(throws: ChannelError.self) { try promise.futureResult.wait() }
+        for promise in promises { #expect(throws: ChannelError.self) { try promise.futureResult.wait() } }
     }
 }

@@ -1,7 +1,7 @@
 import NIOCore
 
-/// Between the HTTP/2 handler and TLS: the flushes of one event-loop tick become one, and the
-/// frames written before it a few TLS records (``WriteGather``).
+/// Between the HTTP/2 handler and TLS: the flushes of one event-loop tick become one (a record's
+/// worth at a time), and the frames written before it a few TLS records (``WriteGather``).
 ///
 /// A stream's response is written when its upstream connection reads it, outside the HTTP/2
 /// connection's own reads, where the HTTP/2 handler coalesces nothing: each stream's flush was one
@@ -40,7 +40,7 @@ final class TickFlushCoalescer: ChannelOutboundHandler, RemovableChannelHandler 
     private func flushNowIfScheduled(_ context: ChannelHandlerContext) {
         guard flushScheduled else { return }
         flushScheduled = false
-        gather.release(context: context)
+        WriteGather.writeOut(gather.takeForFlush(), context: context)
         context.flush()
     }
 }

@@ -76,9 +76,10 @@ final class ResponseEncoder {
         gather!.write(data, promise: promise, context: context)
     }
 
-    /// Call before flushing the channel: what was gathered goes first.
+    /// Call before flushing the channel: what was gathered goes first, a record to a flush.
     func flush(context: ChannelHandlerContext) {
-        gather?.release(context: context)
+        guard let flush = gather?.takeForFlush() else { return }
+        WriteGather.writeOut(flush, context: context)
     }
 
     /// The connection's handler is gone.
