@@ -328,10 +328,13 @@ async def hold_idle(port, count, path):
 
 
 def idle_connections_rss(setup, name, count, path="/lp"):
+    """RSS with `count` connections held, and the anonymous KiB a connection they added."""
     async def run():
+        before = rss_kib(setup.pids[name])
         streams = await hold_idle(setup.ports[name][1], count, path)
         await asyncio.sleep(2)
         rss = rss_kib(setup.pids[name])
+        rss = (*rss, (rss[1] - before[1]) / count)
         for writer in streams:
             writer.transport.abort()
         return rss
@@ -371,8 +374,9 @@ def main():
                     print(f"[{repeat + 1}/{args.repeats}] {scenario:38} {name:9} {result['rps']:>10.0f} req/s  p50 {result['p50']:.2f} ms  p99 {result['p99']:.2f} ms"
                           f"  user {result['user_us']:.1f} µs  kernel {result['kernel_us']:.1f} µs  idle {result['proxy_idle']:.0f}/{result['load_idle']:.0f} % {result['errors']}", file=sys.stderr, flush=True)
         idle_counts = {name: min(args.idle, setup.max_idle[name]) for name in setup.ports}
-        idle = {name: idle_connections_rss(setup, name, idle_counts[name]) for name in setup.ports}
+        # First, while each proxy's heap holds little that was freed: its growth a connection is the row.
         after_asset = {name: idle_connections_rss(setup, name, ASSET_CONNECTIONS, "/asset") for name in setup.ports}
+        idle = {name: idle_connections_rss(setup, name, idle_counts[name]) for name in setup.ports}
     finally:
         setup.stop()
 
@@ -394,7 +398,7 @@ def main():
     cells = [rss_cell(idle[n]) + (f" ({idle_counts[n]:,} connections)" if idle_counts[n] != args.idle else "") for n in names]
     print(f"| RSS with {args.idle:,} idle TLS keep-alive connections, MiB | {' | '.join(cells)} | | |")
     print(f"| RSS with {ASSET_CONNECTIONS:,} idle TLS keep-alive connections, each after a {ASSET_BYTES // 1024} KiB response, MiB"
-          f" | {' | '.join(rss_cell(after_asset[n]) for n in names)} | | |")
+          f" (anonymous KiB a connection) | {' | '.join(f'{rss_cell(after_asset[n])} ({after_asset[n][2]:.1f} KiB)' for n in names)} | | |")
     print_table_head(
         f"CPU a request (connection, for new TLS), medians: the proxy's user and kernel µs; idle share of the proxy's core {PROXY_CORE} / the load's core {LOAD_CORE}",
         ["scenario", *(f"{n} user / kernel µs, idle %" for n in names)])
