@@ -22,8 +22,11 @@ import NIOPosix
 /// response cost a page fault each.
 struct WriteGather {
     /// The ciphertext one flush may bring: swift-nio-ssl's outbound buffer starts at 16 KiB, and
-    /// a single byte more would double it for good.
-    static let flushBudget = 16 * 1024
+    /// a single byte more would double it for good. 1 KiB of it stays free for what BoringSSL
+    /// adds of its own: after a TLS 1.3 handshake the first write carries the session tickets
+    /// too (two, ≈ 500 bytes), and without that room every connection's buffer doubled at its
+    /// first large response (heaptrack).
+    static let flushBudget = 15 * 1024
     /// What a record adds to its plaintext at most with the gateway's AEAD suites (TLS 1.2
     /// AES-GCM: 29 bytes; TLS 1.3: 22). Each write is a record.
     static let recordOverhead = 32
