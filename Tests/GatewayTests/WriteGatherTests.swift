@@ -1,5 +1,8 @@
-import NIOCore
+import Foundation
+@_spi(CustomByteBufferAllocator) import NIOCore
 import NIOEmbedded
+import NIOSSL
+import Synchronization
 import Testing
 
 @testable import Gateway
@@ -186,6 +189,63 @@ import Testing
         #expect(try channel.finish().isClean)
     }
 
+    /// Through swift-nio-ssl itself: after a 350 KB response over TLS 1.3, no buffer of the
+    /// server's channel ever grew past 16 KiB (its outbound buffer keeps the largest size it grew
+    /// to for the connection's life). The first flush after the handshake carries BoringSSL's
+    /// session tickets too.
+    @Test func aLargeResponseThroughTLSNeverGrowsItsOutboundBuffer() throws {
+        let serverContext = try NIOSSLContext(configuration: .makeServerConfiguration(
+            certificateChain: try NIOSSLCertificate.fromPEMFile(TestFiles.certs + "/localhost.pem").map { .certificate($0) },
+            privateKey: .privateKey(try NIOSSLPrivateKey(file: TestFiles.certs + "/localhost.key", format: .pem))))
+        var clientConfiguration = TLSConfiguration.makeClientConfiguration()
+        clientConfiguration.certificateVerification = .none
+        // The allocator first: the TLS handler takes the channel's when it is added.
+        let server = EmbeddedChannel()
+        server.allocator = ByteBufferAllocator(
+            allocate: { malloc($0) },
+            reallocate: { pointer, _, newSize in
+                serverGrowth.withLock { $0 = max($0, newSize) }
+                return realloc(pointer, newSize)
+            },
+            deallocate: { free($0) },
+            copy: { $0.copyMemory(from: $1, byteCount: $2) })
+        try server.pipeline.syncOperations.addHandlers(NIOSSLServerHandler(context: serverContext), Gathering())
+        let client = EmbeddedChannel(handler: try NIOSSLClientHandler(context: NIOSSLContext(configuration: clientConfiguration), serverHostname: "localhost"))
+        var received = 0
+        func exchange() throws {
+            var moved = true
+            while moved {
+                moved = false
+                while let bytes = try server.readOutbound(as: ByteBuffer.self) { try client.writeInbound(bytes); moved = true }
+                while let bytes = try client.readOutbound(as: ByteBuffer.self) { try server.writeInbound(bytes); moved = true }
+                while let plaintext = try client.readInbound(as: ByteBuffer.self) { received += plaintext.readableBytes }
+            }
+        }
+        let address = try SocketAddress(ipAddress: "127.0.0.1", port: 443)
+        try server.connect(to: address).wait()
+        try client.connect(to: address).wait()
+        try exchange()
+        try client.writeAndFlush(ByteBuffer(string: "GET /page HTTP/1.1\r\nhost: localhost\r\n\r\n")).wait()
+        try exchange()
+        #expect(try server.readInbound(as: ByteBuffer.self).map { String(buffer: $0) }?.hasPrefix("GET /page") == true)
+        // As the proxy writes a page: its head, then each upstream read, one flush for them all.
+        let page = 350 * 1024
+        server.write(ByteBuffer(string: "HTTP/1.1 200 OK\r\ncontent-length: \(page)\r\n\r\n"), promise: nil)
+        for _ in 0..<(page / (64 * 1024)) { server.write(bytes(64 * 1024, "p"), promise: nil) }
+        server.write(bytes(page % (64 * 1024), "p"), promise: nil)
+        server.flush()
+        try exchange()
+        #expect(received > page)
+        #expect(serverGrowth.withLock { $0 } <= 16 * 1024)
+        // A TLS close waits for the peer's close_notify, or for its timeout on the loop's clock.
+        let closed = client.close()
+        try exchange()
+        client.embeddedEventLoop.advanceTime(by: .seconds(10))
+        server.embeddedEventLoop.advanceTime(by: .seconds(10))
+        _ = try? closed.wait()
+        _ = try? server.finish(acceptAlreadyClosed: true)
+    }
+
     @Test func whatIsStillHeldWhenTheChannelGoesFailsItsWrites() throws {
         let channel = EmbeddedChannel(handler: Gathering())
         let promises = (0..<3).map { _ in channel.eventLoop.makePromise(of: Void.self) }
@@ -196,3 +256,7 @@ import Testing
         for promise in promises { #expect(throws: ChannelError.self) { try promise.futureResult.wait() } }
     }
 }
+
+/// The largest size a buffer of ``WriteGatherTests/aLargeResponseThroughTLSNeverGrowsItsOutboundBuffer()``'s
+/// server channel was grown to (its allocator's hooks are C functions: no context of their own).
+private let serverGrowth = Mutex<Int>(0)
