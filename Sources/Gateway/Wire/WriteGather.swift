@@ -2,7 +2,7 @@ import NIOCore
 import NIOPosix
 
 /// Small writes gathered into one buffer until the next flush, and no flush that hands TLS more
-/// than a record.
+/// than its outbound buffer holds.
 ///
 /// Behind TLS every write becomes a record of its own (swift-nio-ssl calls `SSL_write` once a
 /// write): an HTTP/1 response was two records (head, body; a chunk three), an HTTP/2 response
@@ -12,11 +12,11 @@ import NIOPosix
 /// write; a larger write is held as it is, after what was gathered.
 ///
 /// Everything is held until the owner's flush, then written out at most ``flushBudget`` bytes of
-/// ciphertext to a flush (``writeOut(_:context:)``): swift-nio-ssl encrypts all that one flush brings into a
-/// buffer it keeps for the connection's life at the largest size it ever grew to, so one flush
-/// of a 350 KB page left an idle connection holding 285 KiB. Flushing happens only there, never
-/// from a write: a flush's write error closes the channel, and from inside a write that would
-/// reach the writer in the middle of it.
+/// ciphertext to a flush (``writeOut(_:context:)``): swift-nio-ssl encrypts all that one flush
+/// brings into a buffer it keeps for the connection's life at the largest size it ever grew to,
+/// so one flush of a 350 KB page left an idle connection holding 285 KiB. Flushing happens only
+/// there, never from a write: a flush's write error closes the channel, and from inside a write
+/// that would reach the writer in the middle of it.
 ///
 /// The copies go into buffers the thread lends (``GatherBuffers``): a fresh 16 KiB buffer a
 /// response cost a page fault each.
