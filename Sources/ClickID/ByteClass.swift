@@ -104,6 +104,8 @@ public struct ByteClass: Sendable {
     /// Visible ASCII and obs-text: a request target as clients send it (some leave bytes of 0x80
     /// and above unencoded), and any HTTP/2 pseudo-field's value.
     public static let visible = ByteClass(String((0x21...0x7E).map { Character(UnicodeScalar(UInt8($0))) }), nonASCII: true)
+    /// RFC 3986 `unreserved`: what a click id may hold.
+    public static let unreserved = ByteClass("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-._~")
     /// RFC 9112 request-target bytes: unreserved, gen-delims, sub-delims and `%`.
     public static let requestTarget = ByteClass("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-._~:/?#[]@!$&'()*+,;=%")
 

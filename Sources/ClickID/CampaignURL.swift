@@ -50,7 +50,7 @@ public struct CampaignURL: Sendable, Equatable {
         }
         let added = fields.map { field -> String in
             let value = String(field.value.trimmingSpaces)
-            let literal = TrackingParameters.isUnfilledMacro(value) && value.utf8.allSatisfy { Query.isUnreserved($0) || $0 == 0x7b || $0 == 0x7d }
+            let literal = TrackingParameters.isUnfilledMacro(value) && value.utf8.allSatisfy { ByteClass.unreserved.admits($0) || $0 == 0x7b || $0 == 0x7d }
             return "\(field.name)=" + (literal ? value : Query.encodedValue(value))
         }
         var result = reference

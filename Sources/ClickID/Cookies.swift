@@ -67,7 +67,7 @@ public struct SetCookie: Sendable, Equatable {
         /// byte a cookie may not carry.
         public init?(_ cookie: SetCookie) {
             guard !cookie.name.isEmpty, cookie.name.withUTF8Buffer(ByteClass.token.admits(all:)),
-                cookie.domain.map({ $0.utf8.allSatisfy { Query.isUnreserved($0) } }) ?? true
+                cookie.domain.map({ $0.utf8.allSatisfy(ByteClass.unreserved.admits) }) ?? true
             else {
                 return nil
             }

@@ -113,11 +113,22 @@ public enum Query {
     }
 
     /// `reference` (a URL or relative reference) with `pieces` (already encoded) at the end of its
-    /// query, before any fragment; every other byte as it was. Spliced into the text rather than
-    /// set as a parsed reference's query and the whole written again (≈ 2,000 instructions a
-    /// redirect, and per rewritten link of a page).
+    /// query, before any fragment; every other byte as it was.
     public static func appending(_ pieces: some Collection<String>, toQueryOf reference: String) -> String {
-        guard !pieces.isEmpty else { return reference }
+        appending(count: pieces.count, length: pieces.reduce(0) { $0 + $1.utf8.count }, toQueryOf: reference) { writer in
+            for piece in pieces { writer.piece(piece) }
+        }
+    }
+
+    /// `reference` with `count` pieces of `length` bytes together (the `&`s between them not
+    /// counted) at the end of its query, before any fragment, each written by `writePieces`; every
+    /// other byte as it was. Spliced into the text rather than set as a parsed reference's query
+    /// and the whole written again (≈ 2,000 instructions a redirect, and per rewritten link of a
+    /// page), and written in place: no string is made for a piece.
+    public static func appending(
+        count: Int, length: Int, toQueryOf reference: String, _ writePieces: (inout PieceWriter) -> Void
+    ) -> String {
+        guard count > 0 else { return reference }
         return reference.withUTF8Buffer { text in
             // The first `#` starts the fragment; the first `?` before it starts the query.
             let fragment = text.firstIndex(of: .hash) ?? text.count
@@ -130,20 +141,48 @@ public enum Query {
             } else {
                 separator = "&"
             }
-            let piecesLength = pieces.reduce(pieces.count - 1) { $0 + $1.utf8.count }
-            return String(unsafeUninitializedCapacity: text.count + separator.utf8CodeUnitCount + piecesLength) { out in
-                var written = out.initialize(fromContentsOf: UnsafeBufferPointer(rebasing: text[..<fragment]))
-                func copy(_ bytes: UnsafeBufferPointer<UInt8>) {
-                    written = UnsafeMutableBufferPointer(rebasing: out[written...]).initialize(fromContentsOf: bytes) + written
-                }
-                copy(UnsafeBufferPointer(start: separator.utf8Start, count: separator.utf8CodeUnitCount))
-                for (index, piece) in pieces.enumerated() {
-                    if index > 0 { out[written] = .ampersand; written += 1 }
-                    piece.withUTF8Buffer(copy)
-                }
-                copy(UnsafeBufferPointer(rebasing: text[fragment...]))
-                return written
+            let capacity = text.count + separator.utf8CodeUnitCount + length + count - 1
+            return String(unsafeUninitializedCapacity: capacity) { out in
+                var writer = PieceWriter(out: out)
+                writer.copy(UnsafeBufferPointer(rebasing: text[..<fragment]))
+                writer.copy(UnsafeBufferPointer(start: separator.utf8Start, count: separator.utf8CodeUnitCount))
+                writePieces(&writer)
+                writer.copy(UnsafeBufferPointer(rebasing: text[fragment...]))
+                return writer.written
             }
+        }
+    }
+
+    /// Writes the pieces ``appending(count:length:toQueryOf:_:)`` adds, `&` between them. Bounds
+    /// are checked: a piece longer than announced stops the process rather than write past the string.
+    public struct PieceWriter {
+        fileprivate let out: UnsafeMutableBufferPointer<UInt8>
+        fileprivate var written = 0
+        private var pieces = 0
+
+        fileprivate init(out: UnsafeMutableBufferPointer<UInt8>) {
+            self.out = out
+        }
+
+        /// Starts a piece with `text`.
+        public mutating func piece(_ text: String) {
+            if pieces > 0 {
+                precondition(written < out.count, "query pieces longer than announced")
+                out[written] = .ampersand
+                written += 1
+            }
+            pieces += 1
+            text.withUTF8Buffer { copy($0) }
+        }
+
+        /// Continues the piece started last.
+        public mutating func append(_ text: String) {
+            text.withUTF8Buffer { copy($0) }
+        }
+
+        fileprivate mutating func copy(_ bytes: UnsafeBufferPointer<UInt8>) {
+            precondition(bytes.count <= out.count - written, "query pieces longer than announced")
+            written = UnsafeMutableBufferPointer(rebasing: out[written...]).initialize(fromContentsOf: bytes) + written
         }
     }
 
@@ -174,7 +213,7 @@ public enum Query {
     public static func encodedValue(_ text: String) -> String {
         var out = ""
         for byte in text.utf8 {
-            if isUnreserved(byte) {
+            if ByteClass.unreserved.admits(byte) {
                 out.unicodeScalars.append(Unicode.Scalar(byte))
             } else {
                 out += "%" + String(byte >> 4, radix: 16, uppercase: true) + String(byte & 0xf, radix: 16, uppercase: true)
@@ -219,11 +258,6 @@ public enum Query {
     /// What a query piece may carry unescaped: unreserved bytes, `%` escapes and the delimiters
     /// RFC 3986 allows in a query.
     private static let pieceByte = ByteClass("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-._~%!$'()*+,=:@/?")
-
-    static func isUnreserved(_ byte: UInt8) -> Bool {
-        (byte >= 0x30 && byte <= 0x39) || (byte >= 0x41 && byte <= 0x5a) || (byte >= 0x61 && byte <= 0x7a)
-            || byte == 0x2d || byte == 0x2e || byte == 0x5f || byte == 0x7e
-    }
 
     private static func hexValue(_ byte: UInt8) -> UInt8? {
         switch byte {

@@ -37,10 +37,13 @@ public struct RedirectRewriter: Sendable {
         didSet { pathReferencesAllowed = Self.allows(scheme: requestURL.scheme, authority: requestURL.authority, in: allowlist) }
     }
     /// Click ids to carry, `parameter` → value (validated, URL-safe).
-    public var clickIDs: [(parameter: String, value: String)]
+    public let clickIDs: [(parameter: String, value: String)]
     /// Raw `name=value` pieces of the request URL that pass through (e.g. `utm_*`).
-    public var passThrough: [(name: String, piece: String)]
+    public let passThrough: [(name: String, piece: String)]
     public let allowlist: HostAllowlist
+    /// What a target may gain, from the two above, sorted out once: a decorated page asks for
+    /// every link.
+    private let additions: [Addition]
     /// Whether a reference with neither scheme nor authority (resolved on the request URL's own
     /// host) may get ids: most of a page's links are such, and are answered without being parsed.
     private var pathReferencesAllowed: Bool
@@ -53,6 +56,7 @@ public struct RedirectRewriter: Sendable {
         self.clickIDs = clickIDs
         self.passThrough = passThrough
         self.allowlist = allowlist
+        additions = Self.additions(clickIDs: clickIDs, passThrough: passThrough)
         pathReferencesAllowed = Self.allows(scheme: requestURL.scheme, authority: requestURL.authority, in: allowlist)
     }
 
@@ -92,18 +96,34 @@ public struct RedirectRewriter: Sendable {
 
     /// The click ids and pass-through parameters this rewriter carries, decoded, for form fields.
     public func carriedParameters() -> [(name: String, value: String)] {
-        additions(missingFrom: nil).map { name, piece in
-            let value = piece.split(separator: "=", maxSplits: 1, omittingEmptySubsequences: false).dropFirst().first ?? ""
-            return (name, Query.percentDecoded(value) ?? String(value))
+        var out: [(name: String, value: String)] = []
+        forEachAddition(missingFrom: nil) { addition in
+            switch addition {
+            case .clickID(let parameter, let value):
+                out.append((parameter, value))  // unreserved bytes only: nothing to decode
+            case .passThrough(let name, let piece):
+                let value = piece.split(separator: "=", maxSplits: 1, omittingEmptySubsequences: false).dropFirst().first ?? ""
+                out.append((name, Query.percentDecoded(value) ?? String(value)))
+            }
         }
+        return out
     }
 
-    /// A new `Location` value, or nil when nothing is to change.
+    /// A new `Location` value, or nil when nothing is to change. What the target lacks is
+    /// enumerated twice, to size the new value and to write it, rather than collected: a redirect
+    /// made an array and a string a click id (≈ 2,000 instructions).
     public func rewriteLocation(_ location: String) -> String? {
         guard let target = allowedTarget(location) else { return nil }
-        let additions = additions(missingFrom: target.query)
-        guard !additions.isEmpty else { return nil }
-        return Query.appending(additions.lazy.map(\.piece), toQueryOf: location)
+        var count = 0
+        var length = 0
+        forEachAddition(missingFrom: target.query) { addition in
+            count += 1
+            length += addition.length
+        }
+        guard count > 0 else { return nil }
+        return Query.appending(count: count, length: length, toQueryOf: location) { writer in
+            forEachAddition(missingFrom: target.query) { $0.write(into: &writer) }
+        }
     }
 
     /// `location` parsed, when it resolves to an http(s) URL on an allowed host. Only the
@@ -123,25 +143,71 @@ public struct RedirectRewriter: Sendable {
         return allowlist.allows(host)
     }
 
-    /// What a target with `query` lacks, as `name=value` query pieces: acceptable click ids
-    /// first, then pass-through parameters, each name once; a name the query has (decoded) is left out.
-    private func additions(missingFrom query: String?) -> [(name: String, piece: String)] {
-        var out: [(name: String, piece: String)] = []
-        for (parameter, value) in clickIDs where ClickIDValue.isAcceptable(value) && !out.contains(where: { $0.name == parameter }) {
-            out.append((parameter, String(concatenating: parameter, "=", value)))
-        }
-        for (name, piece) in passThrough where !out.contains(where: { $0.name == name }) {
-            out.append((name, piece))
-        }
-        guard !out.isEmpty, let query else { return out }
-        query.withUTF8Buffer { bytes in
-            var pieces = Query.Pieces(bytes)
-            while !out.isEmpty, let (name, _) = pieces.next() {
-                let name = Query.RawName(name)
-                out.removeAll { name.reads(as: $0.name) }
+    /// A parameter a rewritten URL gains.
+    private enum Addition: Sendable {
+        /// Written `parameter=value`; the value is URL-safe (``ClickIDValue``).
+        case clickID(parameter: String, value: String)
+        /// The request's piece as it came (sanitized), under its decoded name.
+        case passThrough(name: String, piece: String)
+
+        var name: String {
+            switch self {
+            case .clickID(let parameter, _): parameter
+            case .passThrough(let name, _): name
             }
         }
+
+        /// Its bytes in a query.
+        var length: Int {
+            switch self {
+            case .clickID(let parameter, let value): parameter.utf8.count + 1 + value.utf8.count
+            case .passThrough(_, let piece): piece.utf8.count
+            }
+        }
+
+        func write(into writer: inout Query.PieceWriter) {
+            switch self {
+            case .clickID(let parameter, let value):
+                writer.piece(parameter)
+                writer.append("=")
+                writer.append(value)
+            case .passThrough(_, let piece):
+                writer.piece(piece)
+            }
+        }
+    }
+
+    /// Acceptable click ids first (the first acceptable value of a parameter), then pass-through
+    /// parameters, each name once.
+    private static func additions(
+        clickIDs: [(parameter: String, value: String)], passThrough: [(name: String, piece: String)]
+    ) -> [Addition] {
+        var out: [Addition] = []
+        out.reserveCapacity(clickIDs.count + passThrough.count)
+        for (parameter, value) in clickIDs where ClickIDValue.isAcceptable(value) && !out.contains(where: { $0.name == parameter }) {
+            out.append(.clickID(parameter: parameter, value: value))
+        }
+        for (name, piece) in passThrough where !out.contains(where: { $0.name == name }) {
+            out.append(.passThrough(name: name, piece: piece))
+        }
         return out
+    }
+
+    /// Calls `body` with each addition whose name a target with `query` lacks (decoded), in order.
+    private func forEachAddition(missingFrom query: String?, _ body: (Addition) -> Void) {
+        for addition in additions where !Self.query(query, names: addition.name) { body(addition) }
+    }
+
+    /// Whether `query` has a parameter whose decoded name is `name`.
+    private static func query(_ query: String?, names name: String) -> Bool {
+        guard let query else { return false }
+        return query.withUTF8Buffer { bytes in
+            var pieces = Query.Pieces(bytes)
+            while let (raw, _) = pieces.next() {
+                if Query.RawName(raw).reads(as: name) { return true }
+            }
+            return false
+        }
     }
 
     /// The `Refresh` header (`5; url=/next`): the URL part rewritten as a `Location` would be.

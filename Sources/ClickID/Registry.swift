@@ -111,6 +111,10 @@ public enum ClickIDValue {
     public static func check<S: StringProtocol>(_ value: S) -> Rejection? {
         if value.isEmpty { return .empty }
         if value.utf8.count > maxLength { return .tooLong }
-        return value.utf8.allSatisfy(Query.isUnreserved) ? nil : .badCharacter
+        // Asked of every captured and carried id: the bytes in place where the string has them
+        // (a byte loop over a generic `UTF8View` cost ≈ 30 instructions a byte).
+        let unreserved = value.utf8.withContiguousStorageIfAvailable { ByteClass.unreserved.admits(all: $0) }
+            ?? value.utf8.allSatisfy(ByteClass.unreserved.admits)
+        return unreserved ? nil : .badCharacter
     }
 }
