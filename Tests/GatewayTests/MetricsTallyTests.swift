@@ -1,3 +1,4 @@
+import Prometheus
 import Testing
 
 @testable import Gateway
@@ -35,5 +36,25 @@ import Testing
             }
         }
         #expect(tally.snapshot() == ["requests": 16_000])
+    }
+
+    /// With an exporter (Prometheus, as the gateway runs), every metric reaches both: counters and
+    /// gauges are tallied and exported, histograms and timers exported only.
+    @Test func anExporterGetsEveryMetricBesideTheTally() {
+        let registry = PrometheusCollectorRegistry()
+        let tally = MetricsTally(exportingTo: PrometheusMetricsFactory(registry: registry))
+        let counter = tally.makeCounter(label: "hits", dimensions: [("site", "a")])
+        counter.increment(by: 2)
+        tally.makeCounter(label: "hits", dimensions: [("site", "a")]).increment(by: 1)
+        tally.makeRecorder(label: "depth", dimensions: [], aggregate: false).record(Int64(4))
+        tally.makeFloatingPointCounter(label: "bytes", dimensions: []).increment(by: 0.5)
+        tally.makeTimer(label: "latency_seconds", dimensions: []).recordNanoseconds(2_000_000)
+        #expect(tally.snapshot() == ["hits{site=a}": 3, "depth": 4, "bytes": 0.5])
+        var text: [UInt8] = []
+        registry.emit(into: &text)
+        let exported = String(decoding: text, as: UTF8.self)
+        for line in [#"hits{site="a"} 3"#, "depth 4", "bytes 0.5", "latency_seconds_count 1"] {
+            #expect(exported.contains(line), "the exporter lacks \(line):\n\(exported)")
+        }
     }
 }

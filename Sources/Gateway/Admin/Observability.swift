@@ -13,14 +13,15 @@ public struct Observability: Sendable {
 
     /// Makes the backends and installs them as the process's metrics system (once per process).
     public static func bootstrap(sampleEvery interval: Duration = .seconds(10)) -> Observability {
-        let observability = Observability(registry: PrometheusCollectorRegistry(), tally: MetricsTally(), history: MetricsHistory(interval: interval))
-        var prometheus = PrometheusMetricsFactory(registry: observability.registry)
+        let registry = PrometheusCollectorRegistry()
+        var prometheus = PrometheusMetricsFactory(registry: registry)
         // Upstream responses and Events API calls: milliseconds to tens of seconds.
         prometheus.defaultDurationHistogramBuckets = [
             .milliseconds(5), .milliseconds(10), .milliseconds(25), .milliseconds(50), .milliseconds(100), .milliseconds(250),
             .milliseconds(500), .seconds(1), .seconds(2.5), .seconds(5), .seconds(10), .seconds(30),
         ]
-        MetricsSystem.bootstrap(MultiplexMetricsHandler(factories: [prometheus, observability.tally]))
+        let observability = Observability(registry: registry, tally: MetricsTally(exportingTo: prometheus), history: MetricsHistory(interval: interval))
+        MetricsSystem.bootstrap(observability.tally)
         return observability
     }
 }
