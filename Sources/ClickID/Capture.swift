@@ -95,7 +95,7 @@ extension UInt64 {
 
     /// The 16 digits into the first 16 bytes of `buffer` (a new visitor id per request: no
     /// intermediate strings).
-    func writeHex(into buffer: UnsafeMutableBufferPointer<UInt8>) {
+    public func writeHex(into buffer: UnsafeMutableBufferPointer<UInt8>) {
         let digits: StaticString = "0123456789abcdef"
         digits.withUTF8Buffer { digits in
             for i in 0..<16 {

@@ -66,20 +66,38 @@ struct DownstreamInfo {
     }
 }
 
-/// The id that ties a request's access-log line, its upstream request and its error page together.
-enum RequestID {
+/// The id that ties a request's access-log line, its upstream request and its error page
+/// together: a trusted proxy's sane token, or 64 random bits shown as 16 hex digits.
+///
+/// Every request has one and few read it as text: the digits are written straight into the
+/// upstream head, and a string is made only for a log line or an error page (a string a request,
+/// made and freed, cost ≈ 700 instructions).
+public struct RequestID: Sendable, CustomStringConvertible {
+    private let trusted: String?
+    private let random: UInt64
+
     /// A trusted proxy's id when it is a sane token (1 to 128 of `A-Z a-z 0-9 . _ - :`), else a new one.
-    static func from(_ trustedValue: String?) -> String {
+    init(trustedValue: String?) {
         if let value = trustedValue, (1...128).contains(value.utf8.count),
             value.utf8.allSatisfy({ ($0 >= 0x30 && $0 <= 0x3a) || ($0 >= 0x41 && $0 <= 0x5a) || ($0 >= 0x61 && $0 <= 0x7a) || $0 == 0x2d || $0 == 0x2e || $0 == 0x5f })
         {
-            return value
+            trusted = value
+            random = 0
+        } else {
+            var generator = BufferedRandom()
+            trusted = nil
+            random = generator.next()
         }
-        return make()
     }
 
-    static func make() -> String {
-        var generator = BufferedRandom()
-        return generator.next().fixedWidthHex
+    public var description: String { trusted ?? random.fixedWidthHex }
+
+    /// Appends the `X-Request-ID` field carrying it.
+    func append(to headers: inout HeaderFields) {
+        if let trusted {
+            headers.appendChecked("x-request-id", trusted)
+        } else {
+            headers.appendChecked("x-request-id", valueLength: 16) { random.writeHex(into: UnsafeMutableBufferPointer(start: $0, count: 16)) }
+        }
     }
 }

@@ -137,7 +137,7 @@ public protocol LocalService: Sendable {
 
 /// What the gateway knows about one request; filters read it and add their own values.
 public struct RequestContext: Sendable {
-    public let requestID: String
+    public let requestID: RequestID
     /// The address the TCP connection came from.
     public let peerAddress: String
     /// The client, after `trusted_proxies` rules were applied to X-Forwarded-For.
@@ -156,7 +156,7 @@ public struct RequestContext: Sendable {
     /// Filter-owned values, keyed by type.
     public var values = ContextValues()
 
-    init(requestID: String, peerAddress: String, scheme: String, httpVersion: String, host: String, authority: String) {
+    init(requestID: RequestID, peerAddress: String, scheme: String, httpVersion: String, host: String, authority: String) {
         self.requestID = requestID
         self.peerAddress = peerAddress
         self.clientAddress = peerAddress

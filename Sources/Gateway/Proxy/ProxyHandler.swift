@@ -213,7 +213,7 @@ final class ProxyHandler: ChannelDuplexHandler, UpstreamSink {
         let peerTrusted = peerIsTrusted
         let exchange = Exchange(
             context: RequestContext(
-                requestID: RequestID.from(peerTrusted ? fields.requestID : nil), peerAddress: downstream.peerAddress, scheme: downstream.scheme,
+                requestID: RequestID(trustedValue: peerTrusted ? fields.requestID : nil), peerAddress: downstream.peerAddress, scheme: downstream.scheme,
                 httpVersion: downstream.httpVersion, host: SiteTable.normalizedHost(fields.host ?? "") ?? "", authority: fields.host ?? ""),
             head: head, connection: fields.connection)
         exchange.context.userAgent = fields.userAgent
@@ -277,8 +277,7 @@ final class ProxyHandler: ChannelDuplexHandler, UpstreamSink {
             send(.head(ResponseHead(version: head.version, status: .continue)), flush: true)
         }
         upstreamHead.version = .http1_1
-        // `RequestID` made it or admitted a trusted peer's sane token.
-        upstreamHead.headers.appendChecked("x-request-id", exchange.context.requestID)
+        exchange.context.requestID.append(to: &upstreamHead.headers)
         if rewritesHost {
             let defaultPort = upstream.scheme == .https ? 443 : 80
             let authority = upstream.port == defaultPort ? upstream.host : HostPort(host: upstream.host, port: upstream.port).description
@@ -594,8 +593,8 @@ final class ProxyHandler: ChannelDuplexHandler, UpstreamSink {
     private func respondError(_ status: HTTPResponseStatus, detail: String, close: Bool) {
         guard let exchange else { return }
         if exchange.error == nil { exchange.error = detail }
-        var response = ErrorPage.response(status, requestID: exchange.context.requestID, detail: detail)
-        response.headers.add(name: "x-request-id", value: exchange.context.requestID)
+        var response = ErrorPage.response(status, requestID: exchange.context.requestID.description, detail: detail)
+        response.headers.add(name: "x-request-id", value: exchange.context.requestID.description)
         respondLocal(response, close: close)
     }
 
@@ -708,7 +707,7 @@ final class ProxyHandler: ChannelDuplexHandler, UpstreamSink {
             String(Double((to - from).nanoseconds) / 1_000_000)
         }
         let head = exchange.requestHead
-        fields.set("request_id", exchange.context.requestID)
+        fields.set("request_id", exchange.context.requestID.description)
         fields.set("client", exchange.context.clientAddress)
         fields.set("method", head.method.rawValue)
         fields.set("host", exchange.context.host)

@@ -111,6 +111,16 @@ public struct HeaderFields: Sendable {
         }
     }
 
+    /// ``appendChecked(_:_:)`` for a value `write` puts in place (`length` bytes).
+    mutating func appendChecked(_ name: String, valueLength length: Int, writingValue write: (UnsafeMutablePointer<UInt8>) -> Void) {
+        name.withUTF8Buffer { name in
+            let line = appendLine(name: name, valueLength: length, writingValue: write)
+            assert(
+                !name.isEmpty && ByteClass.token.admits(all: name) && withBytes { ByteClass.fieldValue.admits(all: Self.value(of: line, in: $0)) },
+                "unchecked field \(name)")
+        }
+    }
+
     /// ``appendChecked(_:_:)``, the field put first: its bytes go at the end like any other's, only
     /// its place in the index moves.
     mutating func prependChecked(_ name: String, _ value: String) {
