@@ -22,6 +22,14 @@ static inline __m128i clickgate_letters_digits_hyphens(__m128i block, int upper_
     return _mm_or_si128(_mm_or_si128(letters, digits), hyphens);
 }
 
+static inline __m128i clickgate_cookie_octets(__m128i block, int upper_case) {
+    (void)upper_case;
+    __m128i refused = _mm_or_si128(
+        _mm_or_si128(_mm_cmpeq_epi8(block, _mm_set1_epi8('"')), _mm_cmpeq_epi8(block, _mm_set1_epi8(','))),
+        _mm_or_si128(_mm_cmpeq_epi8(block, _mm_set1_epi8(';')), _mm_cmpeq_epi8(block, _mm_set1_epi8('\\'))));
+    return _mm_andnot_si128(refused, clickgate_in_range(block, 0x21, 0x7E));
+}
+
 // Whether `accepts` passes every one of `count` bytes (at least 16), sixteen at a time. Inlined
 // with each test, so the call through the pointer goes away.
 static inline int clickgate_all_blocks(const uint8_t *bytes, size_t count, __m128i (*accepts)(__m128i, int), int upper_case) {
@@ -56,6 +64,18 @@ int clickgate_all_letters_digits_hyphens(const uint8_t *bytes, size_t count, int
         uint8_t byte = bytes[index];
         int letter = (byte >= 'a' && byte <= 'z') || (upper_case && byte >= 'A' && byte <= 'Z');
         if (!letter && !(byte >= '0' && byte <= '9') && byte != '-') return 0;
+    }
+    return 1;
+#endif
+}
+
+int clickgate_all_cookie_octets(const uint8_t *bytes, size_t count) {
+#if defined(__SSE2__)
+    return clickgate_all_blocks(bytes, count, clickgate_cookie_octets, 0);
+#else
+    for (size_t index = 0; index < count; index++) {
+        uint8_t byte = bytes[index];
+        if (byte < 0x21 || byte > 0x7E || byte == '"' || byte == ',' || byte == ';' || byte == '\\') return 0;
     }
     return 1;
 #endif

@@ -23,6 +23,8 @@ public struct ByteClass: Sendable {
         case lettersDigitsHyphens
         /// The same without upper case: nearly every HTTP/2 field name.
         case lowercaseLettersDigitsHyphens
+        /// RFC 6265 `cookie-octet`s: every cookie value the gateway sets.
+        case cookieOctets
 
         /// All of at least sixteen bytes, sixteen at a time.
         @inlinable @inline(__always)
@@ -32,6 +34,7 @@ public struct ByteClass: Sendable {
             case .plain: clickgate_all_space_or_visible(bytes, count) != 0
             case .lettersDigitsHyphens: clickgate_all_letters_digits_hyphens(bytes, count, 1) != 0
             case .lowercaseLettersDigitsHyphens: clickgate_all_letters_digits_hyphens(bytes, count, 0) != 0
+            case .cookieOctets: clickgate_all_cookie_octets(bytes, count) != 0
             }
         }
 
@@ -45,6 +48,15 @@ public struct ByteClass: Sendable {
             case .plain:
                 let del = word ^ 0x7F7F_7F7F_7F7F_7F7F
                 return ((word &- 0x2020_2020_2020_2020) & ~word | (del &- 0x0101_0101_0101_0101) & ~del) & high == 0
+            case .cookieOctets:
+                guard word & high == 0 else { return false }
+                // Bit 7 of a byte of `(x - 0x01…) & ~x` is set for a zero byte (and may be for the
+                // bytes above one, which is enough to refuse the word); `n` in place of 0x01
+                // flags a byte below `n`.
+                let ones: UInt64 = 0x0101_0101_0101_0101
+                @inline(__always) func anyBelow(_ bytes: UInt64, _ n: UInt64) -> Bool { (bytes &- ones &* n) & ~bytes & high != 0 }
+                @inline(__always) func anyEqual(_ byte: UInt64) -> Bool { anyBelow(word ^ (ones &* byte), 1) }
+                return !anyBelow(word, 0x21) && !anyEqual(0x7F) && !anyEqual(0x22) && !anyEqual(0x2C) && !anyEqual(0x3B) && !anyEqual(0x5C)
             case .lettersDigitsHyphens, .lowercaseLettersDigitsHyphens:
                 guard word & high == 0 else { return false }
                 // With every byte below 0x80 no sum carries into the next byte: bit 7 of a byte is
@@ -113,7 +125,8 @@ public struct ByteClass: Sendable {
     public static let hostName = ByteClass("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-._:[]")
 
     /// RFC 6265 `cookie-octet`: no controls, whitespace, `"`, `,`, `;` or `\`.
-    public static let cookieOctet = ByteClass(String((0x21...0x7E).map { Character(UnicodeScalar(UInt8($0))) }.filter { !"\",;\\".contains($0) }))
+    public static let cookieOctet = ByteClass(
+        String((0x21...0x7E).map { Character(UnicodeScalar(UInt8($0))) }.filter { !"\",;\\".contains($0) }), words: .cookieOctets)
 
     init(_ members: String, nonASCII: Bool = false, words: Words = .none) {
         var low: UInt64 = 0

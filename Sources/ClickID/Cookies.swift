@@ -63,11 +63,12 @@ public struct SetCookie: Sendable, Equatable {
         private let prefix: [UInt8]
         private let suffix: [UInt8]
 
-        /// The template of `cookie` (its value is not used); nil when its name or domain has a
-        /// byte a cookie may not carry.
+        /// The template of `cookie` (its value is not used); nil when its name, domain or path
+        /// has a byte a cookie may not carry (a path: no control byte and no `;`, RFC 6265 §4.1.1).
         public init?(_ cookie: SetCookie) {
             guard !cookie.name.isEmpty, cookie.name.withUTF8Buffer(ByteClass.token.admits(all:)),
-                cookie.domain.map({ $0.utf8.allSatisfy(ByteClass.unreserved.admits) }) ?? true
+                cookie.domain.map({ $0.utf8.allSatisfy(ByteClass.unreserved.admits) }) ?? true,
+                cookie.path.utf8.allSatisfy({ ByteClass.visible.admits($0) && $0 < 0x80 && $0 != UInt8(ascii: ";") })
             else {
                 return nil
             }
@@ -94,7 +95,8 @@ public struct SetCookie: Sendable, Equatable {
         /// it at a pointer, so a caller can put it straight where it goes (a proxied response sets
         /// two or three cookies, and a string made for each cost ≈ 800 instructions). Not generic:
         /// called from another module, a generic function runs unspecialised. False, and `body` not
-        /// called, when `value` has a byte a cookie may not carry.
+        /// called, when `value` has a byte a cookie may not carry. What it writes is a field value
+        /// as it may be sent (visible ASCII and inner spaces only), checked here once.
         @discardableResult
         public func withHeaderValueWriter(_ value: String, _ body: (_ length: Int, _ write: (UnsafeMutablePointer<UInt8>) -> Void) -> Void) -> Bool {
             value.withUTF8Buffer { value in

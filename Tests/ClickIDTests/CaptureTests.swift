@@ -42,11 +42,20 @@ import Testing
         #expect(cookie.headerValue == "ttclid=E.C.P.x; Max-Age=34560000; Path=/; Secure; HttpOnly; SameSite=Lax")
         #expect(SetCookie(name: "a", value: "x;Domain=evil", maxAge: 1).headerValue == nil)
         #expect(SetCookie(name: "a b", value: "x", maxAge: 1).headerValue == nil)
+        // A path may not end the attribute or the field.
+        for bad in ["/a;Domain=evil", "/a\r\nX: y", "/é"] {
+            var withPath = SetCookie(name: "a", value: "x", maxAge: 1)
+            withPath.path = bad
+            #expect(withPath.headerValue == nil, "\(bad.debugDescription)")
+        }
         // The value is checked as it is copied: a refused byte anywhere makes no header.
         let template = SetCookie.Template(SetCookie(name: "v", value: "", maxAge: 60, secure: false))!
         #expect(template.headerValue("") == "v=; Max-Age=60; Path=/; SameSite=Lax")
         #expect(template.headerValue("abc") == "v=abc; Max-Age=60; Path=/; SameSite=Lax")
-        for bad in ["\rabc", "ab\nc", "abc;", "a b", "\"", "é", "a\u{7F}"] { #expect(template.headerValue(bad) == nil, "\(bad.debugDescription)") }
+        for bad in ["\rabc", "ab\nc", "abc;", "a b", "\"", "é", "a\u{7F}"] {
+            #expect(template.headerValue(bad) == nil, "\(bad.debugDescription)")
+            #expect(template.headerValue("0123456789abcdef" + bad) == nil, "\(bad.debugDescription) after sixteen bytes")
+        }
     }
 
     @Test func queryItemsKeepEveryPieceButEmptyOnes() {

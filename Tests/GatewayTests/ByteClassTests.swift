@@ -10,6 +10,7 @@ import Testing
     @Test(arguments: [
         ("token", ByteClass.token), ("field value", ByteClass.fieldValue), ("request target", ByteClass.requestTarget), ("host", ByteClass.hostName),
         ("cookie octet", ByteClass.cookieOctet), ("lower-case token", ByteClass.lowercaseToken), ("visible", ByteClass.visible),
+        ("unreserved", ByteClass.unreserved),
     ])
     func wordsAgreeWithBytes(name: String, byteClass: ByteClass) {
         var random = SplitMix(seed: 21)
@@ -28,7 +29,7 @@ import Testing
     }
 
     @Test func everySingleByteInEveryPosition() {
-        for byteClass in [ByteClass.token, .fieldValue, .requestTarget, .hostName, .cookieOctet, .lowercaseToken, .visible] {
+        for byteClass in [ByteClass.token, .fieldValue, .requestTarget, .hostName, .cookieOctet, .lowercaseToken, .visible, .unreserved] {
             // Each length where the words or blocks change, and their neighbours.
             var disagreements: [(count: Int, position: Int, byte: UInt8)] = []
             for count in [1, 3, 4, 5, 7, 8, 9, 15, 16, 17, 31, 32, 33, 48] {

@@ -15,4 +15,8 @@ int clickgate_all_space_or_visible(const uint8_t *bytes, size_t count);
 /// `upper_case`), digits or '-'.
 int clickgate_all_letters_digits_hyphens(const uint8_t *bytes, size_t count, int upper_case);
 
+/// Whether all `count` bytes (at least 16) are RFC 6265 cookie-octets: visible ASCII but
+/// '"', ',', ';' and '\\'.
+int clickgate_all_cookie_octets(const uint8_t *bytes, size_t count);
+
 #endif

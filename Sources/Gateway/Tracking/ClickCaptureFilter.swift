@@ -193,9 +193,10 @@ final class ClickCaptureFilter: ProxyFilter {
         let withDomain = site.flatMap { cookieDomains[$0] }.map { context.host == $0.domain || context.host.hasSuffix($0.dotted) } ?? false
         let templates = cookieTemplates[cookieSlot(site: site, secure: context.scheme == "https", withDomain: withDomain)]
         let now = Int64(Date().timeIntervalSince1970 * 1000)
-        // Each value written straight into the head, with no string made for it.
+        // Each value written straight into the head, with no string made for it, and not checked
+        // again: the template checked it.
         func setCookie(_ template: SetCookie.Template?, _ value: String) {
-            template?.withHeaderValueWriter(value) { length, write in head.headers.add(name: "set-cookie", valueLength: length, writingValue: write) }
+            template?.withHeaderValueWriter(value) { length, write in head.headers.appendChecked("set-cookie", valueLength: length, writingValue: write) }
         }
         for id in state.capture.fromURL {
             setCookie(templates.clickIDs[id.kind.parameter], id.kind.cookieValue(for: id.value, unixMilliseconds: now))
