@@ -78,8 +78,8 @@ final class ClickCaptureFilter: ProxyFilter {
 
     /// The cookies this filter sets, for one site, scheme and domain choice.
     private struct CookieTemplates: Sendable {
-        /// By click-id parameter.
-        var clickIDs: [String: SetCookie.Template] = [:]
+        /// In the registry's order, searched by parameter (as ``capturedCounters``).
+        var clickIDs: [(parameter: String, template: SetCookie.Template?)] = []
         var visitor: SetCookie.Template?
         var ttp: SetCookie.Template?
     }
@@ -120,7 +120,7 @@ final class ClickCaptureFilter: ProxyFilter {
                         SetCookie.Template(SetCookie(name: name, value: "", maxAge: maxAge, domain: domain, httpOnly: httpOnly, secure: secure))
                     }
                     var slot = CookieTemplates()
-                    for kind in registry.kinds { slot.clickIDs[kind.parameter] = template(kind.cookieName, maxAge: kind.maxAge) }
+                    slot.clickIDs = registry.kinds.map { ($0.parameter, template($0.cookieName, maxAge: $0.maxAge)) }
                     slot.visitor = template(tracking.visitorCookie, maxAge: Int(tracking.visitorMaxAge.components.seconds), httpOnly: true)
                     slot.ttp = template("_ttp", maxAge: Int(tracking.ttpMaxAge.components.seconds))
                     templates.append(slot)
@@ -199,7 +199,7 @@ final class ClickCaptureFilter: ProxyFilter {
             template?.withHeaderValueWriter(value) { length, write in head.headers.appendChecked("set-cookie", valueLength: length, writingValue: write) }
         }
         for id in state.capture.fromURL {
-            setCookie(templates.clickIDs[id.kind.parameter], id.kind.cookieValue(for: id.value, unixMilliseconds: now))
+            setCookie(templates.clickIDs.first { $0.parameter == id.kind.parameter }?.template, id.kind.cookieValue(for: id.value, unixMilliseconds: now))
         }
         if state.isNewVisitor { setCookie(templates.visitor, state.visitorID) }
         if let ttp = state.ttp { setCookie(templates.ttp, ttp) }
