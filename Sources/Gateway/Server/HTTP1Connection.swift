@@ -46,7 +46,10 @@ final class HTTP1Connection: ChannelDuplexHandler {
     /// either order (a filter may answer before the request's end arrives).
     private var exchange: (requestEnded: Bool, responseEnded: Bool)?
     private var responseInProgress = false
-    private var waiting = CircularBuffer<Waiting>(initialCapacity: 0)
+    /// Made for the first part that waits and dropped once none does: an idle connection holds
+    /// no queue (even an empty one allocates its first slot, 1 MiB over 10,000 connections).
+    private var waiting: CircularBuffer<Waiting>?
+    private var nothingWaits: Bool { waiting?.isEmpty ?? true }
     private var readPending = false
     private var draining = false
     /// True while the connection is idle and no byte of a next request has arrived.
@@ -122,19 +125,24 @@ final class HTTP1Connection: ChannelDuplexHandler {
             if let exchange, !exchange.requestEnded { deliver(part, context: context) }
             return
         }
-        if waiting.isEmpty, exchange?.requestEnded != true {
+        if nothingWaits, exchange?.requestEnded != true {
             deliver(part, context: context)
         } else {
-            waiting.append(.part(part))
+            wait(.part(part))
         }
     }
 
     private func received(_ refused: HTTP1ParseError, context: ChannelHandlerContext) {
-        if waiting.isEmpty, exchange?.requestEnded != true {
+        if nothingWaits, exchange?.requestEnded != true {
             refuse(refused, context: context)
         } else {
-            waiting.append(.refused(refused))
+            wait(.refused(refused))
         }
+    }
+
+    private func wait(_ item: Waiting) {
+        if waiting == nil { waiting = CircularBuffer(initialCapacity: 4) }
+        waiting?.append(item)
     }
 
     func userInboundEventTriggered(context: ChannelHandlerContext, event: Any) {
@@ -143,13 +151,13 @@ final class HTTP1Connection: ChannelDuplexHandler {
             return
         }
         draining = true
-        waiting.removeAll()
+        waiting = nil
         requestsInFlight = min(requestsInFlight, 1)
         if requestsInFlight == 0 { context.close(promise: nil) }
     }
 
     func read(context: ChannelHandlerContext) {
-        if waiting.isEmpty, !draining || requestsInFlight > 0 {
+        if nothingWaits, !draining || requestsInFlight > 0 {
             context.read()
         } else {
             readPending = true
@@ -228,19 +236,20 @@ final class HTTP1Connection: ChannelDuplexHandler {
     /// once nothing waits.
     private func deliverWaiting(context: ChannelHandlerContext) {
         var delivered = false
-        while exchange?.requestEnded != true, let next = waiting.popFirst() {
+        while exchange?.requestEnded != true, let next = waiting?.popFirst() {
             switch next {
             case .part(let part):
                 deliver(part, context: context)
                 delivered = true
             case .refused(let error):
                 refuse(error, context: context)
-                waiting.removeAll()
+                waiting = nil
                 return
             }
         }
         if delivered { context.fireChannelReadComplete() }
-        if readPending, waiting.isEmpty {
+        if nothingWaits { waiting = nil }
+        if readPending, nothingWaits {
             readPending = false
             context.read()
         }
