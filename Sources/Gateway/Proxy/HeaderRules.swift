@@ -14,6 +14,9 @@ enum HeaderRules {
         // Nearly always no option names another field (`keep-alive`, `close`).
         let named = connection.otherFields
         var kept = headers
+        // Room for what the proxy adds (forwarding fields, request id, host, the tracking
+        // filters'), so the copy made by the first change is the only one.
+        kept.reserveCapacity(fields: headers.count + 8)
         kept.removeAll { name, _ in
             ConnectionSpecific.isField(name) || dropping(name)
                 || (!named.isEmpty && named.contains { HeaderFields.sameName(name, $0) })

@@ -53,6 +53,11 @@ public struct HeaderFields: Sendable {
         lines.reserveCapacity(fieldCount)
     }
 
+    /// Room in the index for `count` fields.
+    mutating func reserveCapacity(fields count: Int) {
+        lines.reserveCapacity(count)
+    }
+
     /// Indexes a line of the received section (offsets from its start) whose name is a token, whose
     /// name is followed by exactly `: `, and whose value, ending right before CRLF, holds no control byte.
     mutating func indexReceivedLine(start: Int, nameEnd: Int, valueEnd: Int) {
