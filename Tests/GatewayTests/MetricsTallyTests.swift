@@ -56,5 +56,10 @@ import Testing
         for line in [#"hits{site="a"} 3"#, "depth 4", "bytes 0.5", "latency_seconds_count 1"] {
             #expect(exported.contains(line), "the exporter lacks \(line):\n\(exported)")
         }
+        // A destroyed metric leaves the exporter too.
+        tally.destroyCounter(counter)
+        text = []
+        registry.emit(into: &text)
+        #expect(!String(decoding: text, as: UTF8.self).contains("hits{"), "\(String(decoding: text, as: UTF8.self))")
     }
 }

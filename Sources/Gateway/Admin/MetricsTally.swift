@@ -128,18 +128,18 @@ public final class MetricsTally: MetricsFactory, Sendable {
     }
 
     public func destroyCounter(_ handler: any CounterHandler) {
-        if let exported = handler as? Exported, let counter = exported.counter { exporter?.destroyCounter(counter) }
+        if let counter = (handler as? Exported)?.counter { exporter?.destroyCounter(counter) }
     }
 
     public func destroyFloatingPointCounter(_ handler: any FloatingPointCounterHandler) {
-        if let exported = handler as? Exported, let counter = exported.floatingPointCounter { exporter?.destroyFloatingPointCounter(counter) }
+        if let counter = (handler as? Exported)?.floatingPointCounter { exporter?.destroyFloatingPointCounter(counter) }
     }
 
     public func destroyRecorder(_ handler: any RecorderHandler) {
-        if let exported = handler as? Exported, let recorder = exported.recorder {
-            exporter?.destroyRecorder(recorder)
-        } else if !(handler is Slot || handler is Ignored) {
-            exporter?.destroyRecorder(handler)
+        switch handler {
+        case let exported as Exported: if let recorder = exported.recorder { exporter?.destroyRecorder(recorder) }
+        case is Slot, is Ignored: break
+        default: exporter?.destroyRecorder(handler)  // an aggregate recorder: the exporter's own
         }
     }
 
