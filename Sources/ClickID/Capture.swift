@@ -33,13 +33,24 @@ public struct ClickCapture: Sendable, Equatable {
     }
 
     public static func scan(query: String?, cookies: RequestCookies, registry: ClickIDRegistry) -> ClickCapture {
+        guard let query else { return scan(queryBytes: nil, cookies: cookies, registry: registry) }
+        return query.withUTF8Buffer { scan(queryBytes: $0, cookies: cookies, registry: registry) }
+    }
+
+    /// What a request target's query (``URLReference/withQuery(of:_:)``) and the cookies carry,
+    /// the query read where it lies in the target.
+    public static func scan(target: String, cookies: RequestCookies, registry: ClickIDRegistry) -> ClickCapture {
+        URLReference.withQuery(of: target) { scan(queryBytes: $0, cookies: cookies, registry: registry) }
+    }
+
+    private static func scan(queryBytes: UnsafeBufferPointer<UInt8>?, cookies: RequestCookies, registry: ClickIDRegistry) -> ClickCapture {
         var capture = ClickCapture()
         let kinds = registry.kinds
         // This runs on every request: names are compared as bytes (a string is made only for a
         // name with an escape), and a value is decoded only for a click id's first occurrence.
         var inURL: [(kind: Int, value: String?)] = []
-        query?.withUTF8Buffer { bytes in
-            for (name, value) in Query.Pieces(bytes) {
+        if let queryBytes {
+            for (name, value) in Query.Pieces(queryBytes) {
                 let name = Query.RawName(name)
                 guard let kind = kinds.firstIndex(where: { name.reads(as: $0.parameter) }), !inURL.contains(where: { $0.kind == kind }) else { continue }
                 inURL.append((kind, value.map(Query.percentDecoded) ?? ""))

@@ -1,3 +1,11 @@
+#if canImport(Glibc)
+import Glibc
+#elseif canImport(Musl)
+import Musl
+#elseif canImport(Darwin)
+import Darwin
+#endif
+
 /// A URL or relative reference split into its RFC 3986 parts, each kept exactly as written.
 ///
 /// Nothing is decoded or re-encoded: a rewrite that only appends to the query leaves every other
@@ -24,40 +32,75 @@ public struct URLReference: Sendable, Equatable {
     /// Splits `text`; nil for text that cannot be a URL reference (control characters, spaces, a
     /// scheme with characters schemes may not have).
     public init?(_ text: String) {
-        // One pass over the bytes finds the delimiters and refuses controls, and each part is
-        // made from its byte range: every proxied request's target and every link the HTML
-        // decorator reads is split here. The delimiters are ASCII, so every range is whole UTF-8.
+        // Every proxied request's target and every link the HTML decorator reads is split here:
+        // one pass finds the parts, and each is made from its byte range.
         guard let parts = text.withUTF8Buffer({ bytes -> URLReference? in
+            guard let ranges = Ranges(bytes) else { return nil }
+            func part(_ range: Range<Int>) -> String { String(decoding: UnsafeBufferPointer(rebasing: bytes[range]), as: UTF8.self) }
+            return URLReference(
+                scheme: ranges.scheme.map(part), authority: ranges.authority.map(part), path: part(ranges.path),
+                query: ranges.query.map(part), fragment: ranges.fragment.map(part))
+        }) else { return nil }
+        self = parts
+    }
+
+    /// A request as its client addressed it: `target`'s path and query (as ``init(_:)`` splits
+    /// them; `/` for a target that is no reference) on `scheme` and `authority`. Only the two
+    /// parts kept are made into strings.
+    public init(scheme: String, authority: String, target: String) {
+        let (path, query) = target.withUTF8Buffer { bytes -> (String, String?) in
+            guard let ranges = Ranges(bytes) else { return ("/", nil) }
+            func part(_ range: Range<Int>) -> String { String(decoding: UnsafeBufferPointer(rebasing: bytes[range]), as: UTF8.self) }
+            return (part(ranges.path), ranges.query.map(part))
+        }
+        self.init(scheme: scheme, authority: authority, path: path, query: query)
+    }
+
+    /// The query of `target` as ``init(_:)`` would split it, read in place: nil when `target` has
+    /// none or is not a reference. Every request's capture reads it, and most never need the
+    /// other parts as strings.
+    public static func withQuery<Result>(of target: String, _ body: (UnsafeBufferPointer<UInt8>?) -> Result) -> Result {
+        target.withUTF8Buffer { bytes in
+            body(Ranges(bytes)?.query.map { UnsafeBufferPointer(rebasing: bytes[$0]) })
+        }
+    }
+
+    /// Where a reference's parts lie in its bytes. The delimiters are ASCII, so every range is
+    /// whole UTF-8.
+    private struct Ranges {
+        var scheme: Range<Int>?
+        var authority: Range<Int>?
+        var path: Range<Int>
+        var query: Range<Int>?
+        var fragment: Range<Int>?
+
+        init?(_ bytes: UnsafeBufferPointer<UInt8>) {
             var delimiters = Delimiters()
             guard delimiters.scan(bytes) else { return nil }
-            func part(_ range: Range<Int>) -> String { String(decoding: UnsafeBufferPointer(rebasing: bytes[range]), as: UTF8.self) }
-            var parts = URLReference()
             var end = bytes.count
             if let hash = delimiters.hash {
-                parts.fragment = part((hash + 1)..<end)
+                fragment = (hash + 1)..<end
                 end = hash
             }
             if let mark = delimiters.question {
-                parts.query = part((mark + 1)..<end)
+                query = (mark + 1)..<end
                 end = mark
             }
             var start = 0
             if let colon = delimiters.schemeColon {
-                guard colon > 0, Self.isASCIILetter(bytes[0]),
-                    bytes[..<colon].allSatisfy({ Self.isASCIILetter($0) || ($0 >= 0x30 && $0 <= 0x39) || $0 == 0x2b || $0 == 0x2d || $0 == 0x2e })
+                guard colon > 0, URLReference.isASCIILetter(bytes[0]),
+                    bytes[..<colon].allSatisfy({ URLReference.isASCIILetter($0) || ($0 >= 0x30 && $0 <= 0x39) || $0 == 0x2b || $0 == 0x2d || $0 == 0x2e })
                 else { return nil }
-                parts.scheme = part(0..<colon)
+                scheme = 0..<colon
                 start = colon + 1
             }
             if end - start >= 2, bytes[start] == .slash, bytes[start + 1] == .slash {
                 let authorityEnd = bytes[(start + 2)..<end].firstIndex(of: .slash) ?? end
-                parts.authority = part((start + 2)..<authorityEnd)
+                authority = (start + 2)..<authorityEnd
                 start = authorityEnd
             }
-            parts.path = part(start..<end)
-            return parts
-        }) else { return nil }
-        self = parts
+            path = start..<end
+        }
     }
 
     /// Whether `text`, read as a reference, has neither scheme nor authority (a path, query or
@@ -85,6 +128,18 @@ public struct URLReference: Sendable, Equatable {
 
         /// False when a byte is a control or a space.
         mutating func scan(_ bytes: UnsafeBufferPointer<UInt8>) -> Bool {
+            // A reference that starts with `/` (every origin-form request target, most links)
+            // has no scheme to find: its bytes are checked in one pass and the two delimiters
+            // found with memchr, where the loop below costs ≈ 30 instructions a byte.
+            if let base = bytes.baseAddress, bytes.first == .slash {
+                guard ByteClass.visible.admits(all: bytes) else { return false }
+                func first(_ byte: UInt8, before end: Int) -> Int? {
+                    memchr(base, Int32(byte), end).map { UnsafeRawPointer(base).distance(to: UnsafeRawPointer($0)) }
+                }
+                hash = first(.hash, before: bytes.count)
+                question = first(.question, before: hash ?? bytes.count)
+                return true
+            }
             var schemeDecided = false
             for index in bytes.indices {
                 let byte = bytes[index]

@@ -13,6 +13,17 @@ import Testing
         #expect(capture.value(for: "fbclid") == "FBID")
     }
 
+    /// A request target's capture reads the same ids as a capture of its query, and nothing from
+    /// a target that is no URL reference or from its fragment.
+    @Test func aTargetIsCapturedAsItsQuery() {
+        let cookies = RequestCookies(headers: ["_fbc=fb.1.1700000000000.FBID"])
+        let target = ClickCapture.scan(target: "/lp?a=1&ttclid=E.C.P.x#gclid=G", cookies: cookies, registry: registry)
+        #expect(target == ClickCapture.scan(query: "a=1&ttclid=E.C.P.x", cookies: cookies, registry: registry))
+        #expect(target.fromURL.map(\.value) == ["E.C.P.x"])
+        #expect(ClickCapture.scan(target: "/lp?ttclid=E.C.P.x y", cookies: cookies, registry: registry).fromURL.isEmpty)
+        #expect(ClickCapture.scan(target: "/lp", cookies: cookies, registry: registry).value(for: "fbclid") == "FBID")
+    }
+
     @Test(arguments: [
         ("ttclid=a%0D%0ASet-Cookie:x", ClickIDValue.Rejection.badCharacter), ("ttclid=a;b", .badCharacter), ("ttclid=a,b", .badCharacter),
         ("ttclid=%22q%22", .badCharacter), ("ttclid=a+b", .badCharacter), ("ttclid=caf%C3%A9", .badCharacter), ("ttclid=", .empty),

@@ -110,6 +110,20 @@ private func rewriter(
         #expect(try #require(URLReference(reference)).resolved(against: base).text == expected)
     }
 
+    /// The readings that skip making strings (a request target's query read in place, a request
+    /// URL built from its target) split a reference exactly as ``URLReference/init(_:)`` does.
+    @Test(arguments: [
+        "/lp?ttclid=E.C.P.x&a=1", "/lp", "/lp?", "/?#", "/a?b?c#d?e", "/a#b?c", "?q", "http://h:1/p?q=1#f", "//h/p?q",
+        "1x:/p?q", "/a b?q", "/a\u{7F}?q", "/a?q\tb", "/caf\u{E9}?q=\u{E9}", "", "*", "h:p?q", "/p#f?g#h",
+    ])
+    func inPlaceReadingsSplitAsTheParserDoes(target: String) {
+        let parsed = URLReference(target)
+        let query = URLReference.withQuery(of: target) { $0.map { String(decoding: $0, as: UTF8.self) } }
+        #expect(query == parsed?.query)
+        let addressed = URLReference(scheme: "https", authority: "lp.example.com", target: target)
+        #expect(addressed == URLReference(scheme: "https", authority: "lp.example.com", path: parsed?.path ?? "/", query: parsed?.query))
+    }
+
     @Test func webSchemesInAnyCase() {
         let web = ["http://a/", "HTTPS://a/", "hTtP://a/", "https:x"]
         let other = ["ftp://a/", "httpx://a/", "htt://a/", "httpss://a/", "/path", "//a/", "mailto:x", "hxxp://a/", "http2://a/"]

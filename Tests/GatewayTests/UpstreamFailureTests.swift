@@ -93,8 +93,9 @@ import Testing
             var transfers: [[Substring]]
             var connectionsBefore: Int
             var tries = 0
-            // A machine busy enough to keep the in-process origin from answering the last request
-            // within the 2 s clock (seen once beside the whole suite) gets another try.
+            // A machine busy enough to keep the in-process origin from answering the first or the
+            // last request within the 2 s clock (each seen beside the whole suite, the origin's
+            // loops shared with the other suites' clients) gets another try.
             repeat {
                 tries += 1
                 connectionsBefore = origin.connectionCount
@@ -104,7 +105,7 @@ import Testing
                     "\(base)/echo", "\(base)/hang", "\(base)/echo",
                 ])
                 transfers = result.stdout.split(separator: "\n").map { $0.split(separator: " ") }
-            } while tries < 3 && transfers.count == 3 && transfers[2].first == "504"
+            } while tries < 3 && transfers.count == 3 && (transfers[0].first == "504" || transfers[2].first == "504")
             #expect(transfers.map { $0.prefix(2).joined(separator: " ") } == ["200 1", "504 0", "200 0"], "one connection: \(result.stdout)")
             let waited = transfers.count == 3 ? Double(transfers[1].last ?? "") ?? 0 : 0
             #expect(waited >= 1.9 && waited < 3.5, "one upstream_response_header (2 s), not two: \(result.stdout)")

@@ -13,23 +13,28 @@ final class ClickState: Sendable {
     let isNewVisitor: Bool
     let trackingAllowed: Bool
     let ttp: String?
-    /// The request as the browser addressed it, for resolving relative redirect targets.
-    let requestURL: URLReference
+    /// The request target and how the browser addressed the host: ``requestURL``'s parts, kept
+    /// as they came (most requests never need the URL split into strings).
+    private let target: String
+    private let scheme: String
+    private let authority: String
     /// The target a smartlink sent the visitor to.
     let smartlinkTarget: String?
     /// The client sent a field under a name only the gateway speaks (``GatewayConfig/Tracking``'s headers).
     let carriesGatewayFields: Bool
 
     init(
-        capture: ClickCapture, visitorID: String, isNewVisitor: Bool, trackingAllowed: Bool, ttp: String?, requestURL: URLReference,
-        smartlinkTarget: String? = nil, carriesGatewayFields: Bool
+        capture: ClickCapture, visitorID: String, isNewVisitor: Bool, trackingAllowed: Bool, ttp: String?,
+        target: String, scheme: String, authority: String, smartlinkTarget: String? = nil, carriesGatewayFields: Bool
     ) {
         self.capture = capture
         self.visitorID = visitorID
         self.isNewVisitor = isNewVisitor
         self.trackingAllowed = trackingAllowed
         self.ttp = ttp
-        self.requestURL = requestURL
+        self.target = target
+        self.scheme = scheme
+        self.authority = authority
         self.smartlinkTarget = smartlinkTarget
         self.carriesGatewayFields = carriesGatewayFields
     }
@@ -37,8 +42,12 @@ final class ClickState: Sendable {
     func with(smartlinkTarget: String) -> ClickState {
         ClickState(
             capture: capture, visitorID: visitorID, isNewVisitor: isNewVisitor, trackingAllowed: trackingAllowed, ttp: ttp,
-            requestURL: requestURL, smartlinkTarget: smartlinkTarget, carriesGatewayFields: carriesGatewayFields)
+            target: target, scheme: scheme, authority: authority, smartlinkTarget: smartlinkTarget, carriesGatewayFields: carriesGatewayFields)
     }
+
+    /// The request as the browser addressed it, for resolving relative redirect targets; split
+    /// on each read.
+    var requestURL: URLReference { URLReference(scheme: scheme, authority: authority, target: target) }
 }
 
 extension ClickState {
@@ -147,8 +156,7 @@ final class ClickCaptureFilter: ProxyFilter {
             }
         }
         let cookies = RequestCookies(headers: cookieFields)
-        let target = URLReference(head.uri) ?? URLReference(path: "/")
-        let capture = ClickCapture.scan(query: target.query, cookies: cookies, registry: registry)
+        let capture = ClickCapture.scan(target: head.uri, cookies: cookies, registry: registry)
         for (parameter, reason) in capture.rejected {
             Counter(label: "clickgate_click_ids_rejected_total", dimensions: [("parameter", parameter), ("reason", reason.rawValue)]).increment()
         }
@@ -161,7 +169,7 @@ final class ClickCaptureFilter: ProxyFilter {
             isNewVisitor: known == nil,
             trackingAllowed: allowed,
             ttp: cookies.first("_ttp").flatMap { ClickIDValue.isAcceptable($0) ? $0 : nil },
-            requestURL: URLReference(scheme: context.scheme, authority: context.authority, path: target.path, query: target.query),
+            target: head.uri, scheme: context.scheme, authority: context.authority,
             carriesGatewayFields: carriesGatewayFields)
         return .proxy
     }
