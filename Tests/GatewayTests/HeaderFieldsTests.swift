@@ -15,7 +15,8 @@ import Testing
         #expect(fields["set-cookie"] == ["a=1", "b=2"])
         #expect(fields.contains(name: "host") && !fields.contains(name: "hos") && !fields.contains(name: "hostx"))
         fields.replaceOrAdd(name: "SET-cookie", value: "c=3")
-        #expect(fields.map(\.name) == ["Host", "SET-cookie"] && fields.first(name: "set-cookie") == "c=3")
+        // The first takes the new value where it stood, the second goes.
+        #expect(fields.map(\.name) == ["SET-cookie", "Host"] && fields["set-cookie"] == ["c=3"])
         fields.remove(name: "HOST")
         #expect(fields.count == 1 && fields.first(name: "host") == nil)
         // Names that differ only in characters a case fold could confuse (`^`/`~`, `@`/`` ` ``) stay apart.
@@ -74,8 +75,12 @@ import Testing
                     model.removeAll { $0.name.lowercased() == name.lowercased() }
                 case 3:
                     fields.replaceOrAdd(name: name, value: value)
-                    model.removeAll { $0.name.lowercased() == name.lowercased() }
-                    model.append((name, value))
+                    if let first = model.firstIndex(where: { $0.name.lowercased() == name.lowercased() }) {
+                        model[first] = (name, value)
+                        model = model.enumerated().filter { $0.offset <= first || $0.element.name.lowercased() != name.lowercased() }.map(\.element)
+                    } else {
+                        model.append((name, value))
+                    }
                 case 4:
                     let other = HeaderFields([(name, value), ("x-b", value)])
                     fields.add(contentsOf: other)

@@ -170,7 +170,7 @@ enum HeaderRules {
     static func keepOutOfSharedCaches(_ headers: inout HeaderFields) {
         // Most redirects carry no Cache-Control: no directives to split, nothing to replace.
         guard headers.contains(name: "cache-control") else {
-            headers.add(name: "cache-control", value: "private")
+            headers.appendChecked("cache-control", "private")
             return
         }
         let directives = headers[canonicalForm: "cache-control"]

