@@ -1,4 +1,5 @@
 import Config
+import NIOCore
 import NIOHTTP1
 import Testing
 
@@ -84,6 +85,16 @@ import Testing
         HeaderRules.applyForwarding(&fromIPv6, peer: "2001:db8::7", peerTrusted: false, scheme: "https", host: "[::1]:8443")
         #expect(fromIPv6["forwarded"] == ["for=\"[2001:db8::7]\";proto=https;host=\"[::1]:8443\""])
         #expect(fromIPv6.isWritable)
+        // The four lines go in with one append and are written out as any others.
+        #expect(headers.map(\.name) == ["Host", "x-forwarded-for", "x-forwarded-proto", "x-forwarded-host", "forwarded"])
+        let head = RequestHead(version: .http1_1, method: .GET, uri: "/", headers: headers)
+        let written = HeadWriter.draft(head, allocator: ByteBufferAllocator()).flatMap {
+            HeadWriter.finish($0, of: head, edit: HeadWriter.FramingEdit(), allocator: ByteBufferAllocator())
+        }
+        #expect(written.map { String(buffer: $0) } == """
+            GET / HTTP/1.1\r\nHost: lp.example.com\r\nx-forwarded-for: 203.0.113.7\r\nx-forwarded-proto: https\r\n\
+            x-forwarded-host: lp.example.com\r\nforwarded: for=203.0.113.7;proto=https;host="lp.example.com"\r\n\r\n
+            """)
     }
 
     @Test func aTrustedPeerExtendsTheChain() throws {

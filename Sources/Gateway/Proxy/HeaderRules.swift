@@ -64,6 +64,11 @@ enum HeaderRules {
     }
 
     private static let forwardingNames = ["x-forwarded-for", "x-forwarded-proto", "x-forwarded-host", "forwarded"]
+    /// What goes around the four values of ``applyForwarding(_:peer:peerTrusted:scheme:host:)``'s lines.
+    private static let forwardingLines: [StaticString] = [
+        "x-forwarded-for: ", "\r\nx-forwarded-proto: ", "\r\nx-forwarded-host: ", "\r\nforwarded: ", "\r\n",
+    ]
+    private static let forwardingLinesLength = forwardingLines.reduce(0) { $0 + $1.utf8CodeUnitCount }
 
     /// Whether a message leaves its connection open (``ConnectionOptions``). NIO's `isKeepAlive`,
     /// for heads its own decoder did not parse, splits every `Connection` value into Characters:
@@ -98,11 +103,28 @@ enum HeaderRules {
         guard peerTrusted else {
             headers.removeAll { name, _ in forwardingNames.contains { HeaderFields.sameName(name, $0) } }
             // The peer's address as the gateway formatted it, its own scheme, and the Host the
-            // parser (or the HTTP/2 codec) checked.
-            headers.appendChecked("x-forwarded-for", peer)
-            headers.appendChecked("x-forwarded-proto", scheme)
-            headers.appendChecked("x-forwarded-host", host)
-            headers.add(name: "forwarded", valueLength: element.length) { element.write(to: $0) }
+            // parser (or the HTTP/2 codec) checked, written as they are in one append.
+            let elementLength = element.length
+            let length = forwardingLinesLength + peer.utf8.count + scheme.utf8.count + host.utf8.count + elementLength
+            let lines = forwardingLines
+            headers.appendCheckedLines(length: length) { out in
+                var cursor = out
+                func put(_ bytes: UnsafeBufferPointer<UInt8>) {
+                    guard let source = bytes.baseAddress else { return }
+                    cursor.update(from: source, count: bytes.count)
+                    cursor += bytes.count
+                }
+                lines[0].withUTF8Buffer(put)
+                peer.withUTF8Buffer(put)
+                lines[1].withUTF8Buffer(put)
+                scheme.withUTF8Buffer(put)
+                lines[2].withUTF8Buffer(put)
+                host.withUTF8Buffer(put)
+                lines[3].withUTF8Buffer(put)
+                element.write(to: cursor)
+                cursor += elementLength
+                lines[4].withUTF8Buffer(put)
+            }
             return
         }
         headers.replaceOrAdd(name: "x-forwarded-for", value: (forwardedChain(headers) + [peer]).joined(separator: ", "))

@@ -1,5 +1,11 @@
 import ClickID
 
+#if canImport(Glibc)
+import Glibc
+#elseif canImport(Musl)
+import Musl
+#endif
+
 /// The fields of one HTTP head, kept as the bytes of `name: value` lines.
 ///
 /// Not NIO's `HTTPHeaders`, an array of string pairs: with it a proxied request made a string of
@@ -123,6 +129,35 @@ public struct HeaderFields: Sendable {
             assert(
                 !name.isEmpty && ByteClass.token.admits(all: name) && withBytes { ByteClass.fieldValue.admits(all: Self.value(of: line, in: $0)) },
                 "unchecked field \(name)")
+        }
+    }
+
+    /// Whole field lines the gateway composed, `name: value` CRLF each (names tokens, values held
+    /// to a field's rules), `length` bytes that `write` puts in place in one append, then indexed
+    /// where they lie: the four forwarding fields appended one by one cost ≈ 2,000 instructions a
+    /// request. Debug builds, which the in-process tests run, check each line.
+    mutating func appendCheckedLines(length: Int, writing write: (UnsafeMutablePointer<UInt8>) -> Void) {
+        let start = bytes.count
+        bytes.append(count: length, write)
+        let end = start + length
+        let block = bytes
+        block.withBytes { all in
+            let base = all.baseAddress!
+            func next(_ byte: UInt8, from index: Int) -> Int {
+                UnsafeRawPointer(base).distance(to: UnsafeRawPointer(memchr(base + index, Int32(byte), end - index)!))
+            }
+            var index = start
+            while index < end {
+                let colon = next(UInt8(ascii: ":"), from: index)
+                let cr = next(UInt8(ascii: "\r"), from: colon)
+                let line = Line(start: Int32(index), nameEnd: Int32(colon), valueEnd: Int32(cr))
+                assert(
+                    colon > index && all[colon + 1] == UInt8(ascii: " ") && all[cr + 1] == UInt8(ascii: "\n")
+                        && ByteClass.token.admits(all: Self.name(of: line, in: all))
+                        && ByteClass.fieldValue.admits(all: Self.value(of: line, in: all)), "unchecked field line")
+                lines.append(line)
+                index = cr + 2
+            }
         }
     }
 
