@@ -212,7 +212,6 @@ public struct HeaderFields: Sendable {
         if !other.isWritable { isWritable = false }
     }
 
-    /// Removes every field named `name` and appends one with `value`.
     /// The first field named `name` gets `value` where it stands (checked as ``add(name:value:)``
     /// checks it), and any later one goes; with none, the field is added. A rewritten `Location`
     /// took a removal pass over the whole index and an addition (≈ 1,300 instructions).
