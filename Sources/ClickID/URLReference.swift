@@ -36,7 +36,7 @@ public struct URLReference: Sendable, Equatable {
         // one pass finds the parts, and each is made from its byte range.
         guard let parts = text.withUTF8Buffer({ bytes -> URLReference? in
             guard let ranges = Ranges(bytes) else { return nil }
-            func part(_ range: Range<Int>) -> String { String(decoding: UnsafeBufferPointer(rebasing: bytes[range]), as: UTF8.self) }
+            func part(_ range: Range<Int>) -> String { Ranges.string(range, of: bytes) }
             return URLReference(
                 scheme: ranges.scheme.map(part), authority: ranges.authority.map(part), path: part(ranges.path),
                 query: ranges.query.map(part), fragment: ranges.fragment.map(part))
@@ -50,8 +50,7 @@ public struct URLReference: Sendable, Equatable {
     public init(scheme: String, authority: String, target: String) {
         let (path, query) = target.withUTF8Buffer { bytes -> (String, String?) in
             guard let ranges = Ranges(bytes) else { return ("/", nil) }
-            func part(_ range: Range<Int>) -> String { String(decoding: UnsafeBufferPointer(rebasing: bytes[range]), as: UTF8.self) }
-            return (part(ranges.path), ranges.query.map(part))
+            return (Ranges.string(ranges.path, of: bytes), ranges.query.map { Ranges.string($0, of: bytes) })
         }
         self.init(scheme: scheme, authority: authority, path: path, query: query)
     }
@@ -100,6 +99,11 @@ public struct URLReference: Sendable, Equatable {
                 start = authorityEnd
             }
             path = start..<end
+        }
+
+        /// One part as a string (the delimiters are ASCII: every part is whole UTF-8).
+        static func string(_ range: Range<Int>, of bytes: UnsafeBufferPointer<UInt8>) -> String {
+            String(decoding: UnsafeBufferPointer(rebasing: bytes[range]), as: UTF8.self)
         }
     }
 

@@ -64,11 +64,6 @@ enum HeaderRules {
     }
 
     private static let forwardingNames = ["x-forwarded-for", "x-forwarded-proto", "x-forwarded-host", "forwarded"]
-    /// What goes around the four values of ``applyForwarding(_:peer:peerTrusted:scheme:host:)``'s lines.
-    private static let forwardingLines: [StaticString] = [
-        "x-forwarded-for: ", "\r\nx-forwarded-proto: ", "\r\nx-forwarded-host: ", "\r\nforwarded: ", "\r\n",
-    ]
-    private static let forwardingLinesLength = forwardingLines.reduce(0) { $0 + $1.utf8CodeUnitCount }
 
     /// Whether a message leaves its connection open (``ConnectionOptions``). NIO's `isKeepAlive`,
     /// for heads its own decoder did not parse, splits every `Connection` value into Characters:
@@ -104,27 +99,7 @@ enum HeaderRules {
             headers.removeAll { name, _ in forwardingNames.contains { HeaderFields.sameName(name, $0) } }
             // The peer's address as the gateway formatted it, its own scheme, and the Host the
             // parser (or the HTTP/2 codec) checked, written as they are in one append.
-            let elementLength = element.length
-            let length = forwardingLinesLength + peer.utf8.count + scheme.utf8.count + host.utf8.count + elementLength
-            let lines = forwardingLines
-            headers.appendCheckedLines(length: length) { out in
-                var cursor = out
-                func put(_ bytes: UnsafeBufferPointer<UInt8>) {
-                    guard let source = bytes.baseAddress else { return }
-                    cursor.update(from: source, count: bytes.count)
-                    cursor += bytes.count
-                }
-                lines[0].withUTF8Buffer(put)
-                peer.withUTF8Buffer(put)
-                lines[1].withUTF8Buffer(put)
-                scheme.withUTF8Buffer(put)
-                lines[2].withUTF8Buffer(put)
-                host.withUTF8Buffer(put)
-                lines[3].withUTF8Buffer(put)
-                element.write(to: cursor)
-                cursor += elementLength
-                lines[4].withUTF8Buffer(put)
-            }
+            headers.appendCheckedLines(length: element.linesLength) { element.writeLines(to: $0) }
             return
         }
         headers.replaceOrAdd(name: "x-forwarded-for", value: (forwardedChain(headers) + [peer]).joined(separator: ", "))
@@ -163,20 +138,58 @@ enum HeaderRules {
                 + Self.beforeHost.utf8CodeUnitCount + host.utf8.count + Self.afterHost.utf8CodeUnitCount
         }
 
+        /// Writes the element (``length`` bytes).
         func write(to out: UnsafeMutablePointer<UInt8>) {
             var cursor = out
-            func put(_ bytes: UnsafeBufferPointer<UInt8>) {
-                guard let source = bytes.baseAddress else { return }
-                cursor.update(from: source, count: bytes.count)
-                cursor += bytes.count
-            }
-            beforeAddress.withUTF8Buffer(put)
-            address.withUTF8Buffer(put)
-            afterAddress.withUTF8Buffer(put)
-            scheme.withUTF8Buffer(put)
-            Self.beforeHost.withUTF8Buffer(put)
-            host.withUTF8Buffer(put)
-            Self.afterHost.withUTF8Buffer(put)
+            writeElement(&cursor)
+        }
+
+        /// What goes around the address, scheme, host and element in ``writeLines(to:)``.
+        private static let lineParts: [StaticString] = [
+            "x-forwarded-for: ", "\r\nx-forwarded-proto: ", "\r\nx-forwarded-host: ", "\r\nforwarded: ", "\r\n",
+        ]
+        private static let linePartsLength = lineParts.reduce(0) { $0 + $1.utf8CodeUnitCount }
+
+        var linesLength: Int { Self.linePartsLength + address.utf8.count + scheme.utf8.count + host.utf8.count + length }
+
+        /// Writes `X-Forwarded-For/-Proto/-Host` and `Forwarded` as whole lines, CRLF after each
+        /// (``linesLength`` bytes): what an untrusted peer's request takes to its origin.
+        func writeLines(to out: UnsafeMutablePointer<UInt8>) {
+            let parts = Self.lineParts
+            var cursor = out
+            Self.put(parts[0], &cursor)
+            Self.put(address, &cursor)
+            Self.put(parts[1], &cursor)
+            Self.put(scheme, &cursor)
+            Self.put(parts[2], &cursor)
+            Self.put(host, &cursor)
+            Self.put(parts[3], &cursor)
+            writeElement(&cursor)
+            Self.put(parts[4], &cursor)
+        }
+
+        private func writeElement(_ cursor: inout UnsafeMutablePointer<UInt8>) {
+            Self.put(beforeAddress, &cursor)
+            Self.put(address, &cursor)
+            Self.put(afterAddress, &cursor)
+            Self.put(scheme, &cursor)
+            Self.put(Self.beforeHost, &cursor)
+            Self.put(host, &cursor)
+            Self.put(Self.afterHost, &cursor)
+        }
+
+        private static func put(_ text: StaticString, _ cursor: inout UnsafeMutablePointer<UInt8>) {
+            text.withUTF8Buffer { copy($0, &cursor) }
+        }
+
+        private static func put(_ text: String, _ cursor: inout UnsafeMutablePointer<UInt8>) {
+            text.withUTF8Buffer { copy($0, &cursor) }
+        }
+
+        private static func copy(_ bytes: UnsafeBufferPointer<UInt8>, _ cursor: inout UnsafeMutablePointer<UInt8>) {
+            guard let source = bytes.baseAddress else { return }
+            cursor.update(from: source, count: bytes.count)
+            cursor += bytes.count
         }
 
         var text: String {

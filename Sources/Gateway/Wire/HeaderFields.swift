@@ -216,21 +216,10 @@ public struct HeaderFields: Sendable {
     /// checks it), and any later one goes; with none, the field is added. A rewritten `Location`
     /// took a removal pass over the whole index and an addition (≈ 1,300 instructions).
     public mutating func replaceOrAdd(name: String, value: String) {
-        guard let index = name.withUTF8Buffer({ name in withBytes { bytes in lines.firstIndex { Self.sameName(Self.name(of: $0, in: bytes), name) } } })
-        else { return add(name: name, value: value) }
+        guard let index = firstIndex(named: name) else { return add(name: name, value: value) }
         add(name: name, value: value)
         lines[index] = lines.removeLast()
-        guard index + 1 < lines.count else { return }
-        name.withUTF8Buffer { name in
-            let bytes = self.bytes
-            bytes.withBytes { bytes in
-                let later = lines[(index + 1)...].contains { Self.sameName(Self.name(of: $0, in: bytes), name) }
-                if later {
-                    let kept = lines[(index + 1)...].filter { !Self.sameName(Self.name(of: $0, in: bytes), name) }
-                    lines.replaceSubrange((index + 1)..., with: kept)
-                }
-            }
-        }
+        removeAll(after: index) { field, _ in Self.sameName(field, name) }
     }
 
     public mutating func remove(name: String) {
@@ -241,10 +230,17 @@ public struct HeaderFields: Sendable {
     /// only once a line is dropped, compacted where it is (a new array cost ≈ 500 instructions a
     /// replaced `Location`); the bytes stay.
     mutating func removeAll(where drop: (_ name: UnsafeBufferPointer<UInt8>, _ value: UnsafeBufferPointer<UInt8>) -> Bool) {
+        removeAll(after: -1, where: drop)
+    }
+
+    /// ``removeAll(where:)`` among the fields after the one at `index`.
+    private mutating func removeAll(
+        after index: Int, where drop: (_ name: UnsafeBufferPointer<UInt8>, _ value: UnsafeBufferPointer<UInt8>) -> Bool
+    ) {
         let bytes = self.bytes
         bytes.withBytes { bytes in
             func dropped(_ line: Line) -> Bool { drop(Self.name(of: line, in: bytes), Self.value(of: line, in: bytes)) }
-            guard let first = lines.firstIndex(where: dropped) else { return }
+            guard let first = lines[(index + 1)...].firstIndex(where: dropped) else { return }
             var kept = first
             for index in (first + 1)..<lines.count where !dropped(lines[index]) {
                 lines[kept] = lines[index]
@@ -265,11 +261,14 @@ public struct HeaderFields: Sendable {
 
     /// The value of the first field named `name`, handed to `body` as bytes; nil when there is none.
     func withFirstValue<Result>(of name: String, _ body: (UnsafeBufferPointer<UInt8>) -> Result) -> Result? {
+        guard let index = firstIndex(named: name) else { return nil }
+        return withBytes { body(Self.value(of: lines[index], in: $0)) }
+    }
+
+    /// Where the first field named `name` is in the index.
+    private func firstIndex(named name: String) -> Int? {
         name.withUTF8Buffer { name in
-            withBytes { bytes in
-                for line in lines where Self.sameName(Self.name(of: line, in: bytes), name) { return body(Self.value(of: line, in: bytes)) }
-                return nil
-            }
+            withBytes { bytes in lines.firstIndex { Self.sameName(Self.name(of: $0, in: bytes), name) } }
         }
     }
 
