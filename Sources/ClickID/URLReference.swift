@@ -59,8 +59,28 @@ public struct URLReference: Sendable, Equatable {
     /// none or is not a reference. Every request's capture reads it, and most never need the
     /// other parts as strings.
     public static func withQuery<Result>(of target: String, _ body: (UnsafeBufferPointer<UInt8>?) -> Result) -> Result {
-        target.withUTF8Buffer { bytes in
-            body(Ranges(bytes)?.query.map { UnsafeBufferPointer(rebasing: bytes[$0]) })
+        target.withUTF8Buffer { body(Parts($0)?.query) }
+    }
+
+    /// The parts of a reference that decide where it leads and what it carries, where they lie.
+    struct Parts {
+        var scheme: UnsafeBufferPointer<UInt8>?
+        var authority: UnsafeBufferPointer<UInt8>?
+        var query: UnsafeBufferPointer<UInt8>?
+
+        /// `bytes`' parts as ``URLReference/init(_:)`` splits them, valid while `bytes` are; nil
+        /// when they are not a reference. A rewritten redirect and each link of a decorated page
+        /// need no other part, and no part as a string.
+        init?(_ bytes: UnsafeBufferPointer<UInt8>) {
+            guard let ranges = Ranges(bytes) else { return nil }
+            func part(_ range: Range<Int>?) -> UnsafeBufferPointer<UInt8>? { range.map { UnsafeBufferPointer(rebasing: bytes[$0]) } }
+            self.init(scheme: part(ranges.scheme), authority: part(ranges.authority), query: part(ranges.query))
+        }
+
+        private init(scheme: UnsafeBufferPointer<UInt8>?, authority: UnsafeBufferPointer<UInt8>?, query: UnsafeBufferPointer<UInt8>?) {
+            self.scheme = scheme
+            self.authority = authority
+            self.query = query
         }
     }
 
@@ -107,20 +127,18 @@ public struct URLReference: Sendable, Equatable {
         }
     }
 
-    /// Whether `text`, read as a reference, has neither scheme nor authority (a path, query or
+    /// Whether `bytes`, read as a reference, have neither scheme nor authority (a path, query or
     /// fragment on the base's host), told from its first delimiter without splitting it.
-    static func isPathReference(_ text: String) -> Bool {
-        text.withUTF8Buffer { bytes in
-            if bytes.count >= 2, bytes[0] == .slash, bytes[1] == .slash { return false }
-            for byte in bytes {
-                switch byte {
-                case .colon: return false
-                case .slash, .question, .hash: return true
-                default: continue
-                }
+    static func isPathReference(_ bytes: UnsafeBufferPointer<UInt8>) -> Bool {
+        if bytes.count >= 2, bytes[0] == .slash, bytes[1] == .slash { return false }
+        for byte in bytes {
+            switch byte {
+            case .colon: return false
+            case .slash, .question, .hash: return true
+            default: continue
             }
-            return true
         }
+        return true
     }
 
     /// Where a reference's delimiters are, as byte offsets: the first `#`, the first `?` before

@@ -106,7 +106,7 @@ extension GatewayConfig {
     }
 
     public struct Site: Sendable, Equatable {
-        /// `hosts`: lower-cased names without port.
+        /// `hosts`: lower-cased names without port, or `*.example.com` for its subdomains.
         public var hosts: [String]
         /// How metrics, logs and the dashboard name the site: its first host.
         public var name: String { hosts.first ?? "default" }

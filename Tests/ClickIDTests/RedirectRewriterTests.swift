@@ -59,6 +59,19 @@ private func rewriter(
         #expect(rewriter().rewriteLocation(location) == nil)
     }
 
+    @Test func aSiteRoutedByAWildcardKeepsItsClickIDsOnPaths() {
+        let allow = HostAllowlist(siteHosts: ["*.brand.test"])
+        let routed = RedirectRewriter(
+            requestURL: URLReference("https://eu.brand.test/lp?ttclid=E.C.P.x")!, clickIDs: [("ttclid", "E.C.P.x")], passThrough: [], allowlist: allow)
+        #expect(routed.rewriteLocation("/next") == "/next?ttclid=E.C.P.x")
+        #expect(routed.rewriteLocation("https://us.brand.test/a") == "https://us.brand.test/a?ttclid=E.C.P.x")
+        #expect(routed.rewriteLocation("https://brand.test/a") == nil)
+        #expect(routed.rewriteLocation("https://evilbrand.test/a") == nil)
+        var moved = allow
+        moved.siteHosts = ["lp.brand.test"]
+        #expect(!moved.allows("eu.brand.test"))
+    }
+
     @Test func malformedTargetsAreLeftAlone() {
         for location in ["/a b", "/a\tb", "1http://x", ""] {
             #expect(rewriter().rewriteLocation(location) == nil || location.isEmpty)

@@ -45,9 +45,18 @@ final class ClickState: Sendable {
             target: target, scheme: scheme, authority: authority, smartlinkTarget: smartlinkTarget, carriesGatewayFields: carriesGatewayFields)
     }
 
-    /// The request as the browser addressed it, for resolving relative redirect targets; split
-    /// on each read.
+    /// The request as the browser addressed it, for resolving a page's relative links and for
+    /// the click ledger; split on each read.
     var requestURL: URLReference { URLReference(scheme: scheme, authority: authority, target: target) }
+
+    /// The request's scheme and authority alone: all a redirect target is resolved against to
+    /// learn its host (``RedirectRewriter``), without the target split into strings.
+    var requestOrigin: URLReference { URLReference(scheme: scheme, authority: authority) }
+
+    /// The request query's pieces that pass through to rewritten URLs, read where they lie.
+    func passThroughPieces(patterns: [String]) -> [(name: String, piece: String)] {
+        RedirectRewriter.passThroughPieces(fromQueryOf: target, patterns: patterns)
+    }
 }
 
 extension ClickState {

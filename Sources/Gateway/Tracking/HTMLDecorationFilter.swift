@@ -33,9 +33,9 @@ final class HTMLDecorationFilter: ProxyFilter {
         guard let site = context.site, let allowlist = allowlists[site.index], let state = context.values[ClickStateKey.self] else { return }
         let ids = state.carriedClickIDs
         guard !ids.isEmpty else { return }
-        let requestURL = state.requestURL
-        let pieces = RedirectRewriter.passThroughPieces(from: requestURL.query, patterns: passThrough)
-        context.values[DecorationKey.self] = RedirectRewriter(requestURL: requestURL, clickIDs: ids, passThrough: pieces, allowlist: allowlist)
+        let pieces = state.passThroughPieces(patterns: passThrough)
+        context.values[DecorationKey.self] = RedirectRewriter(
+            requestURL: state.requestURL, clickIDs: ids, passThrough: pieces, allowlist: allowlist)
         // The engine can read gzip and nothing else; a client that cannot take gzip gets the page
         // plain, so the origin need not compress it at all.
         head.headers.replaceOrAdd(name: "accept-encoding", value: acceptsGzip(head.headers) ? "gzip" : "identity")

@@ -28,10 +28,10 @@ final class RedirectPreservationFilter: ProxyFilter {
             let state = context.values[ClickStateKey.self], let site = context.site
         else { return }
         let ids = state.carriedClickIDs
-        let requestURL = state.requestURL
-        let pieces = RedirectRewriter.passThroughPieces(from: requestURL.query, patterns: passThrough)
+        let pieces = state.passThroughPieces(patterns: passThrough)
         guard !ids.isEmpty || !pieces.isEmpty else { return }
-        let rewriter = RedirectRewriter(requestURL: requestURL, clickIDs: ids, passThrough: pieces, allowlist: allowlists[site.index])
+        let rewriter = RedirectRewriter(
+            requestURL: state.requestOrigin, clickIDs: ids, passThrough: pieces, allowlist: allowlists[site.index])
         if isRedirect, let location = head.headers.first(name: "location"), let updated = rewriter.rewriteLocation(location) {
             head.headers.replaceOrAdd(name: "location", value: updated)
             HeaderRules.keepOutOfSharedCaches(&head.headers)
