@@ -34,8 +34,8 @@ final class HTMLDecorationFilter: ProxyFilter {
         let ids = state.carriedClickIDs
         guard !ids.isEmpty else { return }
         let pieces = state.passThroughPieces(patterns: passThrough)
-        context.values[DecorationKey.self] = RedirectRewriter(
-            requestURL: state.requestURL, clickIDs: ids, passThrough: pieces, allowlist: allowlist)
+        context.values[DecorationKey.self] = Decoration(
+            rewriter: RedirectRewriter(requestURL: state.requestURL, clickIDs: ids, passThrough: pieces, allowlist: allowlist))
         // The engine can read gzip and nothing else; a client that cannot take gzip gets the page
         // plain, so the origin need not compress it at all.
         head.headers.replaceOrAdd(name: "accept-encoding", value: acceptsGzip(head.headers) ? "gzip" : "identity")
@@ -53,14 +53,20 @@ final class HTMLDecorationFilter: ProxyFilter {
 
     /// The rewriter for an HTML page this request's click ids go into; nil for anything else.
     private func rewriter(for head: ResponseHead, context: RequestContext) -> RedirectRewriter? {
-        guard let rewriter = context.values[DecorationKey.self], head.status == .ok,
+        guard let decoration = context.values[DecorationKey.self], head.status == .ok,
             head.headers.first(name: "content-type")?.lowercased().hasPrefix("text/html") == true
         else { return nil }
-        return rewriter
+        return decoration.rewriter
+    }
+
+    /// What a request's page would be decorated with, set in its upstream request phase.
+    private final class Decoration: Sendable {
+        let rewriter: RedirectRewriter
+        init(rewriter: RedirectRewriter) { self.rewriter = rewriter }
     }
 
     private enum DecorationKey: ContextKey {
-        typealias Value = RedirectRewriter
+        typealias Value = Decoration
     }
 
     private final class DecoratingTransform: ResponseBodyTransform {
