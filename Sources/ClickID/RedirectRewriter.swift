@@ -1,31 +1,27 @@
 /// Which hosts may receive click ids: the site itself, hosts under its cookie domain, and the
 /// hosts it decorates. Everyone else gets nothing.
 public struct HostAllowlist: Sendable, Equatable {
-    /// Exact names, or `*.example.com` as a site may be routed by.
-    public var siteHosts: Set<String> {
-        didSet { siteHostPatterns = siteHosts.filter { $0.hasPrefix(bytes: "*.") } }
-    }
+    /// Exact names, or `*.example.com` as a site may be routed by: a request routed by a pattern
+    /// is the site's as much as an exact name's (a redirect to a path on it keeps its click ids).
+    public var siteHosts: Set<String>
     public var cookieDomain: String?
     /// Exact names, or `*.example.com` for any one-or-more-label subdomain.
     public var decorateHosts: [String]
-    /// The site hosts that are patterns: a request routed by one is the site's as much as an
-    /// exact name's (a redirect to a path on it keeps its click ids).
-    private var siteHostPatterns: [String]
 
     public init(siteHosts: Set<String>, cookieDomain: String? = nil, decorateHosts: [String] = []) {
         self.siteHosts = siteHosts
         self.cookieDomain = cookieDomain
         self.decorateHosts = decorateHosts
-        siteHostPatterns = siteHosts.filter { $0.hasPrefix(bytes: "*.") }
     }
 
     public func allows(_ host: String) -> Bool {
         if siteHosts.contains(host) { return true }
         if let domain = cookieDomain, host == domain || host.utf8.reversed().starts(with: ("." + domain).utf8.reversed()) { return true }
-        return Self.matches(host, anyOf: decorateHosts) || Self.matches(host, anyOf: siteHostPatterns)
+        return Self.matches(host, anyOf: decorateHosts) || Self.matches(host, anyOf: siteHosts)
     }
 
-    private static func matches(_ host: String, anyOf patterns: [String]) -> Bool {
+    /// Exact names compare equal; `*.` patterns match any one-or-more-label subdomain.
+    private static func matches(_ host: String, anyOf patterns: some Sequence<String>) -> Bool {
         for pattern in patterns {
             if pattern.hasPrefix(bytes: "*.") {
                 if host.utf8.count > pattern.utf8.count - 1, host.utf8.reversed().starts(with: pattern.utf8.dropFirst().reversed()) { return true }

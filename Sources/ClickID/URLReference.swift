@@ -74,13 +74,9 @@ public struct URLReference: Sendable, Equatable {
         init?(_ bytes: UnsafeBufferPointer<UInt8>) {
             guard let ranges = Ranges(bytes) else { return nil }
             func part(_ range: Range<Int>?) -> UnsafeBufferPointer<UInt8>? { range.map { UnsafeBufferPointer(rebasing: bytes[$0]) } }
-            self.init(scheme: part(ranges.scheme), authority: part(ranges.authority), query: part(ranges.query))
-        }
-
-        private init(scheme: UnsafeBufferPointer<UInt8>?, authority: UnsafeBufferPointer<UInt8>?, query: UnsafeBufferPointer<UInt8>?) {
-            self.scheme = scheme
-            self.authority = authority
-            self.query = query
+            scheme = part(ranges.scheme)
+            authority = part(ranges.authority)
+            query = part(ranges.query)
         }
     }
 

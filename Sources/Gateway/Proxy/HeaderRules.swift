@@ -138,12 +138,6 @@ enum HeaderRules {
                 + Self.beforeHost.utf8CodeUnitCount + host.utf8.count + Self.afterHost.utf8CodeUnitCount
         }
 
-        /// Writes the element (``length`` bytes).
-        func write(to out: UnsafeMutablePointer<UInt8>) {
-            var cursor = out
-            writeElement(&cursor)
-        }
-
         /// What goes around the address, scheme, host and element in ``writeLines(to:)``.
         private static let lineParts: [StaticString] = [
             "x-forwarded-for: ", "\r\nx-forwarded-proto: ", "\r\nx-forwarded-host: ", "\r\nforwarded: ", "\r\n",
@@ -168,6 +162,7 @@ enum HeaderRules {
             Self.put(parts[4], &cursor)
         }
 
+        /// Writes the element (``length`` bytes) at `cursor` and moves it past them.
         private func writeElement(_ cursor: inout UnsafeMutablePointer<UInt8>) {
             Self.put(beforeAddress, &cursor)
             Self.put(address, &cursor)
@@ -194,7 +189,8 @@ enum HeaderRules {
 
         var text: String {
             String(unsafeUninitializedCapacity: length) { buffer in
-                write(to: buffer.baseAddress!)
+                var cursor = buffer.baseAddress!
+                writeElement(&cursor)
                 return buffer.count
             }
         }
