@@ -3,71 +3,19 @@ import Logging
 import NIOCore
 import NIOHTTP1
 
-/// The handler before a ``ProxyHandler`` (``HTTP1Connection``, an HTTP/2 stream's
-/// ``HTTP2StreamCodec``), which it talks to by calls instead of pipeline hops: responses
-/// written, request parts handed over. A part through the pipeline is wrapped in `NIOAny` (a head
-/// boxed on the heap) and cast back on the other side: ≈ 1,300 instructions a request head.
-protocol ResponseWriter: AnyObject {
-    /// The handler's own context; nil once it is removed.
-    var context: ChannelHandlerContext? { get }
-    /// Where request parts go by call; nil: down the pipeline. Cleared when the handler is
-    /// removed, as the proxy holds the handler too.
-    var receiver: (any RequestReceiver)? { get set }
-    /// Writes a response part the handler's way.
-    func send(_ part: ResponsePart, context: ChannelHandlerContext, promise: EventLoopPromise<Void>?)
-    /// Sends what was written; a handler that holds a part back lets it go first.
-    func flush()
-}
-
-extension ResponseWriter {
-    func write(_ part: ResponsePart, promise: EventLoopPromise<Void>?) {
-        guard let context else {
-            promise?.fail(ChannelError.ioOnClosedChannel)
-            return
-        }
-        send(part, context: context, promise: promise)
-    }
-
-    func flush() {
-        context?.flush()
-    }
-
-    /// Request parts go to `receiver` from now on, not down the pipeline.
-    func handRequests(to receiver: any RequestReceiver) {
-        self.receiver = receiver
-    }
-}
-
-extension ResponseWriter where Self: ChannelInboundHandler, Self.InboundOut == RequestPart {
-    /// A request part to the proxy by a call when one registered, else down the pipeline.
-    func pass(_ part: RequestPart, context: ChannelHandlerContext) {
-        if let receiver {
-            receiver.receive(part)
-        } else {
-            context.fireChannelRead(wrapInboundOut(part))
-        }
-    }
-}
-
-/// Takes request parts from a ``ResponseWriter`` connection.
-protocol RequestReceiver: AnyObject {
-    func receive(_ part: RequestPart)
-}
-
-/// The end of every downstream pipeline (an HTTP/1.1 connection or an HTTP/2 stream): runs the
-/// filter phases, leases an upstream connection and streams both bodies with back-pressure.
+/// The proxy of one ``Downstream`` (an HTTP/1.1 connection or an HTTP/2 stream): runs the filter
+/// phases, leases an upstream connection and streams both bodies with back-pressure.
 ///
-/// Both channels live on the same event loop, so the handler drives its upstream connection by
-/// direct calls; neither side ever buffers more than one read while its partner is not writable.
-final class ProxyHandler: ChannelDuplexHandler, UpstreamSink {
-    typealias InboundIn = RequestPart
-    typealias OutboundIn = ResponsePart
-
+/// Downstream and upstream live on the same event loop, so the handler drives both by direct
+/// calls; neither side ever buffers more than one read while its partner is not writable.
+final class ProxyHandler: UpstreamSink {
     private let live: LiveConfiguration
     /// The engine of the current request, taken from `live` as each request begins.
     private var engine: ProxyEngine
     private let downstream: DownstreamInfo
-    private var context: ChannelHandlerContext?
+    private let eventLoop: any EventLoop
+    /// False once the downstream is gone.
+    private var open = true
     private var gate = ReadGate()
     private var exchange: Exchange?
     /// Set once the connection is to close: nothing that arrives after may start.
@@ -91,29 +39,35 @@ final class ProxyHandler: ChannelDuplexHandler, UpstreamSink {
     }
     private var clocks = Clocks()
     private let clockPool: StreamClockPool<ProxyHandler>?
-    private let responses: any ResponseWriter
+    /// Where the requests come from and the responses go. The downstream holds this handler as its
+    /// receiver until it closes.
+    private let responses: any Downstream
 
     /// - Parameters:
-    ///   - responses: the handler before this one, where the responses go.
+    ///   - responses: where the responses go; it is to make this handler its receiver.
     ///   - clockPool: an HTTP/2 stream's connection's clocks.
     init(
-        live: LiveConfiguration, downstream: DownstreamInfo, responses: any ResponseWriter,
+        live: LiveConfiguration, downstream: DownstreamInfo, responses: any Downstream, eventLoop: any EventLoop,
         clockPool: StreamClockPool<ProxyHandler>? = nil
     ) {
         self.live = live
         self.engine = live.engine
         self.downstream = downstream
         self.responses = responses
+        self.eventLoop = eventLoop
         self.clockPool = clockPool
     }
+}
 
-    func handlerAdded(context: ChannelHandlerContext) {
-        self.context = context
-        responses.handRequests(to: self)
-    }
+// MARK: Downstream events
 
-    func handlerRemoved(context: ChannelHandlerContext) {
-        abortExchange(reason: "connection closed")
+extension ProxyHandler: RequestReceiver {
+    func downstreamClosed() {
+        guard open else { return }
+        abortExchange(reason: "client closed the connection")
+        open = false
+        awaitingRequestEnd?.cancel()
+        awaitingRequestEnd = nil
         func release(_ clock: StallTimer<ProxyHandler>?) {
             guard let clock else { return }
             if let clockPool { clockPool.giveBack(clock) } else { clock.stop() }
@@ -122,32 +76,25 @@ final class ProxyHandler: ChannelDuplexHandler, UpstreamSink {
         release(clocks.upstream)
         // Given back, they belong to the next stream.
         clocks = Clocks()
-        self.context = nil
     }
 
-    // MARK: Downstream events
-
-    func channelRead(context: ChannelHandlerContext, data: NIOAny) {
-        receive(unwrapInboundIn(data), context: context)
-    }
-
-    private func receive(_ part: RequestPart, context: ChannelHandlerContext) {
-        guard !closing else { return }
+    func receive(_ part: RequestPart) {
+        guard open, !closing else { return }
         reading = true
         defer { reading = false }
         switch part {
-        case .head(let head): begin(head, context: context)
-        case .body(let body): requestBody(body, context: context)
+        case .head(let head): begin(head)
+        case .body(let body): requestBody(body)
         case .end:
             if let pending = awaitingRequestEnd {
                 pending.cancel()
                 awaitingRequestEnd = nil
             }
-            requestEnd(context: context)
+            requestEnd()
         }
     }
 
-    func channelReadComplete(context: ChannelHandlerContext) {
+    func receiveComplete() {
         if let exchange {
             if exchange.upstreamNeedsFlush, let upstream = exchange.upstream {
                 exchange.upstreamNeedsFlush = false
@@ -162,12 +109,11 @@ final class ProxyHandler: ChannelDuplexHandler, UpstreamSink {
                 }
             }
         }
-        context.fireChannelReadComplete()
     }
 
-    func channelWritabilityChanged(context: ChannelHandlerContext) {
+    func writabilityChanged(isWritable: Bool) {
         if let exchange, let upstream = exchange.upstream {
-            if context.channel.isWritable {
+            if isWritable {
                 upstream.resumeReads()
                 if exchange.responseHeadSent, !exchange.responseEnded { armUpstreamIdleClock() }
             } else {
@@ -175,25 +121,21 @@ final class ProxyHandler: ChannelDuplexHandler, UpstreamSink {
                 if exchange.responseHeadAt != nil { clocks.upstream?.disarm() }
             }
         }
-        context.fireChannelWritabilityChanged()
     }
 
-    func channelInactive(context: ChannelHandlerContext) {
-        abortExchange(reason: "client closed the connection")
-        context.fireChannelInactive()
-    }
-
-    func errorCaught(context: ChannelHandlerContext, error: any Error) {
+    func downstreamFailed(_ error: any Error) {
         engine.logger.debug("downstream error", metadata: ["error": "\(error)", "peer": "\(downstream.peerAddress)"])
-        context.close(promise: nil)
+        responses.close()
     }
 
-    func read(context: ChannelHandlerContext) {
-        if gate.admitRead() { context.read() }
+    func admitsRead() -> Bool {
+        gate.admitRead()
     }
+}
 
+extension ProxyHandler {
     private func resumeReads(_ reason: ReadGate.Reason) {
-        if gate.resume(reason) { context?.read() }
+        if gate.resume(reason), open { responses.read() }
     }
 
     // MARK: Request phase
@@ -207,7 +149,7 @@ final class ProxyHandler: ChannelDuplexHandler, UpstreamSink {
         return trusted
     }
 
-    private func begin(_ head: RequestHead, context: ChannelHandlerContext) {
+    private func begin(_ head: RequestHead) {
         engine = live.engine
         let fields = HeaderRules.RequestFields(head.headers)
         let peerTrusted = peerIsTrusted
@@ -285,7 +227,7 @@ final class ProxyHandler: ChannelDuplexHandler, UpstreamSink {
         }
         engine.filters.upstreamRequest(&upstreamHead, context: &exchange.context)
         exchange.upstreamHead = upstreamHead
-        connectUpstream(exchange, context: context)
+        connectUpstream(exchange)
     }
 
     enum RequestFraming: Equatable {
@@ -309,7 +251,7 @@ final class ProxyHandler: ChannelDuplexHandler, UpstreamSink {
         return .chunked
     }
 
-    private func requestBody(_ body: ByteBuffer, context: ChannelHandlerContext) {
+    private func requestBody(_ body: ByteBuffer) {
         guard let exchange else { return }
         clocks.body?.touch()
         exchange.requestBodyBytes += body.readableBytes
@@ -335,7 +277,7 @@ final class ProxyHandler: ChannelDuplexHandler, UpstreamSink {
         }
     }
 
-    private func requestEnd(context: ChannelHandlerContext) {
+    private func requestEnd() {
         guard let exchange else { return }
         exchange.requestEnded = true
         clocks.body?.disarm()
@@ -364,11 +306,11 @@ final class ProxyHandler: ChannelDuplexHandler, UpstreamSink {
     }
 
     private func runService(_ service: any LocalService, _ exchange: Exchange) {
-        guard let context else { return }
+        guard open else { return }
         let head = exchange.requestHead
         let body = exchange.collected
         let requestContext = exchange.context
-        let promise = context.eventLoop.makePromise(of: LocalResponse.self)
+        let promise = eventLoop.makePromise(of: LocalResponse.self)
         promise.completeWithTask { await service.handle(head: head, body: body, context: requestContext) }
         promise.futureResult.assumeIsolated().whenSuccess { [self] response in
             guard self.exchange === exchange else { return }
@@ -378,14 +320,14 @@ final class ProxyHandler: ChannelDuplexHandler, UpstreamSink {
 
     // MARK: Upstream
 
-    private func connectUpstream(_ exchange: Exchange, context: ChannelHandlerContext) {
+    private func connectUpstream(_ exchange: Exchange) {
         guard let site = exchange.context.site else { return }
         let key = site.upstreamKey
         gate.pause(.connecting)
-        let pool = engine.pools.pool(for: context.eventLoop)
+        let pool = engine.pools.pool(for: eventLoop)
         if let parked = pool.takeParked(key) { return attach(parked, to: exchange) }
         pool.connect(key, address: engine.address(of: site.config.upstream)).assumeIsolated().whenComplete { [self] result in
-            guard self.exchange === exchange, self.context != nil else {
+            guard self.exchange === exchange, self.open else {
                 if case .success(let connection) = result { pool.release(connection) }
                 return
             }
@@ -397,7 +339,7 @@ final class ProxyHandler: ChannelDuplexHandler, UpstreamSink {
     }
 
     private func attach(_ upstream: UpstreamConnection, to exchange: Exchange) {
-        guard let context, let head = exchange.upstreamHead else { return }
+        guard open, let head = exchange.upstreamHead else { return }
         exchange.upstream = upstream
         exchange.connectedAt = .now()
         upstream.sink = self
@@ -412,7 +354,7 @@ final class ProxyHandler: ChannelDuplexHandler, UpstreamSink {
         if reading { exchange.upstreamNeedsFlush = true } else { upstream.flush() }
         if exchange.requestEnded { startResponseHeaderTimer(exchange) }
         if !upstream.isWritable { gate.pause(.partnerBusy) }
-        if context.channel.isWritable { upstream.resumeReads() } else { upstream.pauseReads() }
+        if responses.isWritable { upstream.resumeReads() } else { upstream.pauseReads() }
         resumeReads(.connecting)
     }
 
@@ -433,10 +375,10 @@ final class ProxyHandler: ChannelDuplexHandler, UpstreamSink {
 
     /// Arms one of the clocks, making it on first use with `onStall` (later arms keep the first).
     private func arm(_ clock: inout StallTimer<ProxyHandler>?, timeout: TimeAmount, onStall: @escaping (ProxyHandler) -> Void) {
-        guard let context else { return }
+        guard open else { return }
         let armed = clock ?? clockPool?.take(for: self, onStall: onStall) ?? StallTimer(owner: self, onStall: onStall)
         clock = armed
-        armed.arm(on: context.eventLoop, timeout: timeout)
+        armed.arm(on: eventLoop, timeout: timeout)
     }
 
     private func upstreamTimedOut(_ error: UpstreamError) {
@@ -452,7 +394,7 @@ final class ProxyHandler: ChannelDuplexHandler, UpstreamSink {
     }
 
     func upstreamResponseHead(_ head: consuming ResponseHead) {
-        guard let exchange, let context else { return }
+        guard let exchange, open else { return }
         clocks.upstream?.disarm()
         exchange.responseHeadAt = .now()
         // The parser left the connection-specific fields out (``UpstreamConnection``).
@@ -463,12 +405,12 @@ final class ProxyHandler: ChannelDuplexHandler, UpstreamSink {
         {
             exchange.bodyTransform = coding.fit(transform, head: &head, request: exchange.requestHead)
         }
-        if context.channel.isWritable { armUpstreamIdleClock() }
-        sendResponseHead(&head, exchange: exchange, context: context)
+        if responses.isWritable { armUpstreamIdleClock() }
+        sendResponseHead(&head, exchange: exchange)
     }
 
     func upstreamResponseBody(_ body: ByteBuffer) {
-        guard let exchange, context != nil else { return }
+        guard let exchange, open else { return }
         clocks.upstream?.touch()
         var body = body
         if let transform = exchange.bodyTransform {
@@ -487,17 +429,17 @@ final class ProxyHandler: ChannelDuplexHandler, UpstreamSink {
     }
 
     func upstreamReadComplete() {
-        guard let exchange, exchange.downstreamNeedsFlush, context != nil else { return }
+        guard let exchange, exchange.downstreamNeedsFlush, open else { return }
         exchange.downstreamNeedsFlush = false
         responses.flush()
     }
 
     func upstreamResponseEnd() {
-        guard let exchange, let context, let upstream = exchange.upstream else { return }
+        guard let exchange, open, let upstream = exchange.upstream else { return }
         disarmClocks()
         exchange.upstream = nil
         if exchange.requestEnded {
-            engine.pools.pool(for: context.eventLoop).release(upstream)
+            engine.pools.pool(for: eventLoop).release(upstream)
         } else {
             // The origin answered before reading the whole request: that connection is out of step,
             // and so is an HTTP/1.1 client's; an HTTP/2 stream is not (see `finish`).
@@ -525,7 +467,7 @@ final class ProxyHandler: ChannelDuplexHandler, UpstreamSink {
     }
 
     private func upstreamFailed(_ error: any Error, exchange: Exchange) {
-        guard let context, self.exchange === exchange, !exchange.responseEnded else { return }
+        guard open, self.exchange === exchange, !exchange.responseEnded else { return }
         disarmClocks()
         resumeReads(.partnerBusy)
         if exchange.responseHeadSent {
@@ -539,7 +481,7 @@ final class ProxyHandler: ChannelDuplexHandler, UpstreamSink {
             exchange.retried = true
             exchange.reusedConnection = false
             if exchange.requestEnded { exchange.pending = [.end(nil)] }
-            return connectUpstream(exchange, context: context)
+            return connectUpstream(exchange)
         }
         resumeReads(.connecting)
         switch error {
@@ -573,7 +515,7 @@ final class ProxyHandler: ChannelDuplexHandler, UpstreamSink {
 
     /// `head` is the caller's, changed in place: a copy left with the caller made the filters' first
     /// change copy every field.
-    private func sendResponseHead(_ head: inout ResponseHead, exchange: Exchange, context: ChannelHandlerContext) {
+    private func sendResponseHead(_ head: inout ResponseHead, exchange: Exchange) {
         // Set only when it differs: setting copies the head's shared storage.
         if head.version != .http1_1 { head.version = .http1_1 }
         engine.filters.response(&head, context: &exchange.context)
@@ -599,13 +541,13 @@ final class ProxyHandler: ChannelDuplexHandler, UpstreamSink {
     }
 
     private func respondLocal(_ response: LocalResponse, close: Bool) {
-        guard let exchange, let context, !exchange.responseHeadSent else { return }
+        guard let exchange, open, !exchange.responseHeadSent else { return }
         disarmClocks()
         exchange.mode = .discarding
         if close { exchange.keepAlive = false }
         var head = ResponseHead(version: .http1_1, status: response.status, headers: response.headers)
         head.headers.replaceOrAdd(name: "content-length", value: String(response.body.readableBytes))
-        sendResponseHead(&head, exchange: exchange, context: context)
+        sendResponseHead(&head, exchange: exchange)
         if response.body.readableBytes > 0, exchange.requestHead.method != .HEAD {
             exchange.responseBodyBytes = response.body.readableBytes
             send(.body(.byteBuffer(response.body)))
@@ -623,10 +565,10 @@ final class ProxyHandler: ChannelDuplexHandler, UpstreamSink {
 
     /// Logs the exchange and readies the handler for the next request (or closes, when it must).
     ///
-    /// The exchange is complete before the response's end is written: on HTTP/2 that write can
-    /// close the stream channel synchronously, and its `channelInactive` must find nothing to abort.
+    /// The exchange is complete before the response's end is written: that write can close the
+    /// downstream synchronously, and its `downstreamClosed()` must find nothing to abort.
     private func finish(_ exchange: Exchange, writingEnd: Bool) {
-        guard self.exchange === exchange, let context else { return }
+        guard self.exchange === exchange, open else { return }
         disarmClocks()
         self.exchange = nil
         log(exchange, status: exchange.status.map { Int($0.code) } ?? 0)
@@ -642,10 +584,10 @@ final class ProxyHandler: ChannelDuplexHandler, UpstreamSink {
             // Closing a stream resets it at once, and nio-http2 drops what it still holds for the
             // stream (its flushes wait for the connection's read to complete): the client saw the
             // head and a RST_STREAM, not the answer. The stream closes once its end is written.
-            let ended = context.eventLoop.makePromise(of: Void.self)
+            let ended = eventLoop.makePromise(of: Void.self)
             responses.write(.end(nil), promise: ended)
             responses.flush()
-            ended.futureResult.assumeIsolated().whenComplete { _ in context.close(promise: nil) }
+            ended.futureResult.assumeIsolated().whenComplete { [self] _ in responses.close() }
             return
         }
         if writingEnd {
@@ -654,13 +596,13 @@ final class ProxyHandler: ChannelDuplexHandler, UpstreamSink {
             // What was written of a response cut short still goes, ahead of the close.
             responses.flush()
         }
-        if mustClose { context.close(promise: nil) }
+        if mustClose { responses.close() }
         if waitForRequest {
             // A request that never ends is not kept forever: the body timeout closes (resets) the stream.
-            awaitingRequestEnd = context.eventLoop.assumeIsolated().scheduleTask(in: engine.clockTimeouts.body) { [weak self] in
+            awaitingRequestEnd = eventLoop.assumeIsolated().scheduleTask(in: engine.clockTimeouts.body) { [weak self] in
                 guard let self, self.awaitingRequestEnd != nil else { return }
                 self.awaitingRequestEnd = nil
-                self.context?.close(promise: nil)
+                self.responses.close()
             }
         }
     }
@@ -723,12 +665,5 @@ final class ProxyHandler: ChannelDuplexHandler, UpstreamSink {
         if let connected = exchange.connectedAt { fields.set("upstream_connect_ms", milliseconds(exchange.startedAt, connected)) }
         if let headAt = exchange.responseHeadAt { fields.set("upstream_header_ms", milliseconds(exchange.startedAt, headAt)) }
         if let error = exchange.error { fields.set("error", error) }
-    }
-}
-
-extension ProxyHandler: RequestReceiver {
-    func receive(_ part: RequestPart) {
-        guard let context else { return }
-        receive(part, context: context)
     }
 }

@@ -1,8 +1,8 @@
 import Logging
 import NIOCore
 
-/// The tail of an HTTP/2 connection pipeline. Stream errors stay in their stream channels;
-/// what arrives here is a connection error (a flood the HTTP/2 handler answered with GOAWAY, a
+/// The tail of an HTTP/2 connection pipeline. Stream errors stay with their streams
+/// (``HTTP2Connection``); what arrives here is a connection error (a flood the HTTP/2 handler answered with GOAWAY, a
 /// protocol violation, a TLS failure), and the connection is closed at once rather than left to
 /// idle out.
 final class CloseOnConnectionError: ChannelInboundHandler {

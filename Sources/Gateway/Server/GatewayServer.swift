@@ -368,9 +368,10 @@ public final class GatewayServer: Service, Sendable {
                 "client": "\(peer)", "proto": "h1", "status": "\(status.code)", "error": "refused by the HTTP/1 parser: \(reason)",
             ])
         }
+        connection.receiver = ProxyHandler(
+            live: live, downstream: DownstreamInfo(scheme: scheme, httpVersion: "h1", peerAddress: peer), responses: connection,
+            eventLoop: channel.eventLoop)
         try sync.addHandler(connection)
-        try sync.addHandler(
-            ProxyHandler(live: live, downstream: DownstreamInfo(scheme: scheme, httpVersion: "h1", peerAddress: peer), responses: connection))
     }
 
     static func configureHTTP2(_ channel: any Channel, live: LiveConfiguration, scheme: String) throws {
@@ -382,53 +383,41 @@ public final class GatewayServer: Service, Sendable {
             configuration: .init(
                 maxIdleTime: TimeAmount(config.timeouts.idle), maxAge: nil,
                 maxGraceTime: TimeAmount(config.timeouts.shutdownGrace), keepalive: nil))
+        // Each stream's window and the connection's, kept there by HTTP2Connection.
+        let windowSize = 1 << 20
         var connection = NIOHTTP2Handler.ConnectionConfiguration()
         connection.initialSettings = [
             HTTP2Setting(parameter: .maxConcurrentStreams, value: config.limits.h2MaxConcurrentStreams),
             HTTP2Setting(parameter: .maxHeaderListSize, value: config.limits.maxHeaderBytes),
-            HTTP2Setting(parameter: .initialWindowSize, value: 1 << 20),
+            HTTP2Setting(parameter: .initialWindowSize, value: windowSize),
         ]
-        connection.targetWindowSize = 1 << 20
-        // HTTP2StreamCodec keeps HTTP/2's field rules in the pass that converts each block.
+        // HTTP2Stream keeps HTTP/2's field rules in the pass that converts each block (HTTP2Fields).
         connection.headerBlockValidation = .disabled
         // Rapid-reset, CONTINUATION and control-frame floods end the connection (CVE-2023-44487, CVE-2024-27316).
         connection.maximumRecentlyResetStreams = 32
         connection.maximumSequentialContinuationFrames = 5
         connection.maximumBufferedControlFrames = 1000
         var stream = NIOHTTP2Handler.StreamConfiguration()
-        stream.targetWindowSize = 1 << 20
         stream.streamResetFrameRateLimit.maximumCount = 200
         stream.streamResetFrameRateLimit.windowLength = .seconds(30)
         let peer = channel.remoteAddress?.ipAddress ?? "unknown"
         let accessLog = engine.accessLog
-        let refused: @Sendable (HTTP2StreamCodec.RequestError) -> Void = { error in
+        let downstream = DownstreamInfo(scheme: scheme, httpVersion: "h2", peerAddress: peer)
+        let eventLoop = channel.eventLoop
+        let clockPool = StreamClockPool<ProxyHandler>()
+        channel.closeFuture.assumeIsolated().whenComplete { _ in clockPool.stopAll() }
+        let streams = HTTP2Connection(targetWindowSize: windowSize) { stream in
+            ProxyHandler(live: live, downstream: downstream, responses: stream, eventLoop: eventLoop, clockPool: clockPool)
+        } onRefused: { error in
             accessLog.info("access", metadata: [
                 "client": "\(peer)", "proto": "h2", "error": "stream reset (PROTOCOL_ERROR): \(error)",
             ])
         }
-        let clockPool = NIOLoopBound(StreamClockPool<ProxyHandler>(), eventLoop: channel.eventLoop)
-        channel.closeFuture.whenComplete { _ in clockPool.value.stopAll() }
         try sync.addHandler(TickFlushCoalescer())
-        let downstream = DownstreamInfo(scheme: scheme, httpVersion: "h2", peerAddress: peer)
-        _ = try sync.configureHTTP2Pipeline(
-            mode: .server, connectionConfiguration: connection, streamConfiguration: stream,
-            streamDelegate: management.http2StreamDelegate
-        ) { streamChannel in
-            // Runs for every stream: handlers named here (NIO makes each unnamed one a name by
-            // string interpolation), and the loop's cached succeeded future rather than a new one.
-            let streamSync = streamChannel.pipeline.syncOperations
-            do {
-                let codec = HTTP2StreamCodec(onRefused: refused)
-                try streamSync.addHandler(codec, name: "h2-stream-codec")
-                try streamSync.addHandler(
-                    ProxyHandler(live: live, downstream: downstream, responses: codec, clockPool: clockPool.value),
-                    name: "proxy")
-            } catch {
-                return streamChannel.eventLoop.makeFailedFuture(error)
-            }
-            return streamChannel.eventLoop.makeSucceededVoidFuture()
-        }
+        try sync.addHandler(
+            NIOHTTP2Handler(mode: .server, frameDelegate: streams, connectionConfiguration: connection, streamConfiguration: stream))
         try sync.addHandler(management)
+        try sync.addHandler(streams)
         try sync.addHandler(CloseOnConnectionError(logger: engine.logger))
     }
 }

@@ -37,7 +37,7 @@ final class HTTP1Connection: ChannelDuplexHandler {
     /// Writes the responses; told each request's method, so answers to HEAD go out without a body.
     private let encoder: ResponseEncoder
     private let onRefused: @Sendable (HTTPResponseStatus, String) -> Void
-    private(set) var context: ChannelHandlerContext?
+    private var context: ChannelHandlerContext?
     /// The proxy, when one registered (the admin and demo listeners have none).
     var receiver: (any RequestReceiver)?
     /// Heads parsed whose responses have not ended (passed on or waiting).
@@ -85,8 +85,25 @@ final class HTTP1Connection: ChannelDuplexHandler {
         idleClock.stop()
         self.context = nil
         // The proxy holds this connection too.
+        receiver?.downstreamClosed()
         receiver = nil
         encoder.discard()
+    }
+
+    func channelInactive(context: ChannelHandlerContext) {
+        if let receiver { receiver.downstreamClosed() } else { context.fireChannelInactive() }
+    }
+
+    func channelReadComplete(context: ChannelHandlerContext) {
+        if let receiver { receiver.receiveComplete() } else { context.fireChannelReadComplete() }
+    }
+
+    func channelWritabilityChanged(context: ChannelHandlerContext) {
+        if let receiver { receiver.writabilityChanged(isWritable: context.channel.isWritable) } else { context.fireChannelWritabilityChanged() }
+    }
+
+    func errorCaught(context: ChannelHandlerContext, error: any Error) {
+        if let receiver { receiver.downstreamFailed(error) } else { context.fireErrorCaught(error) }
     }
 
     // MARK: Inbound
@@ -157,6 +174,8 @@ final class HTTP1Connection: ChannelDuplexHandler {
     }
 
     func read(context: ChannelHandlerContext) {
+        // The proxy remembers a read it holds back and asks again through `read()`.
+        if let receiver, !receiver.admitsRead() { return }
         if nothingWaits, !draining || requestsInFlight > 0 {
             context.read()
         } else {
@@ -172,7 +191,11 @@ final class HTTP1Connection: ChannelDuplexHandler {
             exchange?.requestEnded = true
             if exchange?.responseEnded == true { exchange = nil }
         }
-        pass(part, context: context)
+        if let receiver {
+            receiver.receive(part)
+        } else {
+            context.fireChannelRead(wrapInboundOut(part))
+        }
     }
 
     private func refuse(_ refusal: HTTP1ParseError, context: ChannelHandlerContext) {
@@ -196,13 +219,7 @@ final class HTTP1Connection: ChannelDuplexHandler {
         context.flush()
     }
 
-    /// The proxy's flush, by call: what the encoder gathered goes first.
-    func flush() {
-        guard let context else { return }
-        flush(context: context)
-    }
-
-    func send(_ part: ResponsePart, context: ChannelHandlerContext, promise: EventLoopPromise<Void>?) {
+    private func send(_ part: ResponsePart, context: ChannelHandlerContext, promise: EventLoopPromise<Void>?) {
         switch part {
         case .head(var head) where head.status.code >= 200:
             responseInProgress = true
@@ -247,7 +264,7 @@ final class HTTP1Connection: ChannelDuplexHandler {
                 return
             }
         }
-        if delivered { context.fireChannelReadComplete() }
+        if delivered { channelReadComplete(context: context) }
         if nothingWaits { waiting = nil }
         if readPending, nothingWaits {
             readPending = false
@@ -292,4 +309,29 @@ final class HTTP1Connection: ChannelDuplexHandler {
 
 /// ``ProxyHandler`` writes its responses here directly: a pipeline hop boxed each part and cast
 /// it back (2,100 instructions a proxied request).
-extension HTTP1Connection: ResponseWriter {}
+extension HTTP1Connection: Downstream {
+    var isWritable: Bool { context?.channel.isWritable ?? false }
+
+    func write(_ part: ResponsePart, promise: EventLoopPromise<Void>?) {
+        guard let context else {
+            promise?.fail(ChannelError.ioOnClosedChannel)
+            return
+        }
+        send(part, context: context, promise: promise)
+    }
+
+    /// What the encoder gathered goes first.
+    func flush() {
+        guard let context else { return }
+        flush(context: context)
+    }
+
+    func read() {
+        guard let context else { return }
+        read(context: context)
+    }
+
+    func close() {
+        context?.close(promise: nil)
+    }
+}

@@ -178,7 +178,7 @@ final class UpstreamRequestEncoder {
 }
 
 /// An encoder's state after a head or trailers failed their checks: that write and every later
-/// one fail, and the error goes up the pipeline (the connection is closed there).
+/// one fail.
 struct Refusal {
     private(set) var refused = false
 
@@ -188,10 +188,17 @@ struct Refusal {
         return refused
     }
 
+    /// The error goes through the whole pipeline, from its head: the connection's handler that
+    /// owns the encoder (whose context this is) closes the connection there.
     mutating func refuse(_ context: ChannelHandlerContext, _ promise: EventLoopPromise<Void>?) {
+        refuse(promise)
+        context.pipeline.syncOperations.fireErrorCaught(InvalidHeadError())
+    }
+
+    /// Refuses without telling the pipeline: an HTTP/2 stream tells its proxy.
+    mutating func refuse(_ promise: EventLoopPromise<Void>?) {
         refused = true
         promise?.fail(InvalidHeadError())
-        context.fireErrorCaught(InvalidHeadError())
     }
 }
 

@@ -1,167 +1,20 @@
 import ClickID
-import NIOCore
 import NIOHPACK
 import NIOHTTP1
-import NIOHTTP2
 
-/// One HTTP/2 stream read as HTTP/1-shaped request parts, and its response parts written as
-/// HTTP/2 frame payloads: what lets ``ProxyHandler`` serve both protocols.
+/// HTTP/2's field rules, kept in the pass that converts a block to our request head or our
+/// response head to a block (``HTTP2Stream``).
 ///
-/// In place of NIO's `HTTP2FramePayloadToHTTP1ServerCodec`, for the response side: that codec
-/// copies a response's fields twice (into `HTTPHeaders` with `:status`, then into `HPACKHeaders`,
-/// lower-casing every name) and lets every field be indexed. `Set-Cookie` carries a visitor's
-/// own ids: indexed, each one lands in the connection's dynamic table (RFC 7541 §7.1.3: never
-/// index what is worth recovering), pushes the stable fields out, and makes every later field's
-/// table search longer. Sent as never-indexed literals, they leave the table to the fields that
-/// repeat.
+/// nio-http2's header-block validation is switched off for the connection: it checked every block
+/// again (≈ 25,000 instructions a response, for fields our own parser and filters made) and could
+/// not be kept for requests alone. A request that breaks these rules resets its stream with
+/// PROTOCOL_ERROR (RFC 9113 §8.1.1) and reaches no filter; a response field that may not be sent
+/// fails the write, as the HTTP/1 encoder's refusal does.
 ///
-/// It is also where HTTP/2's field rules are kept, in the pass that converts a block: NIO's
-/// header-block validation is switched off for the connection (it checked every block again,
-/// ~25,000 instructions a response for fields our own parser and filters made, and could not
-/// be kept for requests alone). A request that breaks them resets its stream with
-/// PROTOCOL_ERROR (RFC 9113 §8.1.1) and reaches no filter; a response field that may not be
-/// sent fails the write, as the HTTP/1 encoder's refusal does.
-final class HTTP2StreamCodec: ChannelDuplexHandler {
-    typealias InboundIn = HTTP2Frame.FramePayload
-    typealias InboundOut = RequestPart
-    typealias OutboundIn = ResponsePart
-    typealias OutboundOut = HTTP2Frame.FramePayload
-
-    private enum Reading {
-        case head
-        /// A HEADERS frame after the head holds the request's trailers.
-        case bodyAndTrailers
-        /// After a reset, frames already read for the stream reach nothing.
-        case nothing
-    }
-    private var reading = Reading.head
-    private var refusal = Refusal()
-    private let onRefused: @Sendable (RequestError) -> Void
-    private(set) var context: ChannelHandlerContext?
-    /// The stream's proxy, when one registered.
-    var receiver: (any RequestReceiver)?
-    /// The last HEADERS or DATA payload of the response, held until the next part or a flush: the
-    /// response's end then goes out as END_STREAM on it instead of an empty DATA frame of its own,
-    /// as nginx ends its streams (the empty frame, through the stream channel, nio-http2 and TLS,
-    /// cost ≈ 14,000 instructions a response).
-    private var held: (payload: HTTP2Frame.FramePayload, promise: EventLoopPromise<Void>?)?
-
-    /// - Parameter onRefused: told of each request refused, for the access log.
-    init(onRefused: @escaping @Sendable (RequestError) -> Void = { _ in }) {
-        self.onRefused = onRefused
-    }
-
-    func handlerAdded(context: ChannelHandlerContext) {
-        self.context = context
-    }
-
-    func handlerRemoved(context: ChannelHandlerContext) {
-        self.context = nil
-        // The proxy holds this codec too.
-        receiver = nil
-        held.take()?.promise?.fail(ChannelError.ioOnClosedChannel)
-    }
-
-    func channelRead(context: ChannelHandlerContext, data: NIOAny) {
-        guard reading != .nothing else { return }
-        switch unwrapInboundIn(data) {
-        case .headers(let block):
-            do throws(RequestError) {
-                if reading == .bodyAndTrailers {
-                    pass(.end(try Self.trailers(block.headers)), context: context)
-                    return
-                }
-                reading = .bodyAndTrailers
-                pass(.head(try Self.requestHead(block.headers, endStream: block.endStream)), context: context)
-            } catch {
-                return refuse(error, context: context)
-            }
-            if block.endStream { pass(.end(nil), context: context) }
-        case .data(let data):
-            guard case .byteBuffer(let bytes) = data.data else { preconditionFailure("a DATA frame read from the network holds bytes") }
-            if bytes.readableBytes > 0 { pass(.body(bytes), context: context) }
-            if data.endStream { pass(.end(nil), context: context) }
-        default:
-            break
-        }
-    }
-
-    /// The reset goes out before the error travels on: the proxy closes the stream on an error,
-    /// and a stream closed first is reset with CANCEL.
-    private func refuse(_ error: RequestError, context: ChannelHandlerContext) {
-        reading = .nothing
-        onRefused(error)
-        context.writeAndFlush(wrapOutboundOut(.rstStream(.protocolError)), promise: nil)
-        context.fireErrorCaught(error)
-    }
-
-    func write(context: ChannelHandlerContext, data: NIOAny, promise: EventLoopPromise<Void>?) {
-        send(unwrapOutboundIn(data), context: context, promise: promise)
-    }
-
-    func flush(context: ChannelHandlerContext) {
-        release(context)
-        context.flush()
-    }
-
-    /// The proxy's flush, by call: what is held goes first.
-    func flush() {
-        guard let context else { return }
-        flush(context: context)
-    }
-
-    func send(_ part: ResponsePart, context: ChannelHandlerContext, promise: EventLoopPromise<Void>?) {
-        guard !refusal.rejects(promise) else { return }
-        switch part {
-        case .head(let head):
-            var block = HPACKHeaders()
-            block.reserveCapacity(head.headers.count + 1)
-            block.add(name: ":status", value: String(head.status.code))
-            guard Self.addFields(head.headers, to: &block) else {
-                release(context)
-                return refusal.refuse(context, promise)
-            }
-            hold(.headers(.init(headers: block)), promise: promise, context: context)
-        case .body(let body):
-            hold(.data(.init(data: body)), promise: promise, context: context)
-        case .end(let trailers?):
-            release(context)
-            var block = HPACKHeaders()
-            block.reserveCapacity(trailers.count)
-            guard Self.addFields(HeaderFields(trailers), to: &block) else { return refusal.refuse(context, promise) }
-            context.write(wrapOutboundOut(.headers(.init(headers: block, endStream: true))), promise: promise)
-        case .end(nil):
-            guard let (payload, heldPromise) = held.take() else {
-                return context.write(wrapOutboundOut(.data(.init(data: .byteBuffer(ByteBuffer()), endStream: true))), promise: promise)
-            }
-            context.write(wrapOutboundOut(Self.ending(payload)), promise: EventLoopPromise.joined(heldPromise, promise))
-        }
-    }
-
-    private func hold(_ payload: HTTP2Frame.FramePayload, promise: EventLoopPromise<Void>?, context: ChannelHandlerContext) {
-        release(context)
-        held = (payload, promise)
-    }
-
-    private func release(_ context: ChannelHandlerContext) {
-        guard let (payload, promise) = held.take() else { return }
-        context.write(wrapOutboundOut(payload), promise: promise)
-    }
-
-    /// `payload` (HEADERS or DATA) with END_STREAM set.
-    private static func ending(_ payload: HTTP2Frame.FramePayload) -> HTTP2Frame.FramePayload {
-        switch payload {
-        case .headers(var headers):
-            headers.endStream = true
-            return .headers(headers)
-        case .data(var data):
-            data.endStream = true
-            return .data(data)
-        default:
-            preconditionFailure("only HEADERS and DATA are held")
-        }
-    }
-
+/// `Set-Cookie` goes out never indexed: it carries a visitor's own ids, and indexed, each one
+/// lands in the connection's dynamic table (RFC 7541 §7.1.3: never index what is worth
+/// recovering), pushes the stable fields out, and makes every later field's table search longer.
+enum HTTP2Fields {
     /// HTTP/2 field names are lower case and carry nothing connection-specific (RFC 9113 §8.2).
     /// False when a field may not be sent at all: a name that is not a token, a control byte in
     /// a value.
@@ -313,7 +166,3 @@ final class HTTP2StreamCodec: ChannelDuplexHandler {
         guard value.withUTF8Buffer(ByteClass.fieldValue.admits(all:)) else { throw .malformedFieldValue(name) }
     }
 }
-
-/// The stream's ``ProxyHandler`` writes its responses here and takes its request parts from here
-/// by calls, not pipeline hops.
-extension HTTP2StreamCodec: ResponseWriter {}
