@@ -229,7 +229,7 @@ import Testing
     }
 
     @Test func requestTargetsAndMethodsMustBeSendable() throws {
-        for (method, uri) in [(HTTPMethod.GET, "/a b"), (.GET, "/a\r\nx: y"), (.GET, ""), (.RAW(value: "GE T"), "/"), (.GET, "/é")] {
+        for (method, uri) in [(HTTPMethod.GET, "/a b"), (.GET, "/a\r\nx: y"), (.GET, ""), (.RAW(value: "GE T"), "/"), (.GET, "/a\u{7F}")] {
             let channel = EmbeddedChannel(handler: RequestWriter())
             let head = channel.eventLoop.makePromise(of: Void.self)
             channel.write(UpstreamRequestPart.head(RequestHead(version: .http1_1, method: method, uri: uri, headers: ["content-length": "0"])), promise: head)
@@ -240,5 +240,17 @@ import Testing
         try channel.writeOutbound(UpstreamRequestPart.head(RequestHead(
             version: .http1_1, method: .RAW(value: "PURGE-ALL"), uri: "/p%20q?a=[1]&b=~!$'()*+,;=:@", headers: ["content-length": "0"])))
         #expect(try written(channel) == "PURGE-ALL /p%20q?a=[1]&b=~!$'()*+,;=:@ HTTP/1.1\r\ncontent-length: 0\r\n\r\n")
+    }
+
+    /// Bytes clients send unencoded though RFC 9112 does not allow them (an unfilled ad macro's
+    /// braces, quotes, raw UTF-8) reach the origin percent-encoded, not refused.
+    @Test(arguments: [
+        ("/lp?utm_content={{ad.name}}&ttclid=x", "/lp?utm_content=%7B%7Bad.name%7D%7D&ttclid=x"),
+        ("/caf\u{E9}?q=\"a|b\"", "/caf%C3%A9?q=%22a%7Cb%22"), ("/a\\b^c`d<e>", "/a%5Cb%5Ec%60d%3Ce%3E"),
+    ])
+    func targetBytesClientsSendUnencodedArePercentEncoded(uri: String, expected: String) throws {
+        let channel = EmbeddedChannel(handler: RequestWriter())
+        try channel.writeOutbound(UpstreamRequestPart.head(RequestHead(version: .http1_1, method: .GET, uri: uri, headers: ["host": "o"])))
+        #expect(try written(channel) == "GET \(expected) HTTP/1.1\r\nhost: o\r\n\r\n")
     }
 }

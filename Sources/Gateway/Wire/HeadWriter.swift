@@ -9,7 +9,9 @@ import NIOHTTP1
 ///
 /// The start line gets the checks NIO's validators made: methods are tokens, reason phrases hold
 /// no control byte but tab (a CR or LF would end the head early and let it smuggle fields or a
-/// second message), and a request target holds only the bytes RFC 9112 allows unencoded.
+/// second message), and a request target holds no space or control byte. The other bytes RFC 9112
+/// does not allow unencoded, which clients send anyway (`{{ad.name}}` left by an ad platform's
+/// unfilled macro, raw UTF-8), go to the origin percent-encoded, as a browser would have sent them.
 enum HeadWriter {
     /// Framing fields a head carries that its encoder must leave out or add.
     struct FramingEdit {
@@ -160,6 +162,25 @@ enum HeadWriter {
             return true
         }
 
+        /// Copies a request target, percent-encoding the visible bytes RFC 9112 does not allow as
+        /// they are; false for a space or control byte.
+        mutating func copyTarget(_ target: String) -> Bool {
+            if copy(target, allowed: ByteClass.requestTarget) { return true }
+            return target.withUTF8Buffer { bytes in
+                guard ByteClass.visible.admits(all: bytes) else { return false }
+                let hex: StaticString = "0123456789ABCDEF"
+                for byte in bytes {
+                    if ByteClass.requestTarget.admits(byte) {
+                        guard self.byte(byte) else { return false }
+                    } else {
+                        guard self.byte(UInt8(ascii: "%")), self.byte(hex.utf8Start[Int(byte >> 4)]), self.byte(hex.utf8Start[Int(byte & 0x0F)])
+                        else { return false }
+                    }
+                }
+                return true
+            }
+        }
+
         /// Copies the string's UTF-8 if every byte is in `allowed`.
         mutating func copy(_ string: String, allowed: ByteClass) -> Bool {
             // Not `withUTF8`, which is mutating: the copy of the string it needs costs a retain and a release.
@@ -195,12 +216,17 @@ extension ResponseHead: SerializableHead {
 }
 
 extension RequestHead: SerializableHead {
-    var startLineLength: Int { method.rawValue.utf8.count + 1 + uri.utf8.count + 1 + 8 + 2 }
+    var startLineLength: Int {
+        let target = uri.withUTF8Buffer { bytes in
+            ByteClass.requestTarget.admits(all: bytes) ? bytes.count : bytes.count + 2 * bytes.count { !ByteClass.requestTarget.admits($0) }
+        }
+        return method.rawValue.utf8.count + 1 + target + 1 + 8 + 2
+    }
 
     func writeStartLine(_ out: inout HeadWriter.Output) -> Bool {
         let method = method.rawValue
         guard let version = version.startLineBytes, !method.isEmpty, !uri.isEmpty else { return false }
-        return out.copy(method, allowed: ByteClass.token) && out.byte(UInt8(ascii: " ")) && out.copy(uri, allowed: ByteClass.requestTarget)
+        return out.copy(method, allowed: ByteClass.token) && out.byte(UInt8(ascii: " ")) && out.copyTarget(uri)
             && out.byte(UInt8(ascii: " ")) && out.copy(version) && out.crlf()
     }
 }
