@@ -58,4 +58,18 @@ public final class BoundedClickQueue: ClickSink {
             return queue
         }
     }
+
+    /// Puts clicks taken by ``drain()`` back in front of those queued since, for another try. What
+    /// no longer fits is dropped (and counted) from the oldest: a newer click of a visitor is the
+    /// one events join.
+    public func putBack(_ records: [ClickRecord]) {
+        let lost = buffer.withLockedValue { queue -> Int in
+            let kept = records.suffix(max(0, capacity - queue.count))
+            queue.insert(contentsOf: kept, at: 0)
+            return records.count - kept.count
+        }
+        if lost > 0 { dropped.increment(by: Int64(lost)) }
+    }
+
+    public var count: Int { buffer.withLockedValue { $0.count } }
 }
