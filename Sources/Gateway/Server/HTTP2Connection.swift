@@ -32,9 +32,6 @@ final class HTTP2Connection: ChannelInboundHandler, NIOHTTP2FrameDelegate {
     private var lastStreamID = HTTP2StreamID.rootStream
     /// Streams that received frames in the current read, told when it completes.
     private var streamsRead: [HTTP2Stream] = []
-    private var inRead = false
-    /// A frame written inside a read waits for its end to be flushed.
-    private var flushAfterRead = false
     private let makeReceiver: (HTTP2Stream) -> any RequestReceiver
     private let onRefused: (HTTP2Fields.RequestError) -> Void
 
@@ -89,7 +86,6 @@ final class HTTP2Connection: ChannelInboundHandler, NIOHTTP2FrameDelegate {
             streams[id] = stream
             stream.receiver = makeReceiver(stream)
         }
-        inRead = true
         if !stream.inRead {
             stream.inRead = true
             streamsRead.append(stream)
@@ -98,16 +94,11 @@ final class HTTP2Connection: ChannelInboundHandler, NIOHTTP2FrameDelegate {
     }
 
     func channelReadComplete(context: ChannelHandlerContext) {
-        inRead = false
         for stream in streamsRead {
             stream.inRead = false
             stream.readCompleted()
         }
         streamsRead.removeAll(keepingCapacity: true)
-        if flushAfterRead {
-            flushAfterRead = false
-            context.flush()
-        }
         context.fireChannelReadComplete()
     }
 
@@ -131,7 +122,7 @@ final class HTTP2Connection: ChannelInboundHandler, NIOHTTP2FrameDelegate {
         }
         if let increment = windowIncrement(window: size) {
             write(HTTP2Frame(streamID: .rootStream, payload: .windowUpdate(windowSizeIncrement: increment)), promise: nil)
-            flushSoon()
+            flush()
         }
     }
 
@@ -174,13 +165,10 @@ final class HTTP2Connection: ChannelInboundHandler, NIOHTTP2FrameDelegate {
         context.write(wrapOutboundOut(frame), promise: promise)
     }
 
+    /// Inside a read, the connection management handler before this one holds the flush back to
+    /// the read's end, so what one read produced goes out together.
     func flush() {
         context?.flush()
-    }
-
-    /// Inside a read, at its end (nio-http2 sends what a read produced together).
-    func flushSoon() {
-        if inRead { flushAfterRead = true } else { flush() }
     }
 
     /// RST_STREAM for a stream that is still open here, which is then gone.
@@ -205,7 +193,7 @@ final class HTTP2Stream: Downstream {
     /// The stream's proxy; dropped when the stream closes (the proxy holds the stream too).
     var receiver: (any RequestReceiver)?
     fileprivate var inRead = false
-    private(set) var isClosed = false
+    private var isClosed = false
 
     private enum Reading {
         case head
@@ -282,10 +270,10 @@ final class HTTP2Stream: Downstream {
 
     /// Bytes still waiting here count as window the peer still has: they go back once delivered.
     private func giveBackWindow(_ window: Int) {
-        guard !peerEnded, !isClosed, reading != .nothing, let increment = connection.windowIncrement(window: window + waitingBytes) else { return }
+        guard !peerEnded, reading != .nothing, let increment = connection.windowIncrement(window: window + waitingBytes) else { return }
         inboundWindow = window + increment
         connection.write(HTTP2Frame(streamID: id, payload: .windowUpdate(windowSizeIncrement: increment)), promise: nil)
-        connection.flushSoon()
+        connection.flush()
     }
 
     private func deliver(_ payload: HTTP2Frame.FramePayload) {
